@@ -1,0 +1,2 @@
+#![no_std]
+//! Sensor-node core. See the crate README section in the top-level README.

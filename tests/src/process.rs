@@ -1,0 +1,246 @@
+//! Child processes owned by a test: finding the binary, spawning it with its
+//! output captured to a log file, and making sure it dies and is reaped when
+//! the test ends, whether it passes, fails or panics.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{HarnessError, Result};
+
+/// How many log lines a failure message quotes.
+pub const LOG_TAIL_LINES: usize = 40;
+
+/// Returns `path` if it is an existing file, else the "install the package"
+/// error the harness promises. `env_override` names an environment variable
+/// that, when set, replaces `path` (for machines with the servers elsewhere).
+pub fn require_binary(
+    name: &'static str,
+    default_path: &str,
+    package: &'static str,
+    env_override: &str,
+) -> Result<PathBuf> {
+    let path = std::env::var_os(env_override)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(default_path));
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(HarnessError::MissingBinary {
+            name,
+            path,
+            package,
+        })
+    }
+}
+
+/// Opens `path` for appending, so a restarted server adds to the same log and
+/// a failure shows what happened across restarts.
+pub fn open_log(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| HarnessError::io(format!("open log {}", path.display()), e))
+}
+
+/// The last `lines` lines of a log file, or a note saying why there are none.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    // Read at most the last 64 KiB: a load test's log can be large.
+    const WINDOW: u64 = 64 * 1024;
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => return format!("(no log at {}: {e})", path.display()),
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > WINDOW {
+        let _ = file.seek(SeekFrom::Start(len - WINDOW));
+    }
+    let mut bytes = Vec::new();
+    if let Err(e) = file.read_to_end(&mut bytes) {
+        return format!("(cannot read log {}: {e})", path.display());
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    let start = all.len().saturating_sub(lines);
+    if all.is_empty() {
+        format!("(log {} is empty)", path.display())
+    } else {
+        all[start..].join("\n")
+    }
+}
+
+/// A spawned child process that is killed (SIGKILL) and reaped on drop.
+///
+/// Dropping during a panic still runs, so a failing test never leaves a broker
+/// or database behind holding ports and temp files.
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: String,
+    child: Option<Child>,
+}
+
+impl ChildGuard {
+    /// Spawns `cmd` with stdin closed and stdout and stderr appended to `log`.
+    pub fn spawn(name: impl Into<String>, cmd: &mut Command, log: &Path) -> Result<Self> {
+        let name = name.into();
+        let out = open_log(log)?;
+        let err = out
+            .try_clone()
+            .map_err(|e| HarnessError::io(format!("clone log handle {}", log.display()), e))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| HarnessError::io(format!("spawn {name} ({cmd:?})"), e))?;
+        Ok(Self::new(name, child))
+    }
+
+    /// Takes ownership of an already spawned child (e.g. a service binary
+    /// under test that a test spawned itself).
+    pub fn new(name: impl Into<String>, child: Child) -> Self {
+        Self {
+            name: name.into(),
+            child: Some(child),
+        }
+    }
+
+    /// The name given at spawn time.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// OS process id, or `None` once the process has been reaped.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The exit status if the process has exited (it is then reaped).
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
+        match self.child.as_mut() {
+            None => Ok(None),
+            Some(child) => child
+                .try_wait()
+                .map_err(|e| HarnessError::io(format!("wait for {}", self.name), e)),
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `grace` for a clean exit (servers flush
+    /// their state to disk on SIGTERM), then falls back to SIGKILL.
+    pub fn terminate(&mut self, grace: Duration) -> Result<Option<ExitStatus>> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| HarnessError::io(format!("wait for {}", self.name), e))?
+        {
+            self.child = None;
+            return Ok(Some(status));
+        }
+        let pid = i32::try_from(child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            // ESRCH means it exited in between; the wait below reaps it.
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + grace;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Ok(Some(status));
+                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
+                Ok(None) => return self.kill().map(|()| None),
+                Err(e) => return Err(HarnessError::io(format!("wait for {}", self.name), e)),
+            }
+        }
+    }
+
+    /// SIGKILL and reap. Idempotent.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            // Fails only if it already exited; the wait reaps it either way.
+            let _ = child.kill();
+            child
+                .wait()
+                .map_err(|e| HarnessError::io(format!("reap {}", self.name), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+/// Poll interval for readiness probes and exit waits.
+pub(crate) const POLL: Duration = Duration::from_millis(25);
+
+/// Current size of a log file (0 if absent): remember it before a spawn to
+/// read back only what that run wrote.
+pub(crate) fn log_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// What a log file gained after byte `offset`.
+pub(crate) fn log_since(path: &Path, offset: u64) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    if file.seek(SeekFrom::Start(offset)).is_err() {
+        return String::new();
+    }
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Whether a failed start was a lost race for the port, worth a retry on another.
+pub(crate) fn lost_port_race(log_text: &str) -> bool {
+    let lower = log_text.to_ascii_lowercase();
+    lower.contains("address already in use") || lower.contains("address in use")
+}
+
+/// Polls `probe` until it succeeds, the child exits, or `timeout` passes.
+///
+/// `probe` returns a description of why the service is not ready yet; the last
+/// one goes into the error.
+pub(crate) fn wait_ready(
+    name: &'static str,
+    child: &mut ChildGuard,
+    log: &Path,
+    timeout: Duration,
+    mut probe: impl FnMut() -> std::result::Result<(), String>,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(HarnessError::ExitedEarly {
+                name,
+                status: status.to_string(),
+                log_tail: log_tail(log, LOG_TAIL_LINES),
+            });
+        }
+        let detail = match probe() {
+            Ok(()) => return Ok(()),
+            Err(why) => why,
+        };
+        if started.elapsed() >= timeout {
+            return Err(HarnessError::NotReady {
+                name,
+                waited: started.elapsed(),
+                detail,
+                log_tail: log_tail(log, LOG_TAIL_LINES),
+            });
+        }
+        std::thread::sleep(POLL);
+    }
+}

@@ -1,2 +1,4 @@
 #![no_std]
 //! Sensor-node core. See the crate README section in the top-level README.
+
+pub mod link;

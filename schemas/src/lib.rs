@@ -14,5 +14,6 @@ extern crate alloc;
 extern crate std;
 
 pub mod catalog;
+pub mod meta;
 pub mod senml;
 pub mod topic;

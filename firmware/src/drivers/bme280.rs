@@ -1,0 +1,132 @@
+//! Bosch BME280 (temperature, humidity, pressure) on I2C, through the `bme280` crate.
+//!
+//! The crate (0.5, embedded-hal 1.0, `no_std`) does the register work and the Bosch
+//! compensation formulas; this module adds what the node needs around it: lazy
+//! (re)initialisation after a fault, Bosch's "weather monitoring" settings (forced mode,
+//! 1x oversampling, filter off: one conversion per sample, no IIR lag between samples
+//! that are seconds apart), unit conversion to the catalog (hPa), and plausibility checks.
+//!
+//! The crate clamps compensated values to the sensor's range (-40..85 Cel,
+//! 300..1100 hPa). A value sitting exactly on a clamp bound is what garbage raw data (an
+//! unplugged sensor reads `0x80000`, a skipped conversion) turns into, so it is reported
+//! as a fault rather than as a reading.
+
+use bme280::i2c::BME280;
+use bme280::{Configuration, IIRFilter, Oversampling};
+use embedded_hal::delay::DelayNs;
+use embedded_hal::i2c::I2c;
+
+use super::{Fault, Metric, Readings, Sensor, SensorStatus};
+
+/// Primary I2C address (SDO low).
+pub const ADDRESS_PRIMARY: u8 = 0x76;
+/// Secondary I2C address (SDO high).
+pub const ADDRESS_SECONDARY: u8 = 0x77;
+
+/// Settings of the BME280 driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bme280Config {
+    /// I2C address. Default [`ADDRESS_PRIMARY`] (0x76), the usual breakout wiring.
+    pub address: u8,
+    /// Sampling interval. Default 10 000 ms: air temperature and pressure change slowly.
+    pub interval_ms: u32,
+    /// Report relative humidity. Default true; false for a BMP280 (no humidity sensor),
+    /// which the crate would otherwise report as a constant 0 %RH.
+    pub humidity: bool,
+}
+
+impl Default for Bme280Config {
+    fn default() -> Self {
+        Self {
+            address: ADDRESS_PRIMARY,
+            interval_ms: 10_000,
+            humidity: true,
+        }
+    }
+}
+
+/// BME280 driver: owns the bus (or a shared-bus device handle) and a delay.
+pub struct Bme280<I2C, D> {
+    dev: BME280<I2C>,
+    delay: D,
+    cfg: Bme280Config,
+    initialised: bool,
+}
+
+impl<I2C, D> core::fmt::Debug for Bme280<I2C, D> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Bme280")
+            .field("cfg", &self.cfg)
+            .field("initialised", &self.initialised)
+            .finish_non_exhaustive()
+    }
+}
+
+fn fault_of<E>(e: &bme280::Error<E>) -> Fault {
+    match e {
+        bme280::Error::Bus(_) => Fault::Bus,
+        bme280::Error::UnsupportedChip => Fault::WrongDevice,
+        bme280::Error::NoCalibrationData => Fault::Init,
+        _ => Fault::InvalidData,
+    }
+}
+
+impl<I2C: I2c, D: DelayNs> Bme280<I2C, D> {
+    /// A driver; the chip is initialised on the first sample (and again after a fault).
+    pub fn new(i2c: I2C, delay: D, cfg: Bme280Config) -> Self {
+        Self {
+            dev: BME280::new(i2c, cfg.address),
+            delay,
+            cfg,
+            initialised: false,
+        }
+    }
+
+    /// Checks the chip id, resets the chip, reads its calibration and configures it.
+    pub fn init(&mut self) -> Result<(), Fault> {
+        let config = Configuration::default()
+            .with_temperature_oversampling(Oversampling::Oversampling1X)
+            .with_pressure_oversampling(Oversampling::Oversampling1X)
+            .with_humidity_oversampling(Oversampling::Oversampling1X)
+            .with_iir_filter(IIRFilter::Off);
+        self.initialised = false;
+        self.dev
+            .init_with_config(&mut self.delay, config)
+            .map_err(|e| fault_of(&e))?;
+        self.initialised = true;
+        Ok(())
+    }
+}
+
+impl<I2C: I2c, D: DelayNs> Sensor for Bme280<I2C, D> {
+    fn interval_ms(&self) -> u32 {
+        self.cfg.interval_ms
+    }
+
+    fn sample(&mut self, _now_ms: u64, out: &mut Readings) -> SensorStatus {
+        if !self.initialised
+            && let Err(f) = self.init()
+        {
+            return SensorStatus::Fault(f);
+        }
+        let m = match self.dev.measure(&mut self.delay) {
+            Ok(m) => m,
+            Err(e) => {
+                // A reset chip (brown-out) loses its configuration: start again next time.
+                self.initialised = false;
+                return SensorStatus::Fault(fault_of(&e));
+            }
+        };
+        let (t, p_hpa, h) = (m.temperature, m.pressure / 100.0, m.humidity);
+        let on_clamp = t <= -40.0 || t >= 85.0 || p_hpa <= 300.0 || p_hpa >= 1100.0;
+        if on_clamp || !(t.is_finite() && p_hpa.is_finite() && h.is_finite()) {
+            return SensorStatus::Fault(Fault::InvalidData);
+        }
+        out.push(Metric::Temperature, f64::from(t));
+        out.push(Metric::Pressure, f64::from(p_hpa));
+        if self.cfg.humidity {
+            out.push(Metric::RelativeHumidity, f64::from(h));
+        }
+        SensorStatus::Ok
+    }
+}

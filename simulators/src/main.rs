@@ -1,1 +1,2 @@
+//! The `simulators` command line.
 fn main() {}

@@ -14,7 +14,7 @@
 //! - [`sampler`]: per-sensor intervals and per-metric windows (mean/min/max/last).
 //! - [`clock`]: monotonic-to-Unix offset and a sans-IO SNTP codec.
 //! - [`backlog`]: bounded ring of encoded packs, overflow accounting.
-//! - [`encode`]: pack layout (`bn` = `"{device}:"`, `bt`, `seq`) and the `meta` document.
+//! - [`encode`]: pack layout (`bn` = `"{device}:"`, `bt`, `seq`).
 //! - [`node`]: the sans-IO state machine that ties them together.
 //! - [`link`]: the MQTT 5 session over any `embedded-io-async` socket, with reconnect policy.
 //! - `host` (feature `std`): the same node and link over tokio TCP with simulated sensors.

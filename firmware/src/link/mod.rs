@@ -30,6 +30,8 @@ pub use backoff::{Backoff, BackoffConfig, LinkState};
 pub use runner::{Link, LinkStats};
 use schemas::topic::{Channel, MAX_TOPIC_LEN};
 
+use crate::{Node, Sensors};
+
 /// A topic of the native scheme, built without allocation.
 pub type TopicString = heapless::String<MAX_TOPIC_LEN>;
 
@@ -55,6 +57,39 @@ pub trait Device {
     /// Writes the retained `meta` payload into `buf`; returns its length, or `None` if it
     /// does not fit (the link then publishes no `meta`).
     fn meta_payload(&self, buf: &mut [u8]) -> Option<usize>;
+}
+
+impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Device
+    for Node<S, SLOTS, SLOT_BYTES>
+{
+    fn poll(&mut self, now_ms: u64) {
+        Node::poll(self, now_ms);
+    }
+
+    fn next_deadline(&self) -> u64 {
+        Node::next_deadline(self)
+    }
+
+    fn oldest(&mut self) -> Option<&[u8]> {
+        // Marks the pack as in flight: overflow then drops the next-oldest instead.
+        self.backlog().begin_publish().map(|(_, pack)| pack)
+    }
+
+    fn ack_oldest(&mut self) {
+        self.backlog().ack_oldest();
+    }
+
+    fn topic(&self, channel: Channel) -> TopicString {
+        match channel {
+            Channel::Up => self.up_topic(),
+            Channel::Status => self.status_topic(),
+            Channel::Meta => self.meta_topic(),
+        }
+    }
+
+    fn meta_payload(&self, buf: &mut [u8]) -> Option<usize> {
+        Node::meta_payload(self, buf).ok()
+    }
 }
 
 /// Monotonic time and sleeping, as the board's runtime provides them.

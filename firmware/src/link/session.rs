@@ -170,6 +170,7 @@ where
             match select3(client.poll_header(), stop.as_mut(), clock.sleep_until(wake)).await {
                 Either3::First(header) => header.map_err(classify)?,
                 Either3::Second(()) => {
+                    settle(&mut client, clock, cfg, &mut outbox, device, stats).await;
                     goodbye(&mut client, clock, cfg, &status_topic).await;
                     return Ok(());
                 }
@@ -180,21 +181,55 @@ where
             .await?
             .map_err(classify)?;
         keepalive.on_received();
-        match event {
-            Event::PublishAcknowledged(ack) => {
-                let id = ack.packet_identifier.get().get();
-                if outbox.on_puback(id, device.oldest()) == AckOutcome::AckOldest {
-                    device.ack_oldest();
-                    stats.acked += 1;
-                }
+        on_event(event, &mut outbox, device, stats)?;
+    }
+}
+
+/// Applies what the broker said to the backlog.
+fn on_event<D: Device, const I: usize, const P: usize>(
+    event: Event<'_, I, P>,
+    outbox: &mut Outbox,
+    device: &mut D,
+    stats: &mut LinkStats,
+) -> Result<(), LinkError> {
+    match event {
+        Event::PublishAcknowledged(ack) => {
+            let id = ack.packet_identifier.get().get();
+            if outbox.on_puback(id, device.oldest()) == AckOutcome::AckOldest {
+                device.ack_oldest();
+                stats.acked += 1;
             }
-            Event::PublishRejected(rej)
-                if outbox.on_rejected(rej.packet_identifier.get().get()) =>
-            {
-                return Err(LinkError::Rejected(rej.reason_code.value()));
-            }
-            // Pings, and packets of subscriptions the link never makes.
-            _ => {}
+            Ok(())
+        }
+        Event::PublishRejected(rej) if outbox.on_rejected(rej.packet_identifier.get().get()) => {
+            Err(LinkError::Rejected(rej.reason_code.value()))
+        }
+        // Pings, and packets of subscriptions the link never makes.
+        _ => Ok(()),
+    }
+}
+
+/// Before a graceful end, waits (bounded) for the PUBACK of the pack in flight, so that
+/// a pack the broker has is not published again after the restart.
+async fn settle<T, D, K>(
+    client: &mut MqttClient<'_, T>,
+    clock: &K,
+    cfg: &LinkConfig<'_>,
+    outbox: &mut Outbox,
+    device: &mut D,
+    stats: &mut LinkStats,
+) where
+    T: embedded_io_async::Read + embedded_io_async::Write,
+    D: Device,
+    K: Clock,
+{
+    let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
+    while !outbox.can_send() {
+        let Ok(Ok(event)) = with_deadline(clock, deadline, client.poll()).await else {
+            return;
+        };
+        if on_event(event, outbox, device, stats).is_err() {
+            return;
         }
     }
 }

@@ -1,0 +1,297 @@
+//! The host runner against a real Mosquitto: birth and last will, retained status and
+//! meta, QoS 1 packs with increasing `seq`, and the backlog surviving a broker outage.
+//!
+//! Needs `/usr/sbin/mosquitto` (Debian package `mosquitto`); the harness fails with a
+//! message naming the package when it is missing.
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use firmware::{
+    Metric, NodeConfig,
+    host::{DeviceReport, HostConfig, Synthetic, Waveform, run_device},
+    link::BackoffConfig,
+};
+use rumqttc::v5::{
+    AsyncClient, Event, MqttOptions,
+    mqttbytes::{QoS, v5::Packet},
+};
+use schemas::{meta::OwnedMeta, senml::cbor, topic::DeviceKind};
+use tests::Mosquitto;
+use tokio::{
+    sync::{mpsc, oneshot},
+    task::JoinHandle,
+    time::{Instant, timeout_at},
+};
+
+/// Bound on every wait: generous, the machines running the tests are small and shared.
+const WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug)]
+struct Msg {
+    topic: String,
+    payload: Vec<u8>,
+    retain: bool,
+}
+
+/// A subscriber to `city/#` whose messages arrive on a channel. `persistent` keeps its
+/// session (and what the broker queues for it) across a broker restart.
+struct Watcher {
+    client: AsyncClient,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    task: JoinHandle<()>,
+}
+
+impl Watcher {
+    async fn start(port: u16, id: &str, persistent: bool) -> Result<Self> {
+        let mut options = MqttOptions::new(id, "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        options.set_clean_start(!persistent);
+        if persistent {
+            options.set_session_expiry_interval(Some(3_600));
+        }
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (up_tx, up_rx) = oneshot::channel();
+        let mut up_tx = Some(up_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(up) = up_tx.take() {
+                            let _ = up.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let msg = Msg {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: p.payload.to_vec(),
+                            retain: p.retain,
+                        };
+                        if tx.send(msg).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    // The broker is down (on purpose): poll again, which reconnects.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        client.subscribe("city/#", QoS::AtLeastOnce).await?;
+        tokio::time::timeout(WAIT, up_rx)
+            .await
+            .context("no SUBACK from the broker")??;
+        Ok(Self { client, rx, task })
+    }
+
+    /// Next message matching `pred`, skipping others.
+    async fn next_where(&mut self, what: &str, pred: impl Fn(&Msg) -> bool) -> Result<Msg> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match timeout_at(deadline, self.rx.recv()).await {
+                Ok(Some(m)) if pred(&m) => return Ok(m),
+                Ok(Some(_)) => {}
+                Ok(None) => bail!("watcher stopped while waiting for {what}"),
+                Err(_) => bail!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.client.disconnect().await;
+        self.task.abort();
+    }
+}
+
+fn seq_of(payload: &[u8]) -> Result<u32> {
+    let records = cbor::decode_vec(payload).context("pack is not SenML-CBOR")?;
+    let first = records.first().context("empty pack")?;
+    first.seq.context("first record carries no seq")
+}
+
+fn config(device: &str) -> Result<HostConfig> {
+    let node = NodeConfig::new(device, "hoan-kiem", DeviceKind::AirQuality)?.with_period_s(1)?;
+    let mut cfg = HostConfig::new(node);
+    cfg.keep_alive_s = 5;
+    cfg.op_timeout_ms = 3_000;
+    cfg.backoff = BackoffConfig {
+        initial_ms: 100,
+        max_ms: 800,
+        jitter_percent: 50,
+        stable_after_ms: 5_000,
+    };
+    Ok(cfg)
+}
+
+fn sensors(seed: u64) -> (Synthetic,) {
+    let wave = |metric, base, min, max| Waveform {
+        metric,
+        base,
+        amplitude: 2.0,
+        period_ms: 60_000,
+        noise: 0.5,
+        min,
+        max,
+    };
+    (Synthetic::new(
+        200,
+        0,
+        &[
+            wave(Metric::Temperature, 29.0, -40.0, 85.0),
+            wave(Metric::Pm25, 40.0, 0.0, 1000.0),
+        ],
+        seed,
+    ),)
+}
+
+/// Starts a device; `stop` ends it gracefully, aborting the task ends it uncleanly.
+fn spawn_device(
+    cfg: HostConfig,
+    seed: u64,
+    broker: SocketAddr,
+) -> (oneshot::Sender<()>, JoinHandle<DeviceReport>) {
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // The link's MQTT client is not `Send` (rust-mqtt borrows a caller buffer through a
+    // raw pointer): devices run on a `LocalSet`.
+    let task = tokio::task::spawn_local(run_device(cfg, sensors(seed), broker, async move {
+        let _ = stop_rx.await;
+    }));
+    (stop_tx, task)
+}
+
+fn addr(broker: &Mosquitto) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], broker.port()))
+}
+
+#[tokio::test]
+async fn birth_packs_outage_backlog_and_last_will() -> Result<()> {
+    tokio::task::LocalSet::new().run_until(outage()).await
+}
+
+async fn outage() -> Result<()> {
+    let mut broker = Mosquitto::start()?;
+    let mut watcher = Watcher::start(broker.port(), "watcher-outage", true).await?;
+    let base = "city/hoan-kiem/airquality/aq-host-1";
+    let (status, meta, up) = (
+        format!("{base}/status"),
+        format!("{base}/meta"),
+        format!("{base}/up"),
+    );
+
+    let (_stop, device) = spawn_device(config("aq-host-1")?, 1, addr(&broker));
+
+    // Birth, then packs with seq 0, 1, 2 in order.
+    let m = watcher.next_where("status", |m| m.topic == status).await?;
+    assert_eq!(m.payload, b"online");
+    let m = watcher.next_where("meta", |m| m.topic == meta).await?;
+    let described = OwnedMeta::decode(&m.payload)?;
+    assert_eq!(described.district.as_deref(), Some("hoan-kiem"));
+    assert_eq!(described.period_s, Some(1));
+    let mut last = None;
+    for expected in 0..3u32 {
+        let m = watcher.next_where("pack", |m| m.topic == up).await?;
+        let seq = seq_of(&m.payload)?;
+        assert_eq!(seq, expected, "packs out of order");
+        last = Some(seq);
+    }
+
+    // A dashboard that subscribes later learns status and meta from retained messages.
+    let mut late = Watcher::start(broker.port(), "watcher-late", false).await?;
+    let m = late
+        .next_where("retained status", |m| m.topic == status)
+        .await?;
+    assert!(m.retain, "status must be retained");
+    assert_eq!(m.payload, b"online");
+    let m = late
+        .next_where("retained meta", |m| m.topic == meta)
+        .await?;
+    assert!(m.retain, "meta must be retained");
+    late.stop().await;
+
+    // Broker outage: the device keeps sampling into its backlog ...
+    let last_before = last.context("no pack before the outage")?;
+    broker.stop()?;
+    // Drain what was delivered before the stop.
+    while let Ok(m) = watcher.rx.try_recv() {
+        if m.topic == up {
+            last = Some(last.unwrap_or(0).max(seq_of(&m.payload)?));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    broker.start_again()?;
+
+    // ... and publishes it oldest first when the broker is back: no seq is missing,
+    // and each new seq comes after the previous one (duplicates allowed: QoS 1).
+    let mut seen_max = last.unwrap_or(last_before);
+    let target = seen_max + 5;
+    let mut seen_online_again = false;
+    while seen_max < target {
+        let m = watcher
+            .next_where("packs after the outage", |m| {
+                m.topic == up || m.topic == status
+            })
+            .await?;
+        if m.topic == status {
+            seen_online_again |= m.payload == b"online";
+            continue;
+        }
+        let seq = seq_of(&m.payload)?;
+        assert!(
+            seq <= seen_max + 1,
+            "seq {seq} arrived before {} (backlog not oldest first or lost)",
+            seen_max + 1
+        );
+        seen_max = seen_max.max(seq);
+    }
+    assert!(seen_online_again, "no new `online` after reconnecting");
+
+    // Unclean end (power cut, crash): the broker publishes the last will.
+    device.abort();
+    let _ = device.await;
+    let m = watcher
+        .next_where("last will", |m| {
+            m.topic == status && m.payload == b"offline"
+        })
+        .await?;
+    assert_eq!(m.payload, b"offline");
+    watcher.stop().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn graceful_shutdown_says_offline_and_leaves_nothing_behind() -> Result<()> {
+    tokio::task::LocalSet::new().run_until(graceful()).await
+}
+
+async fn graceful() -> Result<()> {
+    let broker = Mosquitto::start()?;
+    let mut watcher = Watcher::start(broker.port(), "watcher-graceful", false).await?;
+    let up = "city/hoan-kiem/airquality/aq-host-2/up";
+    let status = "city/hoan-kiem/airquality/aq-host-2/status";
+
+    let (stop, device) = spawn_device(config("aq-host-2")?, 2, addr(&broker));
+    for _ in 0..2 {
+        watcher.next_where("pack", |m| m.topic == up).await?;
+    }
+    let _ = stop.send(());
+    let report = tokio::time::timeout(WAIT, device).await??;
+    assert!(report.link.acked >= 2, "{report:?}");
+    assert_eq!(report.link.connects, 1, "{report:?}");
+    assert_eq!(report.link.last_error, None, "{report:?}");
+    assert!(report.node.packs >= 2, "{report:?}");
+
+    let m = watcher
+        .next_where("offline", |m| m.topic == status && m.payload == b"offline")
+        .await?;
+    assert_eq!(m.payload, b"offline");
+    let mut late = Watcher::start(broker.port(), "watcher-graceful-late", false).await?;
+    let m = late
+        .next_where("retained status", |m| m.topic == status)
+        .await?;
+    assert!(m.retain);
+    assert_eq!(m.payload, b"offline");
+    late.stop().await;
+    watcher.stop().await;
+    Ok(())
+}

@@ -141,6 +141,7 @@ impl<I2C: I2c, D: DelayNs> Sensor for Scd41<I2C, D> {
             Err(f) => {
                 out.clear();
                 self.last_error = Some(f);
+                return SensorStatus::Fault(f);
             }
         }
         let Some(last) = self.last_data_ms else {
@@ -160,10 +161,7 @@ impl<I2C: I2c, D: DelayNs> Sensor for Scd41<I2C, D> {
 impl<I2C: I2c, D: DelayNs> Scd41<I2C, D> {
     fn silent_for(&mut self, silent_ms: u64) -> SensorStatus {
         if silent_ms < u64::from(self.cfg.stale_after_ms) {
-            return match self.last_error {
-                Some(f) => SensorStatus::Fault(f),
-                None => SensorStatus::NoNewData,
-            };
+            return SensorStatus::NoNewData;
         }
         // Silent too long: restart periodic measurement on the next sample.
         self.started_at_ms = None;

@@ -7,7 +7,10 @@
 //! sent), [`capture`] (recording file format), and the commands [`fleet`], [`record`],
 //! [`replay`], [`verify`] and [`bench`].
 
+pub mod capture;
 pub mod device;
 pub mod faults;
 pub mod formats;
+pub mod manifest;
 pub mod model;
+pub mod wire;

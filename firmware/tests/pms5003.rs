@@ -35,7 +35,7 @@ fn decodes_a_hand_made_frame() {
     let mut p = FrameParser::new();
     let out = feed_all(&mut p, &HAND_MADE);
     assert_eq!(out.len(), 1);
-    let f = out[0].clone().unwrap();
+    let f = out[0].unwrap();
     assert_eq!(f.pm_atm, [5, 8, 9]);
     assert_eq!(f.pm_cf1, [5, 8, 9]);
     assert_eq!(f.counts, [879, 267, 46, 4, 0, 0]);
@@ -102,7 +102,7 @@ fn resynchronises_after_a_truncated_frame() {
     stream.extend_from_slice(&frame(52).to_bytes());
     let mut p = FrameParser::new();
     let out = feed_all(&mut p, &stream);
-    let good: Vec<_> = out.iter().filter_map(|r| r.clone().ok()).collect();
+    let good: Vec<_> = out.iter().filter_map(|r| r.ok()).collect();
     assert_eq!(good, vec![frame(51), frame(52)]);
     assert_eq!(out.iter().filter(|r| r.is_err()).count(), 1);
 }

@@ -316,6 +316,19 @@ macro_rules! tuple_sensors {
     };
 }
 
+/// No sensors: a node whose board feeds every reading through `Node::record`.
+impl Sensors for () {
+    fn len(&self) -> usize {
+        0
+    }
+    fn interval_ms(&self, _index: usize) -> u32 {
+        u32::MAX
+    }
+    fn sample(&mut self, _index: usize, _now_ms: u64, _out: &mut Readings) -> SensorStatus {
+        NO_SUCH_SENSOR
+    }
+}
+
 tuple_sensors!(1; 0 A);
 tuple_sensors!(2; 0 A, 1 B);
 tuple_sensors!(3; 0 A, 1 B, 2 C);

@@ -10,7 +10,12 @@
 pub mod capture;
 pub mod device;
 pub mod faults;
+pub mod fleet;
 pub mod formats;
 pub mod manifest;
 pub mod model;
+pub mod net;
+pub mod record;
+pub mod replay;
+pub mod report;
 pub mod wire;

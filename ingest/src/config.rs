@@ -1,0 +1,184 @@
+//! Configuration of the pipeline, with the defaults documented where they are defined.
+//! Deserializable from the gateway's config file (every field optional).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::IngestError;
+use crate::route::{RouteConfig, default_routes};
+
+/// What to do when the outbox is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboxPolicy {
+    /// Refuse the batch ([`IngestError::OutboxFull`]): the gateway stops acknowledging and
+    /// the broker keeps the data. Nothing is lost. The default.
+    #[default]
+    Block,
+    /// Delete the oldest outbox entries to make room; every dropped reading is counted
+    /// (`outbox_dropped_readings_total`) and logged. The hot tier keeps them.
+    DropOldest,
+}
+
+/// SQLite `synchronous` mode of the state database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Synchronous {
+    /// fsync at every commit: a committed (and so acknowledged) batch survives power loss.
+    /// The default, because acknowledging is a promise to the broker.
+    #[default]
+    Full,
+    /// WAL `NORMAL`: survives a crash of the process, but a power loss may lose the last
+    /// commits, which were already acknowledged. Faster; for disposable setups.
+    Normal,
+}
+
+/// Pipeline configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IngestConfig {
+    /// Topic routes, first match wins. Default: [`default_routes`].
+    pub routes: Vec<RouteConfig>,
+    /// Larger payloads are dead-lettered as `payload-too-large` (only the first
+    /// [`IngestConfig::deadletter_payload_keep_bytes`] are kept). Default: 65536 (64 KiB).
+    pub max_payload_bytes: usize,
+    /// Bytes of an oversized payload kept in its dead letter. Default: 4096.
+    pub deadletter_payload_keep_bytes: usize,
+    /// Readings stamped more than this after receipt are refused (`future-timestamp`).
+    /// Default: 300 s.
+    pub max_future_skew_s: u64,
+    /// How long the hot tier keeps readings; older readings are refused on arrival
+    /// (`too-old`) and deleted by retention. Default: 604800 s (7 days).
+    pub hot_retention_s: u64,
+    /// How long dead letters are kept. Default: 2592000 s (30 days).
+    pub deadletter_retention_s: u64,
+    /// Outbox size limit in bytes of line protocol. Default: 268435456 (256 MiB).
+    pub outbox_max_bytes: u64,
+    /// What to do when the outbox is full. Default: `block`.
+    pub outbox_policy: OutboxPolicy,
+    /// Queue readings for the external store in the outbox. Default: `false` (hot tier
+    /// only); the gateway turns it on when a store URL is configured.
+    pub forward_enabled: bool,
+    /// UTC offset of the local time in Tasmota's `Time` field, `+HH:MM` or `-HH:MM`.
+    /// Default: `+07:00` (Hanoi).
+    pub tasmota_utc_offset: String,
+    /// SQLite durability. Default: `full`.
+    pub synchronous: Synchronous,
+    /// How long a write waits for a lock held by another connection (the forwarder, the
+    /// CLI) before failing. Default: 5000 ms.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            routes: default_routes(),
+            max_payload_bytes: 64 * 1024,
+            deadletter_payload_keep_bytes: 4096,
+            max_future_skew_s: 300,
+            hot_retention_s: 7 * 86_400,
+            deadletter_retention_s: 30 * 86_400,
+            outbox_max_bytes: 256 * 1024 * 1024,
+            outbox_policy: OutboxPolicy::Block,
+            forward_enabled: false,
+            tasmota_utc_offset: "+07:00".to_owned(),
+            synchronous: Synchronous::Full,
+            busy_timeout_ms: 5000,
+        }
+    }
+}
+
+impl IngestConfig {
+    /// Checks values that serde cannot, naming the key at fault.
+    pub fn validate(&self) -> Result<(), IngestError> {
+        let bad = |key: &str, why: &str| Err(IngestError::Config(format!("`{key}`: {why}")));
+        if self.max_payload_bytes == 0 {
+            return bad("max_payload_bytes", "must be greater than 0");
+        }
+        if self.hot_retention_s == 0 {
+            return bad("hot_retention_s", "must be greater than 0");
+        }
+        if self.outbox_max_bytes == 0 {
+            return bad("outbox_max_bytes", "must be greater than 0");
+        }
+        if self.routes.is_empty() {
+            return bad("routes", "at least one route is needed");
+        }
+        self.tasmota_offset_s()?;
+        crate::route::Router::new(&self.routes)?;
+        Ok(())
+    }
+
+    /// [`IngestConfig::tasmota_utc_offset`] in seconds east of UTC.
+    pub fn tasmota_offset_s(&self) -> Result<i32, IngestError> {
+        parse_utc_offset(&self.tasmota_utc_offset).ok_or_else(|| {
+            IngestError::Config(format!(
+                "`tasmota_utc_offset`: {:?} is not an offset like +07:00",
+                self.tasmota_utc_offset
+            ))
+        })
+    }
+}
+
+/// `+07:00`, `-03:30`, `Z` -> seconds east of UTC.
+fn parse_utc_offset(s: &str) -> Option<i32> {
+    if s == "Z" {
+        return Some(0);
+    }
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let (h, m) = rest.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+    (h <= 14 && m < 60).then_some(sign * (h * 3600 + m * 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_offsets_parse() {
+        let c = IngestConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.tasmota_offset_s().unwrap(), 25_200);
+        assert_eq!(parse_utc_offset("-03:30"), Some(-12_600));
+        assert_eq!(parse_utc_offset("Z"), Some(0));
+        for bad in ["07:00", "+7", "+25:00", "+07:60", ""] {
+            assert_eq!(parse_utc_offset(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let c = IngestConfig {
+            tasmota_utc_offset: "UTC+7".into(),
+            ..IngestConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("tasmota_utc_offset")
+        );
+        let c: IngestConfig =
+            serde_json::from_str(r#"{"outbox_policy":"drop-oldest","forward_enabled":true}"#)
+                .unwrap();
+        assert_eq!(c.outbox_policy, OutboxPolicy::DropOldest);
+        assert_eq!(c.max_payload_bytes, 65_536);
+        let c = IngestConfig {
+            outbox_max_bytes: 0,
+            ..IngestConfig::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("outbox_max_bytes")
+        );
+    }
+}

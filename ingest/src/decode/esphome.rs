@@ -1,0 +1,127 @@
+//! ESPHome's MQTT state topics: `<node>/sensor/<name>/state` carrying one plain number
+//! (`23.5`; `nan` when the sensor failed, refused as `non-finite`).
+//!
+//! The device is the `{node}` (normalised to a slug), the metric is `{name}` (ESPHome's
+//! object id, snake-cased by ESPHome; kebab-case is accepted too) mapped through [`NAMES`],
+//! else passed through snake-cased. The time is the time of receipt.
+
+use super::{
+    Context, Decoded, MetricName, Reading, malformed, map_field, normalise_device, snake_case,
+};
+use crate::validate::{Reason, Rejection};
+
+/// ESPHome object id (after `-` -> `_`) -> catalog name.
+pub const NAMES: &[(&str, &str)] = &[
+    ("temperature", "temperature"),
+    ("humidity", "relativeHumidity"),
+    ("relative_humidity", "relativeHumidity"),
+    ("pressure", "pressure"),
+    ("pm1", "pm1"),
+    ("pm1_0", "pm1"),
+    ("pm_1_0", "pm1"),
+    ("pm25", "pm25"),
+    ("pm2_5", "pm25"),
+    ("pm_2_5", "pm25"),
+    ("pm10", "pm10"),
+    ("pm10_0", "pm10"),
+    ("pm_10_0", "pm10"),
+    ("co2", "co2"),
+    ("carbon_dioxide", "co2"),
+    ("noise", "LAeq"),
+    ("noise_level", "LAeq"),
+    ("sound_level", "LAeq"),
+    ("laeq", "LAeq"),
+    ("wifi_signal", "wifiSignal"),
+    ("uptime", "uptime"),
+];
+
+/// Decodes one state message.
+pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
+    let node = ctx.captures.node.or(ctx.captures.device);
+    let device = normalise_device(node.ok_or_else(|| {
+        Rejection::new(Reason::BadTopic, "route has no {node} or {device} capture")
+    })?)?;
+    let name = ctx
+        .captures
+        .name
+        .ok_or_else(|| Rejection::new(Reason::BadTopic, "route has no {name} capture"))?;
+    let text = std::str::from_utf8(payload)
+        .map_err(|_| malformed("ESPHome state is not UTF-8 text"))?
+        .trim();
+    if text.is_empty() {
+        return Err(Rejection::new(Reason::Empty, "empty state"));
+    }
+    let value: f64 = match text.to_ascii_lowercase().as_str() {
+        "nan" => f64::NAN,
+        _ => text
+            .parse()
+            .map_err(|_| malformed(format!("ESPHome state {text:?} is not a number")))?,
+    };
+    let key = name.to_ascii_lowercase().replace('-', "_");
+    let metric = match map_field(NAMES, &key) {
+        Some(m) => MetricName::Catalog(m),
+        None => MetricName::Other(snake_case(&[name])),
+    };
+    Ok(Decoded {
+        device,
+        readings: vec![Reading {
+            metric,
+            value,
+            ts_ns: ctx.received_at_ns,
+        }],
+        ..Decoded::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::Captures;
+
+    fn ctx(name: &'static str) -> Context<'static> {
+        Context {
+            captures: Captures {
+                node: Some("Weather-7"),
+                name: Some(name),
+                ..Captures::default()
+            },
+            received_at_ns: 99,
+            tasmota_utc_offset_s: 0,
+        }
+    }
+
+    #[test]
+    fn names_map_to_catalog() {
+        for (name, want) in [
+            ("temperature", "temperature"),
+            ("pm2-5", "pm25"),
+            ("pm_2_5", "pm25"),
+            ("humidity", "relativeHumidity"),
+            ("co2", "co2"),
+            ("soil_moisture", "soil_moisture"),
+        ] {
+            let d = decode(b" 23.5\n", &ctx(name)).unwrap();
+            assert_eq!(d.device, "weather-7");
+            assert_eq!(d.readings[0].metric.name(), want, "{name}");
+            assert_eq!((d.readings[0].value, d.readings[0].ts_ns), (23.5, 99));
+        }
+    }
+
+    #[test]
+    fn nan_and_garbage() {
+        assert!(
+            decode(b"nan", &ctx("temperature")).unwrap().readings[0]
+                .value
+                .is_nan()
+        );
+        assert_eq!(
+            decode(b"ON", &ctx("x")).unwrap_err().reason,
+            Reason::MalformedPayload
+        );
+        assert_eq!(
+            decode(b"\xff\xfe", &ctx("x")).unwrap_err().reason,
+            Reason::MalformedPayload
+        );
+        assert_eq!(decode(b"", &ctx("x")).unwrap_err().reason, Reason::Empty);
+    }
+}

@@ -1,0 +1,273 @@
+//! Decoders: payload bytes of one routed message to readings with catalog names.
+//!
+//! Each format has its own module and a mapping table from its field names to catalog
+//! names (documented in `ingest/README.md`). Fields that are numeric but not in a table pass
+//! through under a snake-cased name (see each module) and are not checked against catalog
+//! ranges; non-numeric fields (strings, booleans) are skipped.
+//!
+//! Decoders are sans-IO: they see the payload, the topic's captures and the time of receipt.
+
+pub mod esphome;
+pub mod lineproto;
+pub mod senml;
+pub mod tasmota;
+pub mod ultralight;
+
+use schemas::catalog::{self, Metric};
+use schemas::topic::{DeviceKind, check_slug};
+
+use crate::route::{Captures, Format};
+use crate::validate::{Reason, Rejection};
+
+/// A metric's name: a catalog entry (validated against its range) or a pass-through name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetricName {
+    /// Known to the catalog.
+    Catalog(&'static Metric),
+    /// Not in the catalog: stored as is, not range-checked.
+    Other(String),
+}
+
+impl MetricName {
+    /// The catalog entry named `name`, else a pass-through name.
+    pub fn of(name: &str) -> Self {
+        match catalog::lookup(name) {
+            Some(m) => Self::Catalog(m),
+            None => Self::Other(name.to_owned()),
+        }
+    }
+
+    /// The stored name.
+    pub fn name(&self) -> &str {
+        match self {
+            Self::Catalog(m) => m.name,
+            Self::Other(s) => s,
+        }
+    }
+
+    /// The catalog entry, if any.
+    pub fn catalog(&self) -> Option<&'static Metric> {
+        match self {
+            Self::Catalog(m) => Some(m),
+            Self::Other(_) => None,
+        }
+    }
+}
+
+/// One decoded measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Metric name.
+    pub metric: MetricName,
+    /// Value, in the catalog's unit for catalog metrics.
+    pub value: f64,
+    /// Time in nanoseconds since the Unix epoch.
+    pub ts_ns: i64,
+}
+
+/// The readings of one device from one message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Decoded {
+    /// Device id (a slug).
+    pub device: String,
+    /// District slug, when the topic or payload says.
+    pub district: Option<String>,
+    /// Device kind, when the topic or payload says.
+    pub kind: Option<String>,
+    /// The device's message sequence number (SenML `seq`).
+    pub seq: Option<u32>,
+    /// Good readings (not yet validated against ranges and time).
+    pub readings: Vec<Reading>,
+    /// Readings or lines refused during decoding; the rest of the message stands.
+    pub rejected: Vec<Rejection>,
+}
+
+/// What a decoder knows besides the payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'t> {
+    /// The topic's captures.
+    pub captures: Captures<'t>,
+    /// Time of receipt, ns since the epoch.
+    pub received_at_ns: i64,
+    /// Tasmota's `Time` is local time: this offset (seconds east of UTC) converts it.
+    pub tasmota_utc_offset_s: i32,
+}
+
+/// Decodes a payload in `format`. `Err` refuses the whole message.
+pub fn decode(
+    format: Format,
+    payload: &[u8],
+    ctx: &Context<'_>,
+) -> Result<Vec<Decoded>, Rejection> {
+    match format {
+        Format::Senml => senml::decode(payload, ctx).map(|d| vec![d]),
+        Format::Tasmota => tasmota::decode(payload, ctx).map(|d| vec![d]),
+        Format::Esphome => esphome::decode(payload, ctx).map(|d| vec![d]),
+        Format::Ultralight => ultralight::decode(payload, ctx).map(|d| vec![d]),
+        Format::LineProtocol => lineproto::decode(payload, ctx),
+    }
+}
+
+pub(crate) fn malformed(detail: impl Into<String>) -> Rejection {
+    Rejection::new(Reason::MalformedPayload, detail)
+}
+
+/// The device from the topic's `{device}` (or `{node}`), normalised to a slug for foreign
+/// formats: ASCII lowercased, characters outside `a-z0-9-_` replaced by `-`.
+pub(crate) fn foreign_device(captured: Option<&str>) -> Result<String, Rejection> {
+    let raw = captured.ok_or_else(|| {
+        Rejection::new(
+            Reason::BadTopic,
+            "route has no {device} (or {node}) capture",
+        )
+    })?;
+    normalise_device(raw)
+}
+
+/// Normalises a foreign device name to a slug.
+pub(crate) fn normalise_device(raw: &str) -> Result<String, Rejection> {
+    let slug: String = raw
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    check_slug(&slug)
+        .map_err(|e| Rejection::new(Reason::BadTopic, format!("device id `{raw}`: {e}")))?;
+    Ok(slug)
+}
+
+/// District and kind captures, which must be slugs (and a known kind).
+pub(crate) fn district_and_kind(
+    c: &Captures<'_>,
+) -> Result<(Option<String>, Option<String>), Rejection> {
+    let district = match c.district {
+        Some(d) => {
+            check_slug(d)
+                .map_err(|e| Rejection::new(Reason::BadTopic, format!("district `{d}`: {e}")))?;
+            Some(d.to_owned())
+        }
+        None => None,
+    };
+    let kind = match c.kind {
+        Some(k) => {
+            DeviceKind::parse(k).ok_or_else(|| {
+                Rejection::new(
+                    Reason::BadTopic,
+                    format!("kind `{k}`: expected airquality, weather, noise or wifi"),
+                )
+            })?;
+            Some(k.to_owned())
+        }
+        None => None,
+    };
+    Ok((district, kind))
+}
+
+/// Snake-cases parts of a name and joins them with `_`: `PM2.5` -> `pm2_5`,
+/// `BME280`,`DewPoint` -> `bme280_dew_point`. Used for pass-through names.
+pub fn snake_case(parts: &[&str]) -> String {
+    let mut out = String::new();
+    for part in parts {
+        let chars: Vec<char> = part.chars().collect();
+        if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+        for (i, &c) in chars.iter().enumerate() {
+            if c.is_ascii_uppercase() {
+                let prev = i.checked_sub(1).and_then(|j| chars.get(j)).copied();
+                let next = chars.get(i + 1).copied();
+                let boundary = match prev {
+                    Some(p) if p.is_ascii_lowercase() || p.is_ascii_digit() => {
+                        // `DewPoint` splits before `P`; `BME280` stays whole.
+                        p.is_ascii_lowercase()
+                    }
+                    Some(p) if p.is_ascii_uppercase() => {
+                        next.is_some_and(|n| n.is_ascii_lowercase())
+                    }
+                    _ => false,
+                };
+                if boundary && !out.ends_with('_') && !out.is_empty() {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_lowercase());
+            } else if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                out.push(c);
+            } else if !out.is_empty() && !out.ends_with('_') {
+                out.push('_');
+            }
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    if out.is_empty() {
+        out.push_str("unnamed");
+    }
+    out
+}
+
+/// Finds a catalog metric through a format's mapping table (exact field names).
+pub(crate) fn map_field(table: &[(&str, &'static str)], field: &str) -> Option<&'static Metric> {
+    table
+        .iter()
+        .find(|(k, _)| *k == field)
+        .and_then(|(_, name)| catalog::lookup(name))
+}
+
+/// Seconds (possibly fractional) to ns, rounded to the microsecond so that the same device
+/// time always gives the same key, whatever the float's last bits.
+pub(crate) fn secs_to_ns(t: f64) -> i64 {
+    ((t * 1e6).round() as i64).saturating_mul(1000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_case_examples() {
+        assert_eq!(snake_case(&["PM2.5"]), "pm2_5");
+        assert_eq!(snake_case(&["BME280", "DewPoint"]), "bme280_dew_point");
+        assert_eq!(
+            snake_case(&["SHT3X-0x44", "Temperature"]),
+            "sht3x_0x44_temperature"
+        );
+        assert_eq!(snake_case(&["CarbonDioxide"]), "carbon_dioxide");
+        assert_eq!(
+            snake_case(&["ENERGY", "TotalStartTime"]),
+            "energy_total_start_time"
+        );
+        assert_eq!(snake_case(&["cpu", "usage_idle"]), "cpu_usage_idle");
+        assert_eq!(snake_case(&["eCO2"]), "e_co2");
+        assert_eq!(snake_case(&["!!"]), "unnamed");
+    }
+
+    #[test]
+    fn device_normalisation() {
+        assert_eq!(
+            normalise_device("tasmota_A1B2C3").unwrap(),
+            "tasmota_a1b2c3"
+        );
+        assert_eq!(normalise_device("My.Host").unwrap(), "my-host");
+        assert_eq!(normalise_device("").unwrap_err().reason, Reason::BadTopic);
+        assert_eq!(
+            normalise_device(&"x".repeat(65)).unwrap_err().reason,
+            Reason::BadTopic
+        );
+    }
+
+    #[test]
+    fn seconds_round_to_microseconds() {
+        assert_eq!(
+            secs_to_ns(1_767_600_000.123_456_7),
+            1_767_600_000_123_457_000
+        );
+        assert_eq!(secs_to_ns(0.0), 0);
+    }
+}

@@ -1,0 +1,421 @@
+//! The forwarder: drains the outbox into a store that speaks the InfluxDB v2 write API,
+//! deleting entries only after the store accepted them.
+//!
+//! - Success (204): the entries are deleted.
+//! - 400, 413 or 422: the request is split in halves, recursively, until the lines the store
+//!   refuses are isolated; the good lines are written, each bad line becomes a dead letter
+//!   (`store-rejected`, topic [`STORE_TOPIC`]), and the entries are deleted.
+//! - 429, 5xx, timeouts, connection errors (and 401/403/404, which need an operator: data
+//!   waits for the fix rather than being thrown away): retried with exponential backoff and
+//!   full jitter, bounded by [`SinkConfig::backoff_max`]. Nothing is deleted.
+//!
+//! Writes go through the `influxdb2` crate (`write_line_protocol_with_precision`, ns
+//! precision). That call sends the body as given and does not compress it (its gzip
+//! applies only to its `DataPoint` API), so when [`SinkConfig::gzip`] is on the body is
+//! gzipped here and `Content-Encoding: gzip` is set as a default header on the reqwest
+//! client handed to the crate. The crate reports non-204 answers as `Http { status, text }`,
+//! which is all the splitting needs; no direct HTTP code is required.
+//!
+//! The forwarder has its own SQLite connection (WAL) on the pipeline's file. Its SQLite
+//! calls are short (read a few entries, delete them) and run inline on the async task.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use influxdb2::api::write::TimestampPrecision;
+use rusqlite::{Connection, params};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Synchronous;
+use crate::deadletter::STORE_TOPIC;
+use crate::error::{IngestError, Result};
+use crate::metrics as m;
+use crate::validate::Reason;
+
+/// Where and how to write.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// Base URL of the InfluxDB v2 API (`http://host:8086`; VictoriaMetrics: `http://host:8428`).
+    pub url: String,
+    /// Organisation (InfluxDB 2; ignored by VictoriaMetrics). Default: `city`.
+    pub org: String,
+    /// Bucket (InfluxDB 2; ignored by VictoriaMetrics). Default: `telemetry`.
+    pub bucket: String,
+    /// API token, sent as `Authorization: Token ...`. Default: none.
+    pub token: Option<String>,
+    /// Bound on one write request. Default: 10 s.
+    pub timeout: Duration,
+    /// Gzip request bodies. Default: true.
+    pub gzip: bool,
+    /// First retry delay. Default: 200 ms.
+    pub backoff_initial: Duration,
+    /// Longest retry delay. Default: 30 s.
+    pub backoff_max: Duration,
+    /// How often an idle forwarder looks at the outbox. Default: 100 ms.
+    pub idle_poll: Duration,
+    /// Outbox entries are combined into requests of about this many bytes. Default: 4 MiB.
+    pub max_request_bytes: usize,
+}
+
+impl SinkConfig {
+    /// A sink at `url` with the defaults above.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            org: "city".to_owned(),
+            bucket: "telemetry".to_owned(),
+            token: None,
+            timeout: Duration::from_secs(10),
+            gzip: true,
+            backoff_initial: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(30),
+            idle_poll: Duration::from_millis(100),
+            max_request_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a write attempt says.
+enum Sent {
+    Ok,
+    /// 400/413/422: some line is bad.
+    Rejected(String),
+    /// Try again later.
+    Retry(String),
+}
+
+/// What one drain step did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainOutcome {
+    /// Outbox entries deleted.
+    pub entries: usize,
+    /// Readings the store accepted.
+    pub readings: u64,
+    /// Lines dead-lettered as `store-rejected`.
+    pub rejected_lines: usize,
+}
+
+/// Drains the outbox into the store.
+#[derive(Debug)]
+pub struct Forwarder {
+    conn: Connection,
+    client: influxdb2::Client,
+    sink: SinkConfig,
+    failures: u32,
+}
+
+impl Forwarder {
+    /// Opens the outbox in `data_dir` and builds the store client.
+    pub fn new(data_dir: &Path, sink: SinkConfig) -> Result<Self> {
+        let url = reqwest::Url::parse(&sink.url)
+            .map_err(|e| IngestError::Sink(format!("store URL {:?}: {e}", sink.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(IngestError::Sink(format!(
+                "store URL {:?}: scheme must be http or https",
+                sink.url
+            )));
+        }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if sink.gzip {
+            headers.insert(
+                reqwest::header::CONTENT_ENCODING,
+                reqwest::header::HeaderValue::from_static("gzip"),
+            );
+        }
+        let http = reqwest::Client::builder()
+            .timeout(sink.timeout)
+            .default_headers(headers);
+        let client = influxdb2::ClientBuilder::with_builder(
+            http,
+            sink.url.clone(),
+            sink.org.clone(),
+            sink.token.clone().unwrap_or_default(),
+        )
+        .build()
+        .map_err(|e| IngestError::Sink(format!("building the HTTP client: {e}")))?;
+        let conn = crate::store::open(data_dir, Synchronous::Normal, Duration::from_secs(5))?;
+        Ok(Self {
+            conn,
+            client,
+            sink,
+            failures: 0,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled: drains the outbox, waits when it is empty, backs
+    /// off when the store fails. Returns `Err` only for local (SQLite) failures.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let pause = match self.drain_once().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => self.sink.idle_poll,
+                Err(Retry(why)) => {
+                    let d = self.backoff();
+                    tracing::warn!(error = %why, retry_in_ms = d.as_millis() as u64, "store write failed; will retry");
+                    d
+                }
+                Err(Local(e)) => return Err(e),
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+
+    /// Drains until the outbox is empty or `deadline` passes (then `FlushTimeout`). Store
+    /// failures are retried with backoff within the deadline.
+    pub async fn flush(&mut self, deadline: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            match self.drain_once().await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(Local(e)) => return Err(e),
+                Err(Retry(why)) => {
+                    let left = deadline.saturating_sub(started.elapsed());
+                    if left.is_zero() {
+                        tracing::warn!(error = %why, "flush deadline reached with the store failing");
+                    }
+                    tokio::time::sleep(self.backoff().min(left)).await;
+                }
+            }
+            if started.elapsed() >= deadline {
+                let (entries, _, _) = crate::store::outbox_stats(&self.conn)?;
+                return if entries == 0 {
+                    Ok(())
+                } else {
+                    Err(IngestError::FlushTimeout { entries })
+                };
+            }
+        }
+    }
+
+    fn backoff(&mut self) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let exp = self
+            .sink
+            .backoff_initial
+            .saturating_mul(1u32 << self.failures.min(16).saturating_sub(1));
+        let cap = exp.min(self.sink.backoff_max);
+        // Full jitter in [cap/2, cap]: spreads retries of many gateways, keeps a floor.
+        cap / 2 + cap.mul_f64(fastrand::f64() / 2.0)
+    }
+
+    /// One request's worth: `Ok(None)` when the outbox is empty.
+    pub async fn drain_once(&mut self) -> Result<Option<DrainOutcome>, DrainError> {
+        let entries = self.next_entries().map_err(Local)?;
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let mut body = Vec::new();
+        let mut readings = 0u64;
+        for (_, n, b) in &entries {
+            body.extend_from_slice(b);
+            readings += *n;
+        }
+        let ids: Vec<i64> = entries.iter().map(|(id, _, _)| *id).collect();
+        drop(entries);
+        let mut out = DrainOutcome {
+            entries: ids.len(),
+            ..DrainOutcome::default()
+        };
+        match self.send(&body).await {
+            Sent::Ok => {
+                out.readings = readings;
+                self.finish(&ids, &[]).map_err(Local)?;
+            }
+            Sent::Retry(why) => return Err(Retry(why)),
+            Sent::Rejected(first) => {
+                tracing::warn!(error = %first, lines = readings, "store rejected a request; splitting to isolate bad lines");
+                let (good, bad) = self.split(&body).await?;
+                out.readings = good;
+                out.rejected_lines = bad.len();
+                self.finish(&ids, &bad).map_err(Local)?;
+            }
+        }
+        self.failures = 0;
+        ::metrics::counter!(m::FORWARD_READINGS).increment(out.readings);
+        if let Ok((depth, bytes, _)) = crate::store::outbox_stats(&self.conn) {
+            ::metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+            ::metrics::gauge!(m::OUTBOX_BYTES).set(bytes as f64);
+        }
+        Ok(Some(out))
+    }
+
+    /// Oldest entries, up to about `max_request_bytes` (at least one).
+    fn next_entries(&self) -> Result<Vec<(i64, u64, Vec<u8>)>> {
+        let mut s = self
+            .conn
+            .prepare_cached("SELECT id, readings, body FROM outbox ORDER BY id LIMIT 256")
+            .map_err(IngestError::sql("read outbox"))?;
+        let mut rows = s.query([]).map_err(IngestError::sql("read outbox"))?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        while let Some(r) = rows.next().map_err(IngestError::sql("read outbox"))? {
+            let body: Vec<u8> = r.get(2).map_err(IngestError::sql("read outbox"))?;
+            if !out.is_empty() && bytes + body.len() > self.sink.max_request_bytes {
+                break;
+            }
+            bytes += body.len();
+            let id: i64 = r.get(0).map_err(IngestError::sql("read outbox"))?;
+            let n: i64 = r.get(1).map_err(IngestError::sql("read outbox"))?;
+            out.push((id, n.max(0) as u64, body));
+        }
+        Ok(out)
+    }
+
+    /// Deletes sent entries and records refused lines, in one transaction.
+    fn finish(&mut self, ids: &[i64], bad: &[(Vec<u8>, String)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(IngestError::sql("begin outbox delete"))?;
+        {
+            let mut del = tx
+                .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                .map_err(IngestError::sql("delete outbox entry"))?;
+            for id in ids {
+                del.execute([id])
+                    .map_err(IngestError::sql("delete outbox entry"))?;
+            }
+            let mut dl = tx
+                .prepare_cached(
+                    "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(IngestError::sql("insert dead letter"))?;
+            let now = crate::message::now_ns();
+            for (line, detail) in bad {
+                dl.execute(params![
+                    now,
+                    STORE_TOPIC,
+                    line,
+                    Reason::StoreRejected.as_str(),
+                    detail,
+                    line.len() as i64
+                ])
+                .map_err(IngestError::sql("insert dead letter"))?;
+            }
+        }
+        tx.commit()
+            .map_err(IngestError::sql("commit outbox delete"))?;
+        if !bad.is_empty() {
+            ::metrics::counter!(m::REJECTED, "reason" => Reason::StoreRejected.as_str())
+                .increment(bad.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Halves until single bad lines are isolated. Returns (good readings, bad lines).
+    async fn split(&mut self, body: &[u8]) -> Result<(u64, Vec<(Vec<u8>, String)>), DrainError> {
+        let lines: Vec<&[u8]> = body
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let mut good = 0u64;
+        let mut bad = Vec::new();
+        // Halves of the whole, which was just refused.
+        let mut stack: Vec<(usize, usize)> = Vec::new();
+        let mid = lines.len() / 2;
+        if lines.len() <= 1 {
+            if let Some(l) = lines.first() {
+                bad.push((l.to_vec(), "store refused the line".to_owned()));
+            }
+            return Ok((0, bad));
+        }
+        stack.push((mid, lines.len()));
+        stack.push((0, mid));
+        while let Some((a, b)) = stack.pop() {
+            let mut chunk = Vec::new();
+            for l in &lines[a..b] {
+                chunk.extend_from_slice(l);
+                chunk.push(b'\n');
+            }
+            match self.send(&chunk).await {
+                Sent::Ok => good += (b - a) as u64,
+                Sent::Retry(why) => return Err(Retry(why)),
+                Sent::Rejected(why) if b - a == 1 => {
+                    tracing::warn!(line = %String::from_utf8_lossy(lines[a]), error = %why, "store rejected a line; dead-lettered");
+                    bad.push((lines[a].to_vec(), why));
+                }
+                Sent::Rejected(_) => {
+                    let mid = a + (b - a) / 2;
+                    stack.push((mid, b));
+                    stack.push((a, mid));
+                }
+            }
+        }
+        Ok((good, bad))
+    }
+
+    async fn send(&self, body: &[u8]) -> Sent {
+        let payload = if self.sink.gzip {
+            let mut gz = flate2::write::GzEncoder::new(
+                Vec::with_capacity(body.len() / 4),
+                flate2::Compression::fast(),
+            );
+            if let Err(e) = gz.write_all(body) {
+                return Sent::Retry(format!("gzip: {e}"));
+            }
+            match gz.finish() {
+                Ok(v) => v,
+                Err(e) => return Sent::Retry(format!("gzip: {e}")),
+            }
+        } else {
+            body.to_vec()
+        };
+        let started = Instant::now();
+        let res = self
+            .client
+            .write_line_protocol_with_precision(
+                &self.sink.org,
+                &self.sink.bucket,
+                payload,
+                TimestampPrecision::Nanoseconds,
+            )
+            .await;
+        ::metrics::histogram!(m::FORWARD_STORE_SECONDS).record(started.elapsed().as_secs_f64());
+        let sent = match res {
+            Ok(()) => Sent::Ok,
+            Err(influxdb2::RequestError::Http { status, text }) => {
+                let why = format!("HTTP {}: {}", status.as_u16(), text.trim());
+                match status.as_u16() {
+                    400 | 413 | 422 => Sent::Rejected(why),
+                    _ => Sent::Retry(why),
+                }
+            }
+            Err(e) => Sent::Retry(e.to_string()),
+        };
+        if matches!(sent, Sent::Retry(_)) {
+            ::metrics::counter!(m::FORWARD_RETRIES).increment(1);
+        }
+        sent
+    }
+}
+
+/// Why a drain step did not finish.
+#[derive(Debug)]
+pub enum DrainError {
+    /// The store failed in a way worth retrying; nothing was deleted.
+    Retry(String),
+    /// SQLite failed.
+    Local(IngestError),
+}
+
+use DrainError::{Local, Retry};
+
+impl std::fmt::Display for DrainError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Retry(why) => write!(f, "store write failed (will retry): {why}"),
+            Local(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DrainError {}

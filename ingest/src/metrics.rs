@@ -1,0 +1,59 @@
+//! Names of the metrics this library records through the `metrics` facade. The gateway
+//! installs the exporter (Prometheus) and may call [`describe`] once at start-up.
+
+/// Messages processed, by `format` (or `none` when no route matched).
+pub const MESSAGES: &str = "ingest_messages_total";
+/// Readings newly committed to the hot tier.
+pub const READINGS_COMMITTED: &str = "ingest_readings_committed_total";
+/// Refused messages or readings, by `reason`.
+pub const REJECTED: &str = "ingest_rejected_total";
+/// Readings ignored because (device, metric, time) was already stored.
+pub const DUPLICATES: &str = "ingest_duplicates_total";
+/// Seconds per batch transaction (decode excluded).
+pub const COMMIT_SECONDS: &str = "ingest_commit_seconds";
+/// Seconds from a reading's device time to its commit.
+pub const END_TO_END_SECONDS: &str = "ingest_end_to_end_seconds";
+/// Entries waiting in the outbox.
+pub const OUTBOX_DEPTH: &str = "outbox_depth_entries";
+/// Bytes waiting in the outbox.
+pub const OUTBOX_BYTES: &str = "outbox_bytes";
+/// Readings the store accepted.
+pub const FORWARD_READINGS: &str = "forward_readings_total";
+/// Store writes retried (429, 5xx, timeouts, connection errors).
+pub const FORWARD_RETRIES: &str = "forward_retries_total";
+/// Seconds per store write request.
+pub const FORWARD_STORE_SECONDS: &str = "forward_store_seconds";
+/// Readings dropped from the outbox by the `drop-oldest` policy.
+pub const OUTBOX_DROPPED_READINGS: &str = "outbox_dropped_readings_total";
+/// Gaps in device sequence numbers (missed messages), by `device`.
+pub const DEVICE_GAPS: &str = "device_gaps_total";
+/// Messages seen again (sequence number not newer than the last one), by `device`.
+pub const DEVICE_REDELIVERIES: &str = "device_redeliveries_total";
+
+/// Registers descriptions and units with the installed recorder.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(MESSAGES, "Messages processed, by format");
+    describe_counter!(
+        READINGS_COMMITTED,
+        "Readings newly committed to the hot tier"
+    );
+    describe_counter!(REJECTED, "Refused messages or readings, by reason");
+    describe_counter!(DUPLICATES, "Readings already stored (redeliveries)");
+    describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Batch transaction time");
+    describe_histogram!(END_TO_END_SECONDS, Unit::Seconds, "Device time to commit");
+    describe_gauge!(OUTBOX_DEPTH, "Entries waiting in the outbox");
+    describe_gauge!(OUTBOX_BYTES, Unit::Bytes, "Bytes waiting in the outbox");
+    describe_counter!(FORWARD_READINGS, "Readings the store accepted");
+    describe_counter!(FORWARD_RETRIES, "Store writes retried");
+    describe_histogram!(FORWARD_STORE_SECONDS, Unit::Seconds, "Store write latency");
+    describe_counter!(
+        OUTBOX_DROPPED_READINGS,
+        "Readings dropped by the drop-oldest policy"
+    );
+    describe_counter!(
+        DEVICE_GAPS,
+        "Missed device messages (sequence gaps), by device"
+    );
+    describe_counter!(DEVICE_REDELIVERIES, "Device messages seen again, by device");
+}

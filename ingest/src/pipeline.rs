@@ -1,0 +1,794 @@
+//! The pipeline: a batch of raw messages -> decode -> validate -> ONE SQLite transaction
+//! holding the new hot-tier rows, one outbox entry, the dead letters and the device state.
+//!
+//! Decoding and validation run before the transaction opens (pure CPU, no lock held).
+//! `Ok` from [`Pipeline::process`] means the transaction committed: every message of the
+//! batch is durable, as readings or as a dead letter, and may be acknowledged.
+//!
+//! **Sequence numbers** (SenML `seq`, per device): `seq == last + 1` is in order;
+//! `seq > last + 1` adds `seq - last - 1` gaps; `0 < seq <= last` is a redelivery
+//! (counted in `duplicates`, the readings are ignored by `INSERT OR IGNORE`);
+//! `seq == 0` after a higher one is a reboot. The device's `droppedReadings` metric adds up
+//! into `dropped_readings` (only when newly inserted, so redelivery does not double it).
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use schemas::topic::{Channel, Topic, TopicError};
+
+use crate::config::{IngestConfig, OutboxPolicy};
+use crate::decode::{self, Context, Decoded};
+use crate::error::{IngestError, Result};
+use crate::lineproto::{self, Tags};
+use crate::message::Inbound;
+use crate::metrics as m;
+use crate::route::{Format, Router};
+use crate::store;
+use crate::validate::{Limits, Reason, Rejection, check_reading};
+
+/// What a batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Messages in the batch.
+    pub messages: usize,
+    /// Readings newly inserted into the hot tier.
+    pub readings_committed: usize,
+    /// Readings already present (redeliveries), ignored.
+    pub duplicates: usize,
+    /// Dead letters written (a message with several bad readings writes one).
+    pub dead_letters: usize,
+    /// Readings refused inside otherwise good messages.
+    pub rejected_readings: usize,
+    /// Readings dropped from the outbox to make room (policy `drop-oldest`).
+    pub outbox_dropped_readings: u64,
+}
+
+/// The decode -> validate -> commit pipeline over one state database.
+#[derive(Debug)]
+pub struct Pipeline {
+    conn: Connection,
+    cfg: IngestConfig,
+    router: Router,
+    limits: Limits,
+    tasmota_offset_s: i32,
+    /// Series known to be in the `series` table, device -> metrics.
+    known_series: HashMap<String, HashSet<String>>,
+}
+
+/// What one message turned into, before the transaction.
+enum Outcome {
+    Readings {
+        format: Format,
+        groups: Vec<Decoded>,
+        /// Refused readings (decode- and validation-time) of this message.
+        rejected: Vec<Rejection>,
+    },
+    Status {
+        device: String,
+        district: String,
+        kind: &'static str,
+        online: bool,
+    },
+    Meta {
+        device: String,
+        district: String,
+        kind: &'static str,
+        json: String,
+    },
+    /// Retained payload cleared (empty status/meta): nothing to do.
+    Cleared,
+    Dead(Rejection),
+}
+
+/// Device row as read in the transaction, plus what the batch did to it.
+#[derive(Debug, Clone, Default)]
+struct DeviceRow {
+    district: Option<String>,
+    kind: Option<String>,
+    format: String,
+    first_seen: i64,
+    last_seen: i64,
+    last_seq: Option<u32>,
+    messages: i64,
+    readings: i64,
+    gaps: i64,
+    duplicates: i64,
+    duplicate_readings: i64,
+    reboots: i64,
+    dropped_readings: i64,
+    rejected: i64,
+    status: Option<String>,
+    status_at: Option<i64>,
+    meta_json: Option<String>,
+    meta_at: Option<i64>,
+}
+
+/// What a sequence number says about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqEvent {
+    /// The device's first message we see.
+    First,
+    /// `last + 1`.
+    InOrder,
+    /// `n` messages were missed.
+    Gap(u32),
+    /// Not newer than the last one: a redelivery.
+    Duplicate,
+    /// Back to 0 after a higher number.
+    Reboot,
+}
+
+/// Classifies `seq` against the device's last sequence number.
+pub fn seq_event(last: Option<u32>, seq: u32) -> SeqEvent {
+    match last {
+        None => SeqEvent::First,
+        Some(last) if seq == 0 && last > 0 => SeqEvent::Reboot,
+        Some(last) if Some(seq) == last.checked_add(1) => SeqEvent::InOrder,
+        Some(last) if seq > last => SeqEvent::Gap(seq - last - 1),
+        Some(_) => SeqEvent::Duplicate,
+    }
+}
+
+impl Pipeline {
+    /// Opens (creating) the state database in `data_dir`.
+    pub fn open(data_dir: &Path, cfg: IngestConfig) -> Result<Self> {
+        cfg.validate()?;
+        let conn = store::open(
+            data_dir,
+            cfg.synchronous,
+            Duration::from_millis(cfg.busy_timeout_ms),
+        )?;
+        let router = Router::new(&cfg.routes)?;
+        let secs = |s: u64| {
+            i64::try_from(s)
+                .unwrap_or(i64::MAX / 2)
+                .saturating_mul(1_000_000_000)
+        };
+        let limits = Limits {
+            max_future_skew_ns: secs(cfg.max_future_skew_s),
+            hot_retention_ns: secs(cfg.hot_retention_s),
+        };
+        let tasmota_offset_s = cfg.tasmota_offset_s()?;
+        Ok(Self {
+            conn,
+            cfg,
+            router,
+            limits,
+            tasmota_offset_s,
+            known_series: HashMap::new(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &IngestConfig {
+        &self.cfg
+    }
+
+    /// The pipeline's connection, for the read side in the same process (tests, tools).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Decodes, validates and commits the batch in one transaction. See the module docs.
+    /// `Err(OutboxFull)` (policy `block`): nothing committed, do not acknowledge.
+    pub fn process(&mut self, batch: &[Inbound]) -> Result<BatchOutcome> {
+        self.process_inner(batch, &[])
+    }
+
+    /// Re-injects dead letters (after a fix: a new route, a wider limit) and deletes them, in
+    /// the same transaction as their outcome. Dead letters the store rejected go straight
+    /// back to the outbox. Returns what the replay did; unknown ids are ignored.
+    pub fn replay_dead_letters(&mut self, ids: &[i64]) -> Result<BatchOutcome> {
+        let letters = crate::deadletter::load(&self.conn, ids)?;
+        let mut batch = Vec::new();
+        let mut requeue = Vec::new();
+        for d in &letters {
+            if d.reason == Reason::StoreRejected.as_str() {
+                requeue.push(d.id);
+            } else {
+                batch.push(d.to_inbound());
+            }
+        }
+        let all: Vec<i64> = letters.iter().map(|d| d.id).collect();
+        let mut out = self.process_inner(&batch, &all)?;
+        if !requeue.is_empty() {
+            // A second small transaction: the store-rejected lines go back as one entry.
+            let tx = self.begin()?;
+            let mut body = Vec::new();
+            let mut n = 0i64;
+            for d in letters.iter().filter(|d| requeue.contains(&d.id)) {
+                body.extend_from_slice(&d.payload);
+                if !d.payload.ends_with(b"\n") {
+                    body.push(b'\n');
+                }
+                n += 1;
+            }
+            insert_outbox(&tx, &body, n)?;
+            tx.commit().map_err(IngestError::sql("commit replay"))?;
+            out.readings_committed += n as usize;
+        }
+        Ok(out)
+    }
+
+    fn begin(&mut self) -> Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(IngestError::sql("begin transaction"))
+    }
+
+    fn classify(&self, msg: &Inbound) -> Outcome {
+        if msg.payload.len() > self.cfg.max_payload_bytes {
+            return Outcome::Dead(Rejection::new(
+                Reason::PayloadTooLarge,
+                format!(
+                    "{} bytes, limit {} (dead letter keeps the first {})",
+                    msg.payload.len(),
+                    self.cfg.max_payload_bytes,
+                    self.cfg
+                        .deadletter_payload_keep_bytes
+                        .min(msg.payload.len())
+                ),
+            ));
+        }
+        // Native status/meta first, so a catch-all route cannot swallow them.
+        match Topic::parse(&msg.topic) {
+            Ok(t) if t.channel != Channel::Up => return self.device_channel(t, msg),
+            Ok(_) => {}
+            Err(e) => {
+                if self.router.route(&msg.topic).is_none() && msg.topic.starts_with("city/") {
+                    let reason = match e {
+                        TopicError::UnknownChannel => Reason::UnknownChannel,
+                        _ => Reason::BadTopic,
+                    };
+                    return Outcome::Dead(Rejection::new(reason, e.to_string()));
+                }
+            }
+        }
+        let Some((format, captures)) = self.router.route(&msg.topic) else {
+            return Outcome::Dead(Rejection::new(
+                Reason::NoRoute,
+                format!("no route matches topic `{}`", msg.topic),
+            ));
+        };
+        let ctx = Context {
+            captures,
+            received_at_ns: msg.received_at_ns,
+            tasmota_utc_offset_s: self.tasmota_offset_s,
+        };
+        match decode::decode(format, &msg.payload, &ctx) {
+            Err(r) => Outcome::Dead(r),
+            Ok(mut groups) => {
+                let mut rejected = Vec::new();
+                for g in &mut groups {
+                    rejected.append(&mut g.rejected);
+                    g.readings.retain(|r| {
+                        match check_reading(r, msg.received_at_ns, &self.limits) {
+                            Ok(()) => true,
+                            Err(rej) => {
+                                rejected.push(rej);
+                                false
+                            }
+                        }
+                    });
+                }
+                Outcome::Readings {
+                    format,
+                    groups,
+                    rejected,
+                }
+            }
+        }
+    }
+
+    fn device_channel(&self, t: Topic<'_>, msg: &Inbound) -> Outcome {
+        let (device, district, kind) =
+            (t.device.to_owned(), t.district.to_owned(), t.kind.as_str());
+        if msg.payload.is_empty() {
+            return Outcome::Cleared;
+        }
+        match t.channel {
+            Channel::Status => match &msg.payload[..] {
+                p if p == schemas::topic::STATUS_ONLINE => Outcome::Status {
+                    device,
+                    district,
+                    kind,
+                    online: true,
+                },
+                p if p == schemas::topic::STATUS_OFFLINE => Outcome::Status {
+                    device,
+                    district,
+                    kind,
+                    online: false,
+                },
+                _ => Outcome::Dead(decode::malformed(
+                    "status payload must be `online` or `offline`",
+                )),
+            },
+            _ => match serde_json::from_slice::<serde_json::Value>(&msg.payload) {
+                Ok(v @ serde_json::Value::Object(_)) => Outcome::Meta {
+                    device,
+                    district,
+                    kind,
+                    json: v.to_string(),
+                },
+                Ok(_) => Outcome::Dead(decode::malformed("meta payload must be a JSON object")),
+                Err(e) => Outcome::Dead(decode::malformed(format!("meta payload: {e}"))),
+            },
+        }
+    }
+
+    fn process_inner(
+        &mut self,
+        batch: &[Inbound],
+        delete_dead_letters: &[i64],
+    ) -> Result<BatchOutcome> {
+        let forwarding = self.cfg.forward_enabled;
+        if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
+            let (entries, bytes, _) = store::outbox_stats(&self.conn)?;
+            if entries > 0 && bytes >= self.cfg.outbox_max_bytes {
+                return Err(IngestError::OutboxFull {
+                    bytes,
+                    limit: self.cfg.outbox_max_bytes,
+                });
+            }
+        }
+        let outcomes: Vec<Outcome> = batch.iter().map(|msg| self.classify(msg)).collect();
+        let started = Instant::now();
+        let cfg = self.cfg.clone();
+        let mut out = BatchOutcome {
+            messages: batch.len(),
+            ..BatchOutcome::default()
+        };
+        let mut body = String::new();
+        let mut body_readings = 0i64;
+        let mut devices: HashMap<String, DeviceRow> = HashMap::new();
+        let mut new_series: Vec<(String, String)> = Vec::new();
+        let mut rejections: Vec<Reason> = Vec::new();
+        let mut seq_events: Vec<(String, SeqEvent)> = Vec::new();
+        let mut latest_ts: Vec<i64> = Vec::new();
+        let known_series = &self.known_series;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(IngestError::sql("begin transaction"))?;
+        {
+            let mut insert = tx
+                .prepare_cached("INSERT OR IGNORE INTO readings(device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4)")
+                .map_err(IngestError::sql("prepare reading insert"))?;
+            for (msg, outcome) in batch.iter().zip(&outcomes) {
+                match outcome {
+                    Outcome::Dead(rej) => {
+                        insert_dead_letter(&tx, msg, rej, cfg.deadletter_payload_keep_bytes)?;
+                        out.dead_letters += 1;
+                        rejections.push(rej.reason);
+                    }
+                    Outcome::Cleared => {}
+                    Outcome::Status {
+                        device,
+                        district,
+                        kind,
+                        online,
+                    } => {
+                        let row = device_row(
+                            &tx,
+                            &mut devices,
+                            device,
+                            Some(district),
+                            Some(kind),
+                            Format::Senml,
+                            msg.received_at_ns,
+                        )?;
+                        row.status = Some(if *online { "online" } else { "offline" }.to_owned());
+                        row.status_at = Some(msg.received_at_ns);
+                    }
+                    Outcome::Meta {
+                        device,
+                        district,
+                        kind,
+                        json,
+                    } => {
+                        let row = device_row(
+                            &tx,
+                            &mut devices,
+                            device,
+                            Some(district),
+                            Some(kind),
+                            Format::Senml,
+                            msg.received_at_ns,
+                        )?;
+                        row.meta_json = Some(json.clone());
+                        row.meta_at = Some(msg.received_at_ns);
+                    }
+                    Outcome::Readings {
+                        format,
+                        groups,
+                        rejected,
+                    } => {
+                        for g in groups {
+                            let row = device_row(
+                                &tx,
+                                &mut devices,
+                                &g.device,
+                                g.district.as_deref(),
+                                g.kind.as_deref(),
+                                *format,
+                                msg.received_at_ns,
+                            )?;
+                            row.messages += 1;
+                            if let Some(seq) = g.seq {
+                                let ev = seq_event(row.last_seq, seq);
+                                match ev {
+                                    SeqEvent::First | SeqEvent::InOrder => row.last_seq = Some(seq),
+                                    SeqEvent::Gap(n) => {
+                                        row.gaps += i64::from(n);
+                                        row.last_seq = Some(seq);
+                                    }
+                                    SeqEvent::Duplicate => row.duplicates += 1,
+                                    SeqEvent::Reboot => {
+                                        row.reboots += 1;
+                                        row.last_seq = Some(seq);
+                                    }
+                                }
+                                seq_events.push((g.device.clone(), ev));
+                            }
+                            let tags = Tags {
+                                device: &g.device,
+                                district: row.district.as_deref().or(g.district.as_deref()),
+                                format: format.as_str(),
+                                kind: row.kind.as_deref().or(g.kind.as_deref()),
+                            };
+                            let mut newest = i64::MIN;
+                            for r in &g.readings {
+                                let name = r.metric.name();
+                                let n = insert
+                                    .execute(params![g.device, name, r.ts_ns, r.value])
+                                    .map_err(IngestError::sql("insert reading"))?;
+                                if n == 0 {
+                                    out.duplicates += 1;
+                                    row.duplicate_readings += 1;
+                                    continue;
+                                }
+                                out.readings_committed += 1;
+                                row.readings += 1;
+                                newest = newest.max(r.ts_ns);
+                                if name == "droppedReadings" {
+                                    row.dropped_readings += r.value as i64;
+                                }
+                                if forwarding {
+                                    lineproto::write_line(&mut body, name, &tags, r.value, r.ts_ns);
+                                    body_readings += 1;
+                                }
+                                let known = known_series
+                                    .get(g.device.as_str())
+                                    .is_some_and(|s| s.contains(name));
+                                if !known
+                                    && !new_series
+                                        .iter()
+                                        .any(|(d, mm)| *d == g.device && mm == name)
+                                {
+                                    new_series.push((g.device.clone(), name.to_owned()));
+                                }
+                            }
+                            if newest > i64::MIN {
+                                latest_ts.push(newest);
+                            }
+                        }
+                        if !rejected.is_empty() {
+                            out.rejected_readings += rejected.len();
+                            rejections.extend(rejected.iter().map(|r| r.reason));
+                            let detail = rejected
+                                .iter()
+                                .map(|r| format!("{}: {}", r.reason, r.detail))
+                                .collect::<Vec<_>>()
+                                .join("\n");
+                            let combined = Rejection::new(rejected[0].reason, detail);
+                            insert_dead_letter(
+                                &tx,
+                                msg,
+                                &combined,
+                                cfg.deadletter_payload_keep_bytes,
+                            )?;
+                            out.dead_letters += 1;
+                            if let Some(g) = groups.first()
+                                && let Some(row) = devices.get_mut(&g.device)
+                            {
+                                row.rejected += rejected.len() as i64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (device, row) in &devices {
+            write_device(&tx, device, row)?;
+        }
+        if !new_series.is_empty() {
+            let mut s = tx
+                .prepare_cached("INSERT OR IGNORE INTO series(device, metric) VALUES (?1, ?2)")
+                .map_err(IngestError::sql("prepare series insert"))?;
+            for (d, mm) in &new_series {
+                s.execute(params![d, mm])
+                    .map_err(IngestError::sql("insert series"))?;
+            }
+        }
+        if !delete_dead_letters.is_empty() {
+            let mut s = tx
+                .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
+                .map_err(IngestError::sql("prepare dead letter delete"))?;
+            for id in delete_dead_letters {
+                s.execute([id])
+                    .map_err(IngestError::sql("delete dead letter"))?;
+            }
+        }
+        if !body.is_empty() {
+            let (entries, bytes, _) = store::outbox_stats(&tx)?;
+            let need = body.len() as u64;
+            if entries > 0 && bytes + need > cfg.outbox_max_bytes {
+                match cfg.outbox_policy {
+                    OutboxPolicy::Block => {
+                        drop(tx);
+                        return Err(IngestError::OutboxFull {
+                            bytes,
+                            limit: cfg.outbox_max_bytes,
+                        });
+                    }
+                    OutboxPolicy::DropOldest => {
+                        out.outbox_dropped_readings =
+                            drop_oldest(&tx, bytes + need - cfg.outbox_max_bytes)?;
+                    }
+                }
+            }
+            insert_outbox(&tx, body.as_bytes(), body_readings)?;
+        }
+        let (depth, outbox_bytes, _) = store::outbox_stats(&tx)?;
+        tx.commit().map_err(IngestError::sql("commit batch"))?;
+
+        // Committed: now the in-memory caches and the metrics.
+        for (d, mm) in new_series {
+            self.known_series.entry(d).or_default().insert(mm);
+        }
+        let now_ns = crate::message::now_ns();
+        ::metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        for ts in latest_ts {
+            ::metrics::histogram!(m::END_TO_END_SECONDS).record((now_ns - ts) as f64 / 1e9);
+        }
+        for o in &outcomes {
+            let format = match o {
+                Outcome::Readings { format, .. } => format.as_str(),
+                Outcome::Status { .. } | Outcome::Meta { .. } | Outcome::Cleared => "device-state",
+                Outcome::Dead(_) => "none",
+            };
+            ::metrics::counter!(m::MESSAGES, "format" => format).increment(1);
+        }
+        ::metrics::counter!(m::READINGS_COMMITTED).increment(out.readings_committed as u64);
+        ::metrics::counter!(m::DUPLICATES).increment(out.duplicates as u64);
+        for r in rejections {
+            ::metrics::counter!(m::REJECTED, "reason" => r.as_str()).increment(1);
+        }
+        for (device, ev) in seq_events {
+            match ev {
+                SeqEvent::Gap(n) => {
+                    ::metrics::counter!(m::DEVICE_GAPS, "device" => device).increment(u64::from(n))
+                }
+                SeqEvent::Duplicate => {
+                    ::metrics::counter!(m::DEVICE_REDELIVERIES, "device" => device).increment(1)
+                }
+                _ => {}
+            }
+        }
+        if out.outbox_dropped_readings > 0 {
+            ::metrics::counter!(m::OUTBOX_DROPPED_READINGS).increment(out.outbox_dropped_readings);
+            tracing::warn!(
+                dropped_readings = out.outbox_dropped_readings,
+                limit = cfg.outbox_max_bytes,
+                "outbox full: dropped the oldest entries (policy drop-oldest); the hot tier keeps them"
+            );
+        }
+        ::metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
+        ::metrics::gauge!(m::OUTBOX_BYTES).set(outbox_bytes as f64);
+        Ok(out)
+    }
+
+    /// Deletes hot-tier readings and dead letters past their retention. See [`crate::retention`].
+    pub fn enforce_retention(&mut self, now_ns: i64) -> Result<crate::retention::RetentionOutcome> {
+        let out = crate::retention::enforce(&mut self.conn, &self.cfg, now_ns)?;
+        // Retention may have forgotten series: learn them again from the next inserts.
+        self.known_series.clear();
+        Ok(out)
+    }
+}
+
+fn insert_dead_letter(
+    tx: &Transaction<'_>,
+    msg: &Inbound,
+    rej: &Rejection,
+    keep: usize,
+) -> Result<()> {
+    let payload = if rej.reason == Reason::PayloadTooLarge {
+        &msg.payload[..keep.min(msg.payload.len())]
+    } else {
+        &msg.payload[..]
+    };
+    tx.prepare_cached(
+        "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            msg.received_at_ns,
+            msg.topic,
+            payload,
+            rej.reason.as_str(),
+            rej.detail,
+            msg.payload.len() as i64
+        ])
+    })
+    .map_err(IngestError::sql("insert dead letter"))?;
+    Ok(())
+}
+
+pub(crate) fn insert_outbox(tx: &Connection, body: &[u8], readings: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO outbox(created_ns, readings, bytes, body) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            crate::message::now_ns(),
+            readings,
+            body.len() as i64,
+            body
+        ])
+    })
+    .map_err(IngestError::sql("insert outbox entry"))?;
+    Ok(())
+}
+
+/// Deletes the oldest outbox entries until `free` bytes are released; returns the readings
+/// they held.
+fn drop_oldest(tx: &Transaction<'_>, free: u64) -> Result<u64> {
+    let mut freed = 0u64;
+    let mut dropped = 0u64;
+    let mut next = tx
+        .prepare_cached("SELECT id, readings, bytes FROM outbox ORDER BY id LIMIT 1")
+        .map_err(IngestError::sql("prepare outbox scan"))?;
+    let mut del = tx
+        .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+        .map_err(IngestError::sql("prepare outbox delete"))?;
+    while freed < free {
+        let Some((id, readings, bytes)) = next
+            .query_row([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .optional()
+            .map_err(IngestError::sql("scan outbox"))?
+        else {
+            break;
+        };
+        del.execute([id])
+            .map_err(IngestError::sql("drop outbox entry"))?;
+        freed += bytes.max(0) as u64;
+        dropped += readings.max(0) as u64;
+    }
+    Ok(dropped)
+}
+
+/// The batch's row for `device`, read from the database on first use.
+fn device_row<'m>(
+    tx: &Transaction<'_>,
+    devices: &'m mut HashMap<String, DeviceRow>,
+    device: &str,
+    district: Option<&str>,
+    kind: Option<&str>,
+    format: Format,
+    received_at_ns: i64,
+) -> Result<&'m mut DeviceRow> {
+    let row = match devices.entry(device.to_owned()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => {
+            let existing = tx
+            .prepare_cached(
+                "SELECT district, kind, format, first_seen, last_seen, last_seq, messages, readings, gaps,
+                        duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
+                        status_at, meta_json, meta_at FROM devices WHERE device = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([device], |r| {
+                    Ok(DeviceRow {
+                        district: r.get(0)?,
+                        kind: r.get(1)?,
+                        format: r.get(2)?,
+                        first_seen: r.get(3)?,
+                        last_seen: r.get(4)?,
+                        last_seq: r.get::<_, Option<i64>>(5)?.and_then(|v| u32::try_from(v).ok()),
+                        messages: r.get(6)?,
+                        readings: r.get(7)?,
+                        gaps: r.get(8)?,
+                        duplicates: r.get(9)?,
+                        duplicate_readings: r.get(10)?,
+                        reboots: r.get(11)?,
+                        dropped_readings: r.get(12)?,
+                        rejected: r.get(13)?,
+                        status: r.get(14)?,
+                        status_at: r.get(15)?,
+                        meta_json: r.get(16)?,
+                        meta_at: r.get(17)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(IngestError::sql("read device"))?;
+            let row = existing.unwrap_or_else(|| DeviceRow {
+                format: format.as_str().to_owned(),
+                first_seen: received_at_ns,
+                last_seen: received_at_ns,
+                ..DeviceRow::default()
+            });
+            v.insert(row)
+        }
+    };
+    row.last_seen = row.last_seen.max(received_at_ns);
+    if let Some(d) = district {
+        row.district = Some(d.to_owned());
+    }
+    if let Some(k) = kind {
+        row.kind = Some(k.to_owned());
+    }
+    Ok(row)
+}
+
+fn write_device(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO devices(device, district, kind, format, first_seen, last_seen, last_seq,
+            messages, readings, gaps, duplicates, duplicate_readings, reboots, dropped_readings,
+            rejected, status, status_at, meta_json, meta_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            device,
+            r.district,
+            r.kind,
+            r.format,
+            r.first_seen,
+            r.last_seen,
+            r.last_seq.map(i64::from),
+            r.messages,
+            r.readings,
+            r.gaps,
+            r.duplicates,
+            r.duplicate_readings,
+            r.reboots,
+            r.dropped_readings,
+            r.rejected,
+            r.status,
+            r.status_at,
+            r.meta_json,
+            r.meta_at
+        ])
+    })
+    .map_err(IngestError::sql("write device"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_events() {
+        assert_eq!(seq_event(None, 5), SeqEvent::First);
+        assert_eq!(seq_event(Some(5), 6), SeqEvent::InOrder);
+        assert_eq!(seq_event(Some(5), 9), SeqEvent::Gap(3));
+        assert_eq!(seq_event(Some(5), 5), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 2), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 0), SeqEvent::Reboot);
+        assert_eq!(seq_event(Some(0), 0), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(u32::MAX), 0), SeqEvent::Reboot);
+    }
+}

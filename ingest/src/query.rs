@@ -1,0 +1,205 @@
+//! The read side of the state database, for `/health`, the CLI and the HTTP API: outbox
+//! depth, device states, series and their points. [`Reader`] opens its own connection
+//! (WAL lets it read while the pipeline writes).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, params};
+use serde::Serialize;
+
+use crate::config::Synchronous;
+use crate::error::{IngestError, Result};
+
+/// Outbox totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxDepth {
+    /// Entries (one per committed batch with new readings).
+    pub entries: u64,
+    /// Bytes of line protocol.
+    pub bytes: u64,
+    /// Readings.
+    pub readings: u64,
+}
+
+/// One device's state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceState {
+    /// Device id.
+    pub device: String,
+    /// District, if known.
+    pub district: Option<String>,
+    /// Kind, if known.
+    pub kind: Option<String>,
+    /// Format of its first message.
+    pub format: String,
+    /// First message, ns since the epoch.
+    pub first_seen_ns: i64,
+    /// Latest message, ns since the epoch.
+    pub last_seen_ns: i64,
+    /// Latest sequence number (SenML devices).
+    pub last_seq: Option<i64>,
+    /// Messages with readings.
+    pub messages: i64,
+    /// Readings stored.
+    pub readings: i64,
+    /// Missed messages (sequence gaps).
+    pub gaps: i64,
+    /// Messages seen again (redeliveries).
+    pub duplicates: i64,
+    /// Readings ignored as already stored.
+    pub duplicate_readings: i64,
+    /// Reboots seen (sequence back to 0).
+    pub reboots: i64,
+    /// Readings the device reported dropping from its backlog.
+    pub dropped_readings: i64,
+    /// Readings refused.
+    pub rejected: i64,
+    /// `online` / `offline` from the status topic.
+    pub status: Option<String>,
+    /// When the status last changed, ns.
+    pub status_at_ns: Option<i64>,
+    /// Retained `meta` JSON.
+    pub meta_json: Option<String>,
+}
+
+/// A point of a series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Point {
+    /// Time, ns since the epoch.
+    pub ts_ns: i64,
+    /// Value.
+    pub value: f64,
+}
+
+/// Outbox totals on `conn`.
+pub fn outbox_depth(conn: &Connection) -> Result<OutboxDepth> {
+    let (entries, bytes, readings) = crate::store::outbox_stats(conn)?;
+    Ok(OutboxDepth {
+        entries,
+        bytes,
+        readings,
+    })
+}
+
+/// Every device, by id.
+pub fn device_states(conn: &Connection) -> Result<Vec<DeviceState>> {
+    let mut s = conn
+        .prepare_cached(
+            "SELECT device, district, kind, format, first_seen, last_seen, last_seq, messages, readings,
+                    gaps, duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
+                    status_at, meta_json FROM devices ORDER BY device",
+        )
+        .map_err(IngestError::sql("list devices"))?;
+    let rows = s
+        .query_map([], |r| {
+            Ok(DeviceState {
+                device: r.get(0)?,
+                district: r.get(1)?,
+                kind: r.get(2)?,
+                format: r.get(3)?,
+                first_seen_ns: r.get(4)?,
+                last_seen_ns: r.get(5)?,
+                last_seq: r.get(6)?,
+                messages: r.get(7)?,
+                readings: r.get(8)?,
+                gaps: r.get(9)?,
+                duplicates: r.get(10)?,
+                duplicate_readings: r.get(11)?,
+                reboots: r.get(12)?,
+                dropped_readings: r.get(13)?,
+                rejected: r.get(14)?,
+                status: r.get(15)?,
+                status_at_ns: r.get(16)?,
+                meta_json: r.get(17)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(IngestError::sql("list devices"))?;
+    Ok(rows)
+}
+
+/// Every (device, metric) series in the hot tier.
+pub fn series_list(conn: &Connection) -> Result<Vec<(String, String)>> {
+    conn.prepare_cached("SELECT device, metric FROM series ORDER BY device, metric")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .map_err(IngestError::sql("list series"))
+}
+
+/// Points of one series in `[from_ns, to_ns)`, oldest first, at most `limit`.
+pub fn series(
+    conn: &Connection,
+    device: &str,
+    metric: &str,
+    from_ns: i64,
+    to_ns: i64,
+    limit: usize,
+) -> Result<Vec<Point>> {
+    conn.prepare_cached(
+        "SELECT ts_ns, value FROM readings WHERE device = ?1 AND metric = ?2 AND ts_ns >= ?3 AND ts_ns < ?4
+         ORDER BY ts_ns LIMIT ?5",
+    )
+    .and_then(|mut s| {
+        s.query_map(
+            params![device, metric, from_ns, to_ns, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |r| Ok(Point { ts_ns: r.get(0)?, value: r.get(1)? }),
+        )?
+        .collect()
+    })
+    .map_err(IngestError::sql("read series"))
+}
+
+/// Number of readings in the hot tier (a full count: for tests and tools, not hot paths).
+pub fn reading_count(conn: &Connection) -> Result<u64> {
+    conn.query_row("SELECT COUNT(*) FROM readings", [], |r| r.get::<_, i64>(0))
+        .map(|n| n.max(0) as u64)
+        .map_err(IngestError::sql("count readings"))
+}
+
+/// A read-side connection of its own.
+#[derive(Debug)]
+pub struct Reader {
+    conn: Connection,
+}
+
+impl Reader {
+    /// Opens the state database in `data_dir` for reading (created if missing).
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let conn = crate::store::open(data_dir, Synchronous::Normal, Duration::from_secs(5))?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(IngestError::sql("set query_only"))?;
+        Ok(Self { conn })
+    }
+
+    /// The connection, for the functions of this module.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// See [`outbox_depth`].
+    pub fn outbox_depth(&self) -> Result<OutboxDepth> {
+        outbox_depth(&self.conn)
+    }
+
+    /// See [`device_states`].
+    pub fn device_states(&self) -> Result<Vec<DeviceState>> {
+        device_states(&self.conn)
+    }
+
+    /// See [`series_list`].
+    pub fn series_list(&self) -> Result<Vec<(String, String)>> {
+        series_list(&self.conn)
+    }
+
+    /// See [`series`].
+    pub fn series(
+        &self,
+        device: &str,
+        metric: &str,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<Point>> {
+        series(&self.conn, device, metric, from_ns, to_ns, limit)
+    }
+}

@@ -1,0 +1,227 @@
+//! The SQLite state database: opening a connection with the right pragmas, and the schema
+//! with its migrations (`PRAGMA user_version`).
+//!
+//! One file, `<data_dir>/ingest.sqlite3`, in WAL mode so the pipeline (writer), the
+//! forwarder (deletes outbox entries) and readers (HTTP, CLI) work side by side.
+//!
+//! Tables:
+//! - `readings(device, metric, ts_ns, value)`, primary key (device, metric, ts_ns), WITHOUT
+//!   ROWID: the hot tier; `INSERT OR IGNORE` makes redelivery idempotent.
+//! - `series(device, metric)`: every series in the hot tier, so retention and the query
+//!   side find them without scanning readings.
+//! - `outbox(id, created_ns, readings, bytes, body)`: line protocol waiting for the store;
+//!   `outbox_stats` is kept by triggers so the size check is O(1).
+//! - `dead_letters(id, received_ns, topic, payload, reason, detail, payload_bytes)`.
+//! - `devices(device, district, kind, format, first_seen, last_seen, last_seq, ...)`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::config::Synchronous;
+use crate::error::{IngestError, Result};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "ingest.sqlite3";
+
+/// Migrations in order; migration `i` takes `user_version` from `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE readings(
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    ts_ns INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY(device, metric, ts_ns)
+) WITHOUT ROWID;
+
+CREATE TABLE series(
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    PRIMARY KEY(device, metric)
+) WITHOUT ROWID;
+
+CREATE TABLE outbox(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_ns INTEGER NOT NULL,
+    readings INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    body BLOB NOT NULL
+);
+
+CREATE TABLE outbox_stats(
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    entries INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    readings INTEGER NOT NULL
+);
+INSERT INTO outbox_stats VALUES (1, 0, 0, 0);
+
+CREATE TRIGGER outbox_stats_insert AFTER INSERT ON outbox BEGIN
+    UPDATE outbox_stats SET entries = entries + 1, bytes = bytes + NEW.bytes,
+        readings = readings + NEW.readings;
+END;
+CREATE TRIGGER outbox_stats_delete AFTER DELETE ON outbox BEGIN
+    UPDATE outbox_stats SET entries = entries - 1, bytes = bytes - OLD.bytes,
+        readings = readings - OLD.readings;
+END;
+
+CREATE TABLE dead_letters(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ns INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    payload_bytes INTEGER NOT NULL
+);
+CREATE INDEX dead_letters_received ON dead_letters(received_ns);
+CREATE INDEX dead_letters_reason ON dead_letters(reason, id);
+
+CREATE TABLE devices(
+    device TEXT PRIMARY KEY,
+    district TEXT,
+    kind TEXT,
+    format TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    last_seq INTEGER,
+    messages INTEGER NOT NULL DEFAULT 0,
+    readings INTEGER NOT NULL DEFAULT 0,
+    gaps INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    duplicate_readings INTEGER NOT NULL DEFAULT 0,
+    reboots INTEGER NOT NULL DEFAULT 0,
+    dropped_readings INTEGER NOT NULL DEFAULT 0,
+    rejected INTEGER NOT NULL DEFAULT 0,
+    status TEXT,
+    status_at INTEGER,
+    meta_json TEXT,
+    meta_at INTEGER
+) WITHOUT ROWID;
+"#];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Path of the database in `data_dir`.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(DB_FILE)
+}
+
+/// Opens (creating if needed) the database in `data_dir`, sets the pragmas and brings the
+/// schema up to date.
+pub fn open(data_dir: &Path, sync: Synchronous, busy_timeout: Duration) -> Result<Connection> {
+    std::fs::create_dir_all(data_dir).map_err(|source| IngestError::DataDir {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let mut conn =
+        Connection::open(db_path(data_dir)).map_err(IngestError::sql("open database"))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(IngestError::sql("set busy timeout"))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(IngestError::sql("enable WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(IngestError::Config(format!(
+            "SQLite refused WAL mode (got {mode}); is the data dir on a network filesystem?"
+        )));
+    }
+    let sync = match sync {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync};
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384;"
+    ))
+    .map_err(IngestError::sql("set pragmas"))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(IngestError::sql("begin migration"))?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(IngestError::sql("read schema version"))?;
+    if version > SCHEMA_VERSION {
+        return Err(IngestError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)
+            .map_err(IngestError::sql("migrate schema"))?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(IngestError::sql("write schema version"))?;
+    }
+    tx.commit().map_err(IngestError::sql("commit migration"))
+}
+
+/// Current outbox totals: (entries, bytes, readings).
+pub fn outbox_stats(conn: &Connection) -> Result<(u64, u64, u64)> {
+    conn.prepare_cached("SELECT entries, bytes, readings FROM outbox_stats")
+        .and_then(|mut s| {
+            s.query_row([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                    r.get::<_, i64>(2)?.max(0) as u64,
+                ))
+            })
+        })
+        .map_err(IngestError::sql("read outbox stats"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opens_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Synchronous::Full, Duration::from_secs(1)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 2, "FULL");
+        conn.execute(
+            "INSERT INTO outbox(created_ns, readings, bytes, body) VALUES (1, 3, 10, x'00')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(outbox_stats(&conn).unwrap(), (1, 10, 3));
+        conn.execute("DELETE FROM outbox", []).unwrap();
+        assert_eq!(outbox_stats(&conn).unwrap(), (0, 0, 0));
+        drop(conn);
+        let conn = open(dir.path(), Synchronous::Normal, Duration::from_secs(1)).unwrap();
+        let sync: i64 = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), Synchronous::Full, Duration::from_secs(1)).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let e = open(dir.path(), Synchronous::Full, Duration::from_secs(1)).unwrap_err();
+        assert!(
+            matches!(e, IngestError::SchemaTooNew { found: 99, .. }),
+            "{e}"
+        );
+    }
+}

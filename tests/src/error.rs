@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// Anything that can go wrong while starting, driving or querying a real service.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the same text as `Display`: tests `unwrap()` harness results,
+/// and the panic message should read "mosquitto not found at ...: install it
+/// with ..." with log tails on their own lines, not an escaped struct dump.
+#[derive(thiserror::Error)]
 pub enum HarnessError {
     /// The server's binary is not installed. Tests fail on this, they never skip:
     /// a skipped end-to-end test is a silent hole in the suite.
@@ -95,6 +99,12 @@ pub enum HarnessError {
         /// The last observed state, for the failure message.
         last: String,
     },
+}
+
+impl std::fmt::Debug for HarnessError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 impl HarnessError {

@@ -339,3 +339,17 @@ fn victoria_metrics_wait_for_export_times_out_with_what_it_saw() {
         .unwrap_err();
     assert!(matches!(err, HarnessError::Timeout { .. }), "{err}");
 }
+
+#[test]
+fn mosquitto_that_cannot_start_reports_its_log() {
+    let options = MosquittoOptions {
+        extra_config: vec!["no_such_option_for_the_test 1".into()],
+        ..MosquittoOptions::default()
+    };
+    let err = Mosquitto::start_with(options).unwrap_err();
+    assert!(matches!(err, HarnessError::ExitedEarly { .. }), "{err}");
+    assert!(
+        err.to_string().contains("no_such_option_for_the_test"),
+        "log tail missing from: {err}"
+    );
+}

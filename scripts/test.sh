@@ -39,15 +39,18 @@ as_root() {
 
 pkg_installed() { dpkg -s "$1" >/dev/null 2>&1; }
 
+# Wait for a dpkg lock held by another apt run (e.g. unattended upgrades on a
+# fresh machine) instead of failing at once.
+readonly APT_OPTS=(-q -o DPkg::Lock::Timeout=300)
 APT_UPDATED=0
 apt_install() {
     if [ "$APT_UPDATED" -eq 0 ]; then
         note "apt-get update"
-        as_root apt-get update -q </dev/null
+        as_root apt-get "${APT_OPTS[@]}" update </dev/null
         APT_UPDATED=1
     fi
     note "apt-get install -y --no-install-recommends $*"
-    as_root apt-get install -y -q --no-install-recommends "$@" </dev/null
+    as_root apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "$@" </dev/null
 }
 
 # Whether something listens on a local TCP port (no ss/netstat needed).

@@ -1,1 +1,22 @@
-//! Gateway service library.
+//! The telemetry gateway service: an MQTT 5 consumer that acknowledges each
+//! message only after the SQLite transaction holding it has committed (via
+//! the `ingest` library), the forwarder to the time-series store, the HTTP
+//! server (`/metrics`, `/health`), the configuration and the command line.
+//!
+//! The binary is `gateway` (`src/main.rs`); this library exposes the parts
+//! so that tests and later features (query API, dashboard) can reuse them.
+
+pub mod backoff;
+pub mod bench;
+pub mod broker;
+pub mod cli;
+pub mod config;
+pub mod consumer;
+pub mod deadletters;
+pub mod forward;
+pub mod health;
+pub mod http;
+pub mod mqtt;
+pub mod pipeline;
+pub mod service;
+pub mod telemetry;

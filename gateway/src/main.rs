@@ -1,1 +1,53 @@
-fn main() {}
+//! The `gateway` binary: parses the command line and runs a subcommand.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use gateway::cli::{Cli, Command};
+use gateway::telemetry;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            // The whole chain: "cannot open ...: SQLite: ...: disk full".
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let cfg = args.load()?;
+            // Checked before logging starts so that a bad value is one clear line.
+            cfg.resolve()?;
+            telemetry::init_logging(cfg.log.format, &cfg.log.filter);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(gateway::service::run(cfg, CancellationToken::new()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig(args) => {
+            let cfg = args.load()?;
+            let resolved = cfg.resolve()?;
+            gateway::pipeline::ingest_config(&cfg)
+                .validate()
+                .map_err(|e| anyhow::anyhow!("invalid configuration: ingest: {e}"))?;
+            println!("configuration OK\n\n{cfg:#?}\n\n{resolved:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Deadletters(args) => gateway::deadletters::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(gateway::bench::publish(&args))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The query API's error type and how it becomes an HTTP response: a status and a JSON
+//! body `{"error": "..."}` whose message says what is wrong.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A parameter is missing, malformed or out of bounds (HTTP 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The hot tier cannot be opened yet (HTTP 503): the gateway has not created it.
+    #[error("hot tier unavailable: {0}")]
+    Unavailable(String),
+    /// SQLite failed while reading (HTTP 500).
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// A blocking task panicked or was cancelled (HTTP 500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Shorthand for a 400 with a message.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        Self::BadRequest(msg.into())
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// The body of every error response.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// What is wrong, for a human.
+    pub error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if matches!(self, Self::Database(_) | Self::Internal(_)) {
+            tracing::warn!(error = %self, "query failed");
+        }
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        (self.status(), Json(body)).into_response()
+    }
+}

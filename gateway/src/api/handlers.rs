@@ -1,0 +1,107 @@
+//! The HTTP shell of the query API: axum handlers that check parameters, run the query on
+//! a read-only connection in the blocking pool, and return JSON. Each carries the
+//! OpenAPI description of its endpoint.
+
+use super::error::{ApiError, ErrorBody};
+use super::model::*;
+use super::params::*;
+use super::{ApiState, queries};
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Now, unix ns.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// Turns serde's complaint about the query string into a 400 that names the parameter.
+fn checked<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::bad(e.body_text().replace("Failed to deserialize query string: ", "")))
+}
+
+/// Devices and their health.
+#[utoipa::path(get, path = "/api/devices", tag = "query", params(DevicesParams),
+    responses((status = 200, body = DevicesResponse), (status = 400, body = ErrorBody)))]
+pub async fn devices(
+    State(s): State<ApiState>,
+    q: Result<Query<DevicesParams>, QueryRejection>,
+) -> Result<Json<DevicesResponse>, ApiError> {
+    let p = checked(q)?;
+    let stale = s.config.stale_after;
+    let now = now_ns();
+    Ok(Json(
+        s.pool
+            .run(move |c| queries::devices(c, &p, now, stale))
+            .await?,
+    ))
+}
+
+/// Downsampled series of (device, metric) pairs.
+#[utoipa::path(get, path = "/api/series", tag = "query", params(SeriesParams),
+    responses((status = 200, body = SeriesResponse), (status = 400, body = ErrorBody)))]
+pub async fn series(
+    State(s): State<ApiState>,
+    q: Result<Query<SeriesParams>, QueryRejection>,
+) -> Result<Json<SeriesResponse>, ApiError> {
+    let req = checked(q)?.parse(now_ns())?;
+    Ok(Json(s.pool.run(move |c| queries::series(c, &req)).await?))
+}
+
+/// Latest values per district and kind.
+#[utoipa::path(get, path = "/api/latest", tag = "query", params(LatestParams),
+    responses((status = 200, body = LatestResponse), (status = 400, body = ErrorBody)))]
+pub async fn latest(
+    State(s): State<ApiState>,
+    q: Result<Query<LatestParams>, QueryRejection>,
+) -> Result<Json<LatestResponse>, ApiError> {
+    let p = checked(q)?;
+    let now = now_ns();
+    Ok(Json(s.pool.run(move |c| queries::latest(c, &p, now)).await?))
+}
+
+/// VN_AQI (hourly and daily) and US AQI of every station.
+#[utoipa::path(get, path = "/api/aqi", tag = "query", params(AqiParams),
+    responses((status = 200, body = AqiResponse), (status = 400, body = ErrorBody)))]
+pub async fn aqi(
+    State(s): State<ApiState>,
+    q: Result<Query<AqiParams>, QueryRejection>,
+) -> Result<Json<AqiResponse>, ApiError> {
+    let p = checked(q)?;
+    // Every station's index reads 24 hours of its particulates: the live answer (no `at`)
+    // is shared by all dashboards for a short while.
+    let key = (p.at.is_none()).then(|| format!("{:?}/{:?}", p.district, p.device));
+    if let Some(key) = &key
+        && let Some(hit) = s.aqi_cache.get(key, s.config.aqi_cache_ttl)
+    {
+        return Ok(Json(AqiResponse::clone(&hit)));
+    }
+    let now = now_ns();
+    let fresh = Arc::new(s.pool.run(move |c| queries::aqi(c, &p, now)).await?);
+    if let Some(key) = key {
+        s.aqi_cache.put(key, fresh.clone(), Instant::now());
+    }
+    Ok(Json(AqiResponse::clone(&fresh)))
+}
+
+/// Dead letters, ingest rate, outbox depth and lag.
+#[utoipa::path(get, path = "/api/stats", tag = "query", params(StatsParams),
+    responses((status = 200, body = StatsResponse), (status = 400, body = ErrorBody)))]
+pub async fn stats(
+    State(s): State<ApiState>,
+    q: Result<Query<StatsParams>, QueryRejection>,
+) -> Result<Json<StatsResponse>, ApiError> {
+    let p = checked(q)?;
+    let stale = s.config.stale_after;
+    let now = now_ns();
+    Ok(Json(
+        s.pool
+            .run(move |c| queries::stats(c, &p, now, stale))
+            .await?,
+    ))
+}

@@ -1,0 +1,142 @@
+//! The operators' query API and dashboard: JSON endpoints over the hot tier, their
+//! OpenAPI document, and the embedded dashboard page, as one axum router to merge into the
+//! gateway's HTTP server.
+//!
+//! | path | what |
+//! |---|---|
+//! | `GET /api/devices` | devices, status, last seen, firmware, gaps, duplicates, dropped readings, stale flag |
+//! | `GET /api/series` | downsampled series of device:metric pairs |
+//! | `GET /api/latest` | latest values per district and kind |
+//! | `GET /api/aqi` | VN_AQI hourly and daily, US AQI, category and colour per station |
+//! | `GET /api/stats` | dead letters by reason, ingest rate, outbox depth, store lag |
+//! | `GET /api/openapi.json` | the OpenAPI document |
+//! | `GET /` | the dashboard |
+
+pub mod dashboard;
+pub mod db;
+pub mod error;
+pub mod handlers;
+pub mod model;
+pub mod openapi;
+pub mod params;
+pub mod queries;
+
+pub use db::ReadPool;
+pub use error::ApiError;
+
+use axum::Router;
+use axum::routing::get;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/api/openapi.json";
+
+/// Settings of the query API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The hot tier's SQLite file (opened read-only). No default: it is the ingest
+    /// side's file in the data directory.
+    pub db_path: PathBuf,
+    /// Staleness threshold for devices whose meta gives no reporting period
+    /// (default 300 s; with a period, 3 periods).
+    pub stale_after: Duration,
+    /// How long a live `/api/aqi` answer is reused (default 30 s: the hourly NowCast
+    /// moves slowly, and each answer reads 24 hours of every station).
+    pub aqi_cache_ttl: Duration,
+}
+
+impl ApiConfig {
+    /// Defaults for a database file.
+    pub fn new(db_path: impl Into<PathBuf>) -> Self {
+        Self {
+            db_path: db_path.into(),
+            stale_after: queries::DEFAULT_STALE_AFTER,
+            aqi_cache_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A short-lived cache of one kind of answer, keyed by its parameters.
+#[derive(Debug)]
+pub struct AnswerCache<T> {
+    entries: Mutex<Vec<(String, Instant, Arc<T>)>>,
+}
+
+impl<T> Default for AnswerCache<T> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// Most distinct parameter sets kept.
+const CACHE_ENTRIES: usize = 16;
+
+impl<T> AnswerCache<T> {
+    /// The answer for `key` if younger than `ttl`.
+    pub fn get(&self, key: &str, ttl: Duration) -> Option<Arc<T>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .iter()
+            .find(|(k, at, _)| k == key && at.elapsed() < ttl)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    /// Stores an answer computed at `at`.
+    pub fn put(&self, key: String, value: Arc<T>, at: Instant) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|(k, _, _)| k != &key);
+        if entries.len() >= CACHE_ENTRIES {
+            entries.remove(0);
+        }
+        entries.push((key, at, value));
+    }
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// Settings.
+    pub config: Arc<ApiConfig>,
+    /// Read-only connections.
+    pub pool: ReadPool,
+    /// Recent live AQI answers.
+    pub aqi_cache: Arc<AnswerCache<model::AqiResponse>>,
+}
+
+impl ApiState {
+    /// State for a configuration.
+    pub fn new(config: ApiConfig) -> Self {
+        Self {
+            pool: ReadPool::new(config.db_path.clone()),
+            config: Arc::new(config),
+            aqi_cache: Arc::default(),
+        }
+    }
+}
+
+/// The query API, its OpenAPI document and the dashboard, ready to merge into the
+/// gateway's router: `router.merge(api::router(ApiConfig::new(db_path)))`.
+pub fn router(config: ApiConfig) -> Router {
+    Router::new()
+        .route("/api/devices", get(handlers::devices))
+        .route("/api/series", get(handlers::series))
+        .route("/api/latest", get(handlers::latest))
+        .route("/api/aqi", get(handlers::aqi))
+        .route("/api/stats", get(handlers::stats))
+        .route(
+            OPENAPI_PATH,
+            get(|| async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    openapi::document(),
+                )
+            }),
+        )
+        .route("/", get(dashboard::index))
+        .route("/assets/{*path}", get(dashboard::asset))
+        .with_state(ApiState::new(config))
+}

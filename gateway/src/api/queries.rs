@@ -1,0 +1,523 @@
+//! The read side of the hot tier: every question the API and `gateway query` answer, as
+//! synchronous functions over one read-only connection. The SQL is written against the
+//! ingest side's schema (`readings` keyed by `(device, metric, ts_ns)`, `devices`,
+//! `dead_letters`, `outbox`) and only uses that primary key:
+//!
+//! - a series is one range scan of `(device, metric, ts_ns)` with the downsampling done by
+//!   SQLite's GROUP BY;
+//! - "latest value of every metric of a device" is a skip-scan: one index seek per metric,
+//!   walking the metrics of a device in descending order (`metric < ?` then the newest
+//!   row), so the cost grows with devices x metrics, not with rows.
+
+use super::error::ApiError;
+use super::model::*;
+use super::params::{self, Agg, SeriesRequest};
+use crate::aqi;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const NS_PER_MS: i64 = 1_000_000;
+const NS_PER_S: i64 = 1_000_000_000;
+const NS_PER_HOUR: i64 = 3600 * NS_PER_S;
+
+/// Default staleness threshold for a device whose meta gives no reporting period.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(300);
+/// A device with a known reporting period is stale after this many silent periods.
+pub const STALE_PERIODS: u64 = 3;
+/// Default `max_age` of `/api/latest`.
+pub const DEFAULT_LATEST_MAX_AGE: Duration = Duration::from_secs(3600);
+
+fn ms(ns: i64) -> i64 {
+    ns.div_euclid(NS_PER_MS)
+}
+
+/// One row of `devices`, with the meta fields the API uses.
+#[derive(Debug, Clone)]
+struct DeviceRow {
+    device: String,
+    district: Option<String>,
+    kind: Option<String>,
+    format: Option<String>,
+    first_seen_ns: Option<i64>,
+    last_seen_ns: Option<i64>,
+    last_seq: Option<i64>,
+    gaps: i64,
+    duplicates: i64,
+    dropped_readings: i64,
+    status: Option<String>,
+    meta: serde_json::Value,
+}
+
+impl DeviceRow {
+    fn meta_str(&self, key: &str) -> Option<String> {
+        self.meta.get(key)?.as_str().map(str::to_owned)
+    }
+    fn meta_f64(&self, key: &str) -> Option<f64> {
+        self.meta.get(key)?.as_f64()
+    }
+    fn meta_u64(&self, key: &str) -> Option<u64> {
+        self.meta.get(key)?.as_u64()
+    }
+    /// The district: the state's column, else the meta's.
+    fn district(&self) -> Option<String> {
+        self.district.clone().or_else(|| self.meta_str("district"))
+    }
+    fn kind(&self) -> Option<String> {
+        self.kind.clone().or_else(|| self.meta_str("kind"))
+    }
+}
+
+fn load_devices(conn: &Connection) -> Result<Vec<DeviceRow>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, district, kind, format, first_seen, last_seen, last_seq, gaps, \
+         duplicates, dropped_readings, status, meta_json FROM devices ORDER BY device",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let meta: Option<String> = r.get(11)?;
+        Ok(DeviceRow {
+            device: r.get(0)?,
+            district: r.get(1)?,
+            kind: r.get(2)?,
+            format: r.get(3)?,
+            first_seen_ns: r.get(4)?,
+            last_seen_ns: r.get(5)?,
+            last_seq: r.get(6)?,
+            gaps: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
+            duplicates: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
+            dropped_readings: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
+            status: r.get(10)?,
+            // A device's meta is its own JSON: a malformed one only loses the meta fields.
+            meta: meta
+                .and_then(|m| serde_json::from_str(&m).ok())
+                .unwrap_or(serde_json::Value::Null),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn stale_after(row: &DeviceRow, default: Duration) -> u64 {
+    row.meta_u64("periodS")
+        .filter(|p| *p > 0)
+        .map_or(default.as_secs(), |p| p.saturating_mul(STALE_PERIODS))
+}
+
+fn is_stale(row: &DeviceRow, at_ns: i64, after_s: u64) -> bool {
+    let limit = i64::try_from(after_s)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(NS_PER_S);
+    row.last_seen_ns
+        .is_none_or(|seen| at_ns.saturating_sub(seen) > limit)
+}
+
+fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
+    let after = stale_after(row, default_stale);
+    Device {
+        device: row.device.clone(),
+        kind: row.kind(),
+        district: row.district(),
+        format: row.format.clone(),
+        status: row.status.clone().unwrap_or_else(|| "unknown".into()),
+        first_seen_ms: row.first_seen_ns.map(ms),
+        last_seen_ms: row.last_seen_ns.map(ms),
+        last_seq: row.last_seq,
+        gaps: row.gaps,
+        duplicates: row.duplicates,
+        dropped_readings: row.dropped_readings,
+        firmware: row.meta_str("fw"),
+        lat: row.meta_f64("lat"),
+        lon: row.meta_f64("lon"),
+        period_s: row.meta_u64("periodS"),
+        stale_after_s: after,
+        stale: is_stale(row, at_ns, after),
+    }
+}
+
+/// `GET /api/devices`.
+pub fn devices(
+    conn: &Connection,
+    p: &params::DevicesParams,
+    now_ns: i64,
+    default_stale: Duration,
+) -> Result<DevicesResponse, ApiError> {
+    if let Some(d) = &p.district {
+        params::check_slug("district", d)?;
+    }
+    if let Some(k) = &p.kind {
+        params::check_kind(k)?;
+    }
+    if let Some(s) = &p.status
+        && !matches!(s.as_str(), "online" | "offline" | "unknown")
+    {
+        return Err(ApiError::bad(format!(
+            "status: `{s}` is not one of online, offline, unknown"
+        )));
+    }
+    let stale = p
+        .stale
+        .as_deref()
+        .map(|s| params::parse_bool("stale", s))
+        .transpose()?;
+    let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
+    let devices = load_devices(conn)?
+        .iter()
+        .map(|row| to_device(row, at_ns, default_stale))
+        .filter(|d| p.district.is_none() || d.district == p.district)
+        .filter(|d| p.kind.is_none() || d.kind == p.kind)
+        .filter(|d| p.status.as_ref().is_none_or(|s| &d.status == s))
+        .filter(|d| stale.is_none_or(|s| d.stale == s))
+        .collect();
+    Ok(DevicesResponse {
+        at_ms: ms(at_ns),
+        default_stale_after_s: default_stale.as_secs(),
+        devices,
+    })
+}
+
+/// `GET /api/series`: each pair downsampled in SQL.
+pub fn series(conn: &Connection, req: &SeriesRequest) -> Result<SeriesResponse, ApiError> {
+    const WHERE: &str = "FROM readings WHERE device = ?1 AND metric = ?2 \
+                         AND ts_ns >= ?3 AND ts_ns < ?4 GROUP BY b ORDER BY b";
+    let select = match req.agg {
+        Agg::Avg => "SELECT ts_ns / ?5 AS b, avg(value)",
+        Agg::Min => "SELECT ts_ns / ?5 AS b, min(value)",
+        Agg::Max => "SELECT ts_ns / ?5 AS b, max(value)",
+        Agg::Count => "SELECT ts_ns / ?5 AS b, count(*)",
+        // SQLite gives bare columns the values of the row that max() picked.
+        Agg::Last => "SELECT ts_ns / ?5 AS b, value, max(ts_ns)",
+    };
+    let sql = format!("{select} {WHERE}");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut out = Vec::with_capacity(req.series.len());
+    for (device, metric) in &req.series {
+        let mut t = Vec::new();
+        let mut v = Vec::new();
+        let mut rows = stmt.query(params![device, metric, req.from_ns, req.to_ns, req.step_ns])?;
+        while let Some(row) = rows.next()? {
+            let bucket: i64 = row.get(0)?;
+            t.push(ms(bucket * req.step_ns));
+            v.push(row.get::<_, f64>(1)?);
+        }
+        out.push(Series {
+            device: device.clone(),
+            metric: metric.clone(),
+            unit: schemas::catalog::lookup(metric).map(|m| m.unit.to_owned()),
+            t,
+            v,
+        });
+    }
+    let agg = serde_json::to_value(req.agg)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    Ok(SeriesResponse {
+        from_ms: ms(req.from_ns),
+        to_ms: ms(req.to_ns),
+        step_ms: ms(req.step_ns),
+        agg,
+        series: out,
+    })
+}
+
+/// The newest reading at or before `at_ns` of every metric of `device` (skip-scan).
+fn latest_of_device(
+    conn: &Connection,
+    device: &str,
+    at_ns: i64,
+) -> Result<Vec<(String, i64, f64)>, ApiError> {
+    let mut first = conn.prepare_cached(
+        "SELECT metric, ts_ns, value FROM readings WHERE device = ?1 \
+         ORDER BY metric DESC, ts_ns DESC LIMIT 1",
+    )?;
+    let mut next = conn.prepare_cached(
+        "SELECT metric, ts_ns, value FROM readings WHERE device = ?1 AND metric < ?2 \
+         ORDER BY metric DESC, ts_ns DESC LIMIT 1",
+    )?;
+    let mut before = conn.prepare_cached(
+        "SELECT ts_ns, value FROM readings WHERE device = ?1 AND metric = ?2 AND ts_ns <= ?3 \
+         ORDER BY ts_ns DESC LIMIT 1",
+    )?;
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+    let mut out = Vec::new();
+    let mut cur: Option<(String, i64, f64)> = first.query_row([device], row).optional()?;
+    while let Some((metric, ts, v)) = cur {
+        if ts <= at_ns {
+            out.push((metric.clone(), ts, v));
+        } else if let Some((ts, v)) = before
+            .query_row(params![device, metric, at_ns], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+        {
+            // Readings stamped after `at` (clock skew, or a past `at`): the one before.
+            out.push((metric.clone(), ts, v));
+        }
+        cur = next.query_row(params![device, metric], row).optional()?;
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Acc {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    newest: i64,
+}
+
+/// `GET /api/latest`: latest values per district and kind.
+pub fn latest(
+    conn: &Connection,
+    p: &params::LatestParams,
+    now_ns: i64,
+) -> Result<LatestResponse, ApiError> {
+    if let Some(d) = &p.district {
+        params::check_slug("district", d)?;
+    }
+    if let Some(k) = &p.kind {
+        params::check_kind(k)?;
+    }
+    let max_age = p
+        .max_age
+        .as_deref()
+        .map(|s| params::parse_duration("max_age", s))
+        .transpose()?
+        .unwrap_or(DEFAULT_LATEST_MAX_AGE);
+    let detail = p
+        .detail
+        .as_deref()
+        .map(|s| params::parse_bool("detail", s))
+        .transpose()?
+        .unwrap_or(false);
+    let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
+    let oldest = at_ns.saturating_sub(i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX));
+
+    type Key = (String, String);
+    let mut groups: BTreeMap<Key, (LatestGroup, BTreeMap<String, Acc>)> = BTreeMap::new();
+    let mut details = Vec::new();
+    for row in load_devices(conn)? {
+        let district = row.district().unwrap_or_else(|| "unknown".into());
+        let kind = row.kind().unwrap_or_else(|| "unknown".into());
+        if p.district.as_ref().is_some_and(|d| d != &district)
+            || p.kind.as_ref().is_some_and(|k| k != &kind)
+        {
+            continue;
+        }
+        let (group, accs) = groups
+            .entry((district.clone(), kind.clone()))
+            .or_insert_with(|| {
+                (
+                    LatestGroup {
+                        district: district.clone(),
+                        kind: kind.clone(),
+                        devices: 0,
+                        reporting: 0,
+                        online: 0,
+                        metrics: Vec::new(),
+                    },
+                    BTreeMap::new(),
+                )
+            });
+        group.devices += 1;
+        if row.status.as_deref() == Some("online") {
+            group.online += 1;
+        }
+        let values: Vec<_> = latest_of_device(conn, &row.device, at_ns)?
+            .into_iter()
+            .filter(|(_, ts, _)| *ts >= oldest)
+            .collect();
+        if !values.is_empty() {
+            group.reporting += 1;
+        }
+        for (metric, ts, v) in &values {
+            let a = accs.entry(metric.clone()).or_insert_with(|| Acc {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                ..Acc::default()
+            });
+            a.count += 1;
+            a.sum += v;
+            a.min = a.min.min(*v);
+            a.max = a.max.max(*v);
+            a.newest = a.newest.max(*ts);
+        }
+        if detail {
+            details.push(DeviceLatest {
+                device: row.device.clone(),
+                district,
+                kind,
+                values: values
+                    .into_iter()
+                    .map(|(m, ts, v)| (m, Reading { t_ms: ms(ts), v }))
+                    .collect(),
+            });
+        }
+    }
+    let groups = groups
+        .into_values()
+        .map(|(mut g, accs)| {
+            g.metrics = accs
+                .into_iter()
+                .map(|(metric, a)| MetricSummary {
+                    unit: schemas::catalog::lookup(&metric).map(|m| m.unit.to_owned()),
+                    metric,
+                    count: a.count,
+                    mean: a.sum / a.count as f64,
+                    min: a.min,
+                    max: a.max,
+                    newest_ms: ms(a.newest),
+                })
+                .collect();
+            g
+        })
+        .collect();
+    Ok(LatestResponse {
+        at_ms: ms(at_ns),
+        max_age_s: max_age.as_secs(),
+        groups,
+        devices: detail.then_some(details),
+    })
+}
+
+/// Hourly means of one metric of one device over the 24 hours before `at_ns`, most recent
+/// hour first: slot i is [at - (i+1) h, at - i h).
+fn hourly_means(
+    conn: &Connection,
+    device: &str,
+    metric: &str,
+    at_ns: i64,
+) -> Result<Vec<Option<f64>>, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT (?3 - ts_ns - 1) / ?4 AS h, avg(value) FROM readings \
+         WHERE device = ?1 AND metric = ?2 AND ts_ns >= ?3 - 24 * ?4 AND ts_ns < ?3 \
+         GROUP BY h",
+    )?;
+    let mut hours = vec![None; aqi::DAILY_HOURS];
+    let mut rows = stmt.query(params![device, metric, at_ns, NS_PER_HOUR])?;
+    while let Some(row) = rows.next()? {
+        let h: i64 = row.get(0)?;
+        if let Some(slot) = usize::try_from(h).ok().and_then(|h| hours.get_mut(h)) {
+            *slot = Some(row.get(1)?);
+        }
+    }
+    Ok(hours)
+}
+
+/// `GET /api/aqi`: indices of every station that has (or should have) particulates.
+pub fn aqi(conn: &Connection, p: &params::AqiParams, now_ns: i64) -> Result<AqiResponse, ApiError> {
+    if let Some(d) = &p.district {
+        params::check_slug("district", d)?;
+    }
+    if let Some(d) = &p.device {
+        params::check_slug("device", d)?;
+    }
+    let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
+    let mut stations = Vec::new();
+    for row in load_devices(conn)? {
+        let district = row.district();
+        if p.district.is_some() && district != p.district
+            || p.device.as_ref().is_some_and(|d| d != &row.device)
+        {
+            continue;
+        }
+        let pm25 = hourly_means(conn, &row.device, aqi::Pollutant::Pm25.metric(), at_ns)?;
+        let pm10 = hourly_means(conn, &row.device, aqi::Pollutant::Pm10.metric(), at_ns)?;
+        let has_pm = pm25.iter().chain(&pm10).any(Option::is_some);
+        if !has_pm && row.kind().as_deref() != Some("airquality") {
+            continue;
+        }
+        let s = aqi::station_aqi(&pm25, &pm10);
+        stations.push(StationAqi {
+            device: row.device.clone(),
+            district,
+            lat: row.meta_f64("lat"),
+            lon: row.meta_f64("lon"),
+            pm25_nowcast: s.pm25_nowcast,
+            pm10_nowcast: s.pm10_nowcast,
+            pm25_24h: s.pm25_daily,
+            pm10_24h: s.pm10_daily,
+            vn_aqi_hourly: s.vn_hourly.map(Into::into),
+            vn_aqi_daily: s.vn_daily.map(Into::into),
+            us_aqi_nowcast: s.us_nowcast.map(Into::into),
+            us_aqi_daily: s.us_daily.map(Into::into),
+        });
+    }
+    Ok(AqiResponse {
+        at_ms: ms(at_ns),
+        stations,
+    })
+}
+
+/// `GET /api/stats`.
+pub fn stats(
+    conn: &Connection,
+    p: &params::StatsParams,
+    now_ns: i64,
+    default_stale: Duration,
+) -> Result<StatsResponse, ApiError> {
+    let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason",
+    )?;
+    let dead_letters = stmt
+        .query_map([], |r| {
+            Ok(ReasonCount {
+                reason: r.get(0)?,
+                count: r.get::<_, i64>(1)?.max(0).unsigned_abs(),
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let dead_letters_last_hour: i64 = conn.query_row(
+        "SELECT count(*) FROM dead_letters WHERE received_ns >= ?1 AND received_ns < ?2",
+        params![at_ns - NS_PER_HOUR, at_ns],
+        |r| r.get(0),
+    )?;
+    let (outbox_entries, outbox_readings, outbox_bytes, oldest): (i64, i64, i64, Option<i64>) =
+        conn.query_row(
+            "SELECT count(*), coalesce(sum(readings), 0), coalesce(sum(bytes), 0), min(created_ns) \
+             FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+
+    // Readings per second over the last minute: one counted range per (device, metric).
+    let mut count = conn.prepare_cached(
+        "SELECT count(*) FROM readings WHERE device = ?1 AND metric = ?2 \
+         AND ts_ns >= ?3 AND ts_ns < ?4",
+    )?;
+    let window_start = at_ns - 60 * NS_PER_S;
+    let rows = load_devices(conn)?;
+    let mut recent = 0i64;
+    let (mut online, mut stale) = (0u64, 0u64);
+    for row in &rows {
+        if row.status.as_deref() == Some("online") {
+            online += 1;
+        }
+        if is_stale(row, at_ns, stale_after(row, default_stale)) {
+            stale += 1;
+        }
+        for (metric, ts, _) in latest_of_device(conn, &row.device, at_ns)? {
+            if ts >= window_start {
+                recent += count.query_row(params![row.device, metric, window_start, at_ns], |r| {
+                    r.get::<_, i64>(0)
+                })?;
+            }
+        }
+    }
+    let newest = rows.iter().filter_map(|r| r.last_seen_ns).max();
+    let secs = |ns: i64| ns as f64 / NS_PER_S as f64;
+    let unsigned = |n: i64| n.max(0).unsigned_abs();
+    Ok(StatsResponse {
+        at_ms: ms(at_ns),
+        dead_letters,
+        dead_letters_last_hour: unsigned(dead_letters_last_hour),
+        ingest_rate_per_s: recent as f64 / 60.0,
+        outbox_entries: unsigned(outbox_entries),
+        outbox_readings: unsigned(outbox_readings),
+        outbox_bytes: unsigned(outbox_bytes),
+        store_lag_s: oldest.map_or(0.0, |o| secs((at_ns - o).max(0))),
+        newest_message_age_s: newest.map(|n| secs((at_ns - n).max(0))),
+        devices: rows.len() as u64,
+        devices_online: online,
+        devices_stale: stale,
+    })
+}

@@ -1,0 +1,312 @@
+//! The command line: subcommands and the flags that override the config file.
+//! Every flag also reads a `GATEWAY_*` environment variable; each help text
+//! states the default that applies when neither the flag, the variable nor
+//! the file sets the value.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, LogFormat, Secret};
+
+/// The smart-city telemetry gateway: consumes device readings from an MQTT
+/// broker, stores them durably in SQLite (hot tier) before acknowledging them,
+/// and forwards them to a time-series store speaking the InfluxDB v2 write API.
+#[derive(Debug, Parser)]
+#[command(
+    name = "gateway",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the service: MQTT consumer, SQLite hot tier, forwarder, HTTP server.
+    Run(RunArgs),
+    /// Load and check the configuration (file, environment, flags), print the
+    /// effective settings with secrets redacted, and exit: 0 if valid.
+    CheckConfig(RunArgs),
+    /// Inspect dead letters (messages that could not be stored, with the
+    /// reason) and re-inject them after a fix.
+    Deadletters(DeadlettersArgs),
+    /// Measure end-to-end throughput: publish a burst of readings into a
+    /// broker, then time how fast a gateway drains it (see gateway/README.md).
+    Bench(BenchArgs),
+}
+
+/// Flags of `run` and `check-config`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// TOML configuration file (see gateway.toml). [default: none, built-in
+    /// defaults]
+    #[arg(long, short = 'c', env = "GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Broker URL, mqtt://host:port or mqtts://host:port (TLS). [default:
+    /// mqtt://127.0.0.1:1883, or the embedded broker] (mqtt.url)
+    #[arg(long, env = "GATEWAY_MQTT", value_name = "URL")]
+    pub mqtt: Option<String>,
+
+    /// Broker username. [default: none, anonymous] (mqtt.username)
+    #[arg(long, env = "GATEWAY_MQTT_USERNAME", value_name = "NAME")]
+    pub mqtt_username: Option<String>,
+
+    /// Broker password; never logged (prefer the environment variable over the
+    /// flag, which other users can see in the process list). [default: none]
+    /// (mqtt.password)
+    #[arg(
+        long,
+        env = "GATEWAY_MQTT_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub mqtt_password: Option<String>,
+
+    /// MQTT client id; keep it fixed: the broker holds this gateway's
+    /// persistent session under it. [default: gateway-<hostname>]
+    /// (mqtt.client_id)
+    #[arg(long, env = "GATEWAY_CLIENT_ID", value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// Subscribe through the shared subscription $share/NAME/... so that the
+    /// gateways of one group split the traffic. [default: none]
+    /// (mqtt.share_group)
+    #[arg(long, env = "GATEWAY_SHARE_GROUP", value_name = "NAME")]
+    pub share_group: Option<String>,
+
+    /// Base URL of the time-series store's InfluxDB v2 write API (InfluxDB,
+    /// VictoriaMetrics, ...). [default: none, hot tier only] (store.url)
+    #[arg(long, env = "GATEWAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// Store organisation. [default: city] (store.org)
+    #[arg(long, env = "GATEWAY_ORG", value_name = "ORG")]
+    pub org: Option<String>,
+
+    /// Store bucket. [default: telemetry] (store.bucket)
+    #[arg(long, env = "GATEWAY_BUCKET", value_name = "BUCKET")]
+    pub bucket: Option<String>,
+
+    /// Store API token; never logged. [default: none] (store.token)
+    #[arg(
+        long,
+        env = "GATEWAY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Directory of the SQLite state (hot tier, outbox, dead letters, device
+    /// state). [default: ./data] (data_dir)
+    #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Listen address of the HTTP server (/metrics, /health). [default:
+    /// 127.0.0.1:8080] (http.listen)
+    #[arg(long, env = "GATEWAY_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// Run an MQTT broker inside the gateway on ADDR (one-box use) and
+    /// connect to it. [default: none] (broker.embedded)
+    #[arg(long, env = "GATEWAY_EMBEDDED_BROKER", value_name = "ADDR")]
+    pub embedded_broker: Option<String>,
+
+    /// Log format. [default: text] (log.format)
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// PEM CA certificate(s) that sign the broker's TLS certificate; needed
+    /// with mqtts://. [default: none] (mqtt.ca_file)
+    #[arg(long, env = "GATEWAY_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS. [default: none]
+    /// (mqtt.client_cert)
+    #[arg(long, env = "GATEWAY_CLIENT_CERT", value_name = "FILE")]
+    pub client_cert: Option<PathBuf>,
+
+    /// PEM private key of --client-cert. [default: none] (mqtt.client_key)
+    #[arg(long, env = "GATEWAY_CLIENT_KEY", value_name = "FILE")]
+    pub client_key: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The file's configuration (or the defaults) with these flags applied
+    /// on top.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        self.apply(&mut c);
+        Ok(c)
+    }
+
+    fn apply(&self, c: &mut Config) {
+        fn set<T: Clone>(slot: &mut T, v: &Option<T>) {
+            if let Some(v) = v {
+                *slot = v.clone();
+            }
+        }
+        fn set_opt<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        }
+        set_opt(&mut c.mqtt.url, &self.mqtt);
+        set_opt(&mut c.mqtt.username, &self.mqtt_username);
+        if let Some(p) = &self.mqtt_password {
+            c.mqtt.password = Some(Secret::new(p.clone()));
+        }
+        set_opt(&mut c.mqtt.client_id, &self.client_id);
+        set_opt(&mut c.mqtt.share_group, &self.share_group);
+        set_opt(&mut c.store.url, &self.store);
+        set(&mut c.store.org, &self.org);
+        set(&mut c.store.bucket, &self.bucket);
+        if let Some(t) = &self.token {
+            c.store.token = Some(Secret::new(t.clone()));
+        }
+        set(&mut c.data_dir, &self.data_dir);
+        set(&mut c.http.listen, &self.http);
+        set_opt(&mut c.broker.embedded, &self.embedded_broker);
+        set(&mut c.log.format, &self.log_format);
+        set_opt(&mut c.mqtt.ca_file, &self.ca_file);
+        set_opt(&mut c.mqtt.client_cert, &self.client_cert);
+        set_opt(&mut c.mqtt.client_key, &self.client_key);
+    }
+}
+
+/// Flags of `deadletters`.
+#[derive(Debug, Args)]
+pub struct DeadlettersArgs {
+    /// TOML configuration file (its data_dir, ingest routes and store
+    /// settings apply). [default: none]
+    #[arg(
+        long,
+        short = 'c',
+        env = "GATEWAY_CONFIG",
+        value_name = "FILE",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Directory of the SQLite state. [default: ./data] (data_dir)
+    #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+
+    /// Store URL; when set (here or in the file), replayed readings are also
+    /// queued for the store. [default: none] (store.url)
+    #[arg(long, env = "GATEWAY_STORE", value_name = "URL", global = true)]
+    pub store: Option<String>,
+
+    /// What to do with the dead letters.
+    #[command(subcommand)]
+    pub action: DeadletterAction,
+}
+
+impl DeadlettersArgs {
+    /// The configuration these flags select.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        RunArgs {
+            config: self.config.clone(),
+            data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
+            ..RunArgs::default()
+        }
+        .load()
+    }
+}
+
+/// `deadletters` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeadletterAction {
+    /// List dead letters, newest first: id, time, reason, topic, size.
+    List {
+        /// Only those with this reason (e.g. malformed-payload). [default: all]
+        #[arg(long, value_name = "REASON")]
+        reason: Option<String>,
+        /// At most this many. [default: 100]
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Show one dead letter in full: topic, reason, detail and the payload
+    /// (as text when it is UTF-8, else hex).
+    Show {
+        /// The dead letter's id (from `list`).
+        id: i64,
+    },
+    /// Re-run dead letters through the current pipeline (routes, decoders,
+    /// validation): the ones that now succeed are stored and removed, the
+    /// others stay (with their new reason).
+    Replay {
+        /// Ids to replay. [default: all, or all with --reason]
+        ids: Vec<i64>,
+        /// Replay those with this reason. [default: any]
+        #[arg(long, value_name = "REASON", conflicts_with = "ids")]
+        reason: Option<String>,
+    },
+}
+
+/// Flags of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Broker to publish into (the gateway under test must subscribe to it
+    /// with a persistent session). [default: mqtt://127.0.0.1:1883]
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883", value_name = "URL")]
+    pub mqtt: String,
+    /// Messages to publish. [default: 200000]
+    #[arg(long, default_value_t = 200_000)]
+    pub messages: u64,
+    /// Payload format: tasmota (5 readings per message) or senml (5 readings,
+    /// CBOR). [default: tasmota]
+    #[arg(long, default_value = "tasmota", value_parser = ["tasmota", "senml"])]
+    pub format: String,
+    /// Distinct devices the messages are spread over. [default: 1000]
+    #[arg(long, default_value_t = 1000)]
+    pub devices: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("g.toml");
+        std::fs::write(
+            &file,
+            "data_dir = \"/from/file\"\n[mqtt]\nurl = \"mqtt://file:1\"\nclient_id = \"file-id\"\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "gateway",
+            "run",
+            "--config",
+            file.to_str().unwrap(),
+            "--mqtt",
+            "mqtt://flag:2",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        let c = args.load().unwrap();
+        assert_eq!(c.mqtt.url.as_deref(), Some("mqtt://flag:2"));
+        assert_eq!(c.mqtt.client_id.as_deref(), Some("file-id"));
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+    }
+}

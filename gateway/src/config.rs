@@ -1,0 +1,723 @@
+//! The service's configuration: the TOML file's shape with every key's
+//! default documented where it is defined, the precedence of command-line
+//! flags and `GATEWAY_*` environment variables over the file, and the checks
+//! that turn a bad value into an error naming its key before anything starts.
+//!
+//! Precedence, highest first: flag, environment variable (clap reads both),
+//! file (`--config`), built-in default. `gateway.toml` at the repository root
+//! is the commented example of every key.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The `[ingest]` table: decoding routes, validation limits, retention and
+/// outbox bounds, owned and documented by the `ingest` crate.
+pub type IngestSection = ingest::IngestConfig;
+
+/// A value that must never reach a log line or a `Debug` dump (passwords,
+/// tokens).
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+/// The whole configuration file. Every table and key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory of the SQLite state (hot tier, outbox, dead letters, device
+    /// state). Created if missing. Default: `./data`.
+    pub data_dir: PathBuf,
+    /// On SIGINT/SIGTERM: how long to wait for the in-flight batch to commit
+    /// and the outbox to drain to the store before exiting. Default: 10 s.
+    pub shutdown_timeout_s: u64,
+    /// `[mqtt]`: the broker connection and subscription.
+    pub mqtt: MqttConfig,
+    /// `[batch]`: group-commit bounds.
+    pub batch: BatchConfig,
+    /// `[store]`: the external time-series store (InfluxDB v2 write API).
+    pub store: StoreConfig,
+    /// `[http]`: the HTTP server (`/metrics`, `/health`, later the API).
+    pub http: HttpConfig,
+    /// `[broker]`: the optional in-process MQTT broker.
+    pub broker: BrokerConfig,
+    /// `[log]`: logging.
+    pub log: LogConfig,
+    /// `[ingest]`: routes, validation, retention, outbox (see the `ingest` crate).
+    pub ingest: IngestSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            shutdown_timeout_s: 10,
+            mqtt: MqttConfig::default(),
+            batch: BatchConfig::default(),
+            store: StoreConfig::default(),
+            http: HttpConfig::default(),
+            broker: BrokerConfig::default(),
+            log: LogConfig::default(),
+            ingest: IngestSection::default(),
+        }
+    }
+}
+
+/// `[mqtt]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Broker URL, `mqtt://host:port` (plain, default port 1883) or
+    /// `mqtts://host:port` (TLS, default port 8883). Default:
+    /// `mqtt://127.0.0.1:1883`, or the embedded broker's address when
+    /// `broker.embedded` is set.
+    pub url: Option<String>,
+    /// Username for the broker. Default: none (anonymous).
+    pub username: Option<String>,
+    /// Password for the broker; never logged. Default: none.
+    pub password: Option<Secret>,
+    /// MQTT client id. It must be fixed across restarts: the broker keeps the
+    /// persistent session (subscriptions and unacknowledged messages) under
+    /// it. Default: `gateway-<hostname>`.
+    pub client_id: Option<String>,
+    /// Shared-subscription group: subscribe through `$share/<group>/<filter>`
+    /// so that several gateways split the traffic. Default: none (every
+    /// message to this gateway).
+    pub share_group: Option<String>,
+    /// Keep-alive interval in seconds. Default: 30.
+    pub keep_alive_s: u64,
+    /// Session expiry in seconds: how long the broker keeps the session and
+    /// queues messages while the gateway is away. Default: 86400 (1 day).
+    pub session_expiry_s: u32,
+    /// Receive Maximum sent to the broker: the most unacknowledged QoS 1
+    /// messages in flight to this gateway, and so the largest possible
+    /// batch. Default: 1000.
+    pub receive_maximum: u16,
+    /// Largest MQTT packet accepted from the broker; the broker drops larger
+    /// ones itself. Keep it above `ingest.max_payload_bytes` so that
+    /// oversized payloads arrive and become dead letters. Default: 1048576.
+    pub max_packet_bytes: u32,
+    /// First reconnect delay in milliseconds; doubles up to
+    /// `reconnect_max_ms`, with jitter. Default: 250.
+    pub reconnect_min_ms: u64,
+    /// Longest reconnect delay in milliseconds. Default: 30000.
+    pub reconnect_max_ms: u64,
+    /// PEM file of the CA certificate(s) that sign the broker's certificate
+    /// (TLS only). Default: none (TLS then needs `ca_file`).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate chain for mutual TLS. Default: none.
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key of `client_cert`. Default: none.
+    pub client_key: Option<PathBuf>,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            client_id: None,
+            share_group: None,
+            keep_alive_s: 30,
+            session_expiry_s: 86_400,
+            receive_maximum: 1000,
+            max_packet_bytes: 1024 * 1024,
+            reconnect_min_ms: 250,
+            reconnect_max_ms: 30_000,
+            ca_file: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
+/// `[batch]`: a batch is what arrived while the previous one committed,
+/// bounded by these and by `mqtt.receive_maximum`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Most messages in one SQLite transaction. Default: 1000.
+    pub max_messages: usize,
+    /// Most payload bytes in one transaction. Default: 4194304 (4 MiB).
+    pub max_bytes: usize,
+    /// Seconds between hot-tier and dead-letter retention passes.
+    /// Default: 300.
+    pub retention_interval_s: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 1000,
+            max_bytes: 4 * 1024 * 1024,
+            retention_interval_s: 300,
+        }
+    }
+}
+
+/// `[store]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Base URL of an InfluxDB v2 write API (InfluxDB, VictoriaMetrics, ...),
+    /// e.g. `http://127.0.0.1:8428`. Default: none: hot tier only, no
+    /// forwarding.
+    pub url: Option<String>,
+    /// Organisation. Default: `city`.
+    pub org: String,
+    /// Bucket. Default: `telemetry`.
+    pub bucket: String,
+    /// API token; never logged. Default: none.
+    pub token: Option<Secret>,
+    /// Per-request timeout in seconds. Default: 10.
+    pub timeout_s: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            org: "city".into(),
+            bucket: "telemetry".into(),
+            token: None,
+            timeout_s: 10,
+        }
+    }
+}
+
+/// `[http]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address of the HTTP server. Default: `127.0.0.1:8080`.
+    pub listen: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// `[broker]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Run an MQTT broker inside the gateway on this address (one-box use)
+    /// and connect to it. Default: none.
+    pub embedded: Option<String>,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`. Default: `text`.
+    pub format: LogFormat,
+    /// `tracing` filter directives; `RUST_LOG` overrides it. Default: `info`.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+/// A configuration value that cannot work, named by its key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has an unknown key or a wrong type; the
+    /// parser's message quotes the offending line and key.
+    #[error("invalid config file {}: {message}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message.
+        message: String,
+    },
+    /// A value is out of its domain.
+    #[error("invalid configuration: `{key}`{}: {message}", flag_note(.flag))]
+    Invalid {
+        /// The key in the file, e.g. `mqtt.url`.
+        key: &'static str,
+        /// The flag and environment variable that set it too, if any.
+        flag: Option<&'static str>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn flag_note(flag: &Option<&'static str>) -> String {
+    flag.map(|f| format!(" ({f})")).unwrap_or_default()
+}
+
+fn invalid(
+    key: &'static str,
+    flag: Option<&'static str>,
+    message: impl Into<String>,
+) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        flag,
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is the parser's message.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Checks every value and derives what the service needs. Call after
+    /// applying command-line overrides.
+    pub fn resolve(&self) -> Result<Resolved, ConfigError> {
+        let embedded = match &self.broker.embedded {
+            None => None,
+            Some(addr) => Some(parse_addr(addr).map_err(|m| {
+                invalid(
+                    "broker.embedded",
+                    Some("--embedded-broker, GATEWAY_EMBEDDED_BROKER"),
+                    m,
+                )
+            })?),
+        };
+        let url = match (&self.mqtt.url, embedded) {
+            (Some(url), _) => url.clone(),
+            (None, Some(addr)) => {
+                let host = if addr.ip().is_unspecified() {
+                    "127.0.0.1".to_owned()
+                } else {
+                    addr.ip().to_string()
+                };
+                format!("mqtt://{host}:{}", addr.port())
+            }
+            (None, None) => "mqtt://127.0.0.1:1883".to_owned(),
+        };
+        let broker = BrokerUrl::parse(&url)
+            .map_err(|m| invalid("mqtt.url", Some("--mqtt, GATEWAY_MQTT"), m))?;
+
+        let m = &self.mqtt;
+        if broker.tls && m.ca_file.is_none() {
+            return Err(invalid(
+                "mqtt.ca_file",
+                Some("--ca-file, GATEWAY_CA_FILE"),
+                "an mqtts:// broker needs the CA certificate that signs it",
+            ));
+        }
+        if !broker.tls && (m.ca_file.is_some() || m.client_cert.is_some()) {
+            return Err(invalid(
+                "mqtt.url",
+                Some("--mqtt, GATEWAY_MQTT"),
+                "TLS files are set but the URL is mqtt://; use mqtts:// for TLS",
+            ));
+        }
+        for (key, flag, path) in [
+            ("mqtt.ca_file", "--ca-file, GATEWAY_CA_FILE", &m.ca_file),
+            (
+                "mqtt.client_cert",
+                "--client-cert, GATEWAY_CLIENT_CERT",
+                &m.client_cert,
+            ),
+            (
+                "mqtt.client_key",
+                "--client-key, GATEWAY_CLIENT_KEY",
+                &m.client_key,
+            ),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(invalid(
+                    key,
+                    Some(flag),
+                    format!("{} is not a readable file", p.display()),
+                ));
+            }
+        }
+        if m.client_cert.is_some() != m.client_key.is_some() {
+            return Err(invalid(
+                "mqtt.client_key",
+                Some("--client-key, GATEWAY_CLIENT_KEY"),
+                "client_cert and client_key go together: set both or neither",
+            ));
+        }
+        if m.password.is_some() && m.username.is_none() {
+            return Err(invalid(
+                "mqtt.username",
+                Some("--mqtt-username, GATEWAY_MQTT_USERNAME"),
+                "a password is set without a username",
+            ));
+        }
+        let client_id = match &m.client_id {
+            Some(id) => id.clone(),
+            None => default_client_id(),
+        };
+        if client_id.is_empty() || client_id.len() > 128 {
+            return Err(invalid(
+                "mqtt.client_id",
+                Some("--client-id, GATEWAY_CLIENT_ID"),
+                "must be 1 to 128 characters",
+            ));
+        }
+        if let Some(group) = &m.share_group
+            && (group.is_empty() || group.contains(['/', '+', '#']))
+        {
+            return Err(invalid(
+                "mqtt.share_group",
+                Some("--share-group, GATEWAY_SHARE_GROUP"),
+                "must be non-empty and contain no '/', '+' or '#'",
+            ));
+        }
+        if m.keep_alive_s == 0 || m.keep_alive_s > u64::from(u16::MAX) {
+            return Err(invalid("mqtt.keep_alive_s", None, "must be 1 to 65535"));
+        }
+        if m.session_expiry_s == 0 {
+            return Err(invalid(
+                "mqtt.session_expiry_s",
+                None,
+                "must be above 0: with 0 the broker forgets unacknowledged messages on disconnect",
+            ));
+        }
+        if m.receive_maximum == 0 {
+            return Err(invalid("mqtt.receive_maximum", None, "must be 1 to 65535"));
+        }
+        if m.max_packet_bytes < 1024 {
+            return Err(invalid(
+                "mqtt.max_packet_bytes",
+                None,
+                "must be at least 1024",
+            ));
+        }
+        if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
+            return Err(invalid(
+                "mqtt.reconnect_min_ms",
+                None,
+                "must be above 0 and at most mqtt.reconnect_max_ms",
+            ));
+        }
+        if self.batch.max_messages == 0 {
+            return Err(invalid("batch.max_messages", None, "must be at least 1"));
+        }
+        if self.batch.max_bytes == 0 {
+            return Err(invalid("batch.max_bytes", None, "must be at least 1"));
+        }
+        if self.batch.retention_interval_s == 0 {
+            return Err(invalid(
+                "batch.retention_interval_s",
+                None,
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.store.url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && url.len() > "https://".len();
+            if !ok {
+                return Err(invalid(
+                    "store.url",
+                    Some("--store, GATEWAY_STORE"),
+                    format!("`{url}` is not an http:// or https:// URL"),
+                ));
+            }
+            if self.store.bucket.is_empty() {
+                return Err(invalid(
+                    "store.bucket",
+                    Some("--bucket, GATEWAY_BUCKET"),
+                    "empty",
+                ));
+            }
+            if self.store.org.is_empty() {
+                return Err(invalid("store.org", Some("--org, GATEWAY_ORG"), "empty"));
+            }
+        }
+        if self.store.timeout_s == 0 {
+            return Err(invalid("store.timeout_s", None, "must be at least 1"));
+        }
+        let http = parse_addr(&self.http.listen)
+            .map_err(|msg| invalid("http.listen", Some("--http, GATEWAY_HTTP"), msg))?;
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid(
+                "data_dir",
+                Some("--data-dir, GATEWAY_DATA_DIR"),
+                "empty",
+            ));
+        }
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            return Err(invalid(
+                "data_dir",
+                Some("--data-dir, GATEWAY_DATA_DIR"),
+                format!("{} exists and is not a directory", self.data_dir.display()),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.filter)
+            .map_err(|e| invalid("log.filter", None, e.to_string()))?;
+        Ok(Resolved {
+            broker,
+            client_id,
+            http,
+            embedded,
+        })
+    }
+
+    /// The shutdown bound as a duration.
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_s)
+    }
+}
+
+/// Values derived and checked by [`Config::resolve`].
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Where the broker is.
+    pub broker: BrokerUrl,
+    /// The client id actually used.
+    pub client_id: String,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// Embedded broker listen address, if any.
+    pub embedded: Option<SocketAddr>,
+}
+
+/// A parsed `mqtt://` or `mqtts://` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// `mqtts://`.
+    pub tls: bool,
+}
+
+impl BrokerUrl {
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (no path).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtt://") {
+            (false, rest)
+        } else if let Some(rest) = url.strip_prefix("mqtts://") {
+            (true, rest)
+        } else {
+            return Err(format!(
+                "`{url}` must start with mqtt:// or mqtts:// (e.g. mqtt://127.0.0.1:1883)"
+            ));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '@']) {
+            return Err(format!(
+                "`{url}` must be scheme://host[:port] with no path, query or credentials \
+                 (use mqtt.username and mqtt.password)"
+            ));
+        }
+        let default_port = if tls { 8883 } else { 1883 };
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{url}`: unclosed '[' in an IPv6 address"))?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => parse_port(p, url)?,
+                None if after.is_empty() => default_port,
+                None => return Err(format!("`{url}`: junk after the IPv6 address")),
+            };
+            (host.to_owned(), port)
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, p)) => (host.to_owned(), parse_port(p, url)?),
+                None => (rest.to_owned(), default_port),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!("`{url}` has no host"));
+        }
+        Ok(Self { host, port, tls })
+    }
+}
+
+fn parse_port(p: &str, url: &str) -> Result<u16, String> {
+    match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("`{url}`: `{p}` is not a port (1-65535)")),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// Parses `host:port`, resolving a host name if needed.
+fn parse_addr(addr: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    addr.to_socket_addrs()
+        .map_err(|e| format!("`{addr}` is not an address like 127.0.0.1:8080 ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{addr}` resolves to no address"))
+}
+
+/// `gateway-<hostname>`: stable across restarts on one machine, distinct
+/// between machines.
+pub fn default_client_id() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    if host.is_empty() {
+        "gateway".into()
+    } else {
+        format!("gateway-{host}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.mqtt.receive_maximum, 1000);
+        assert_eq!(c.mqtt.session_expiry_s, 86_400);
+        assert_eq!(c.http.listen, "127.0.0.1:8080");
+        let r = c.resolve().unwrap();
+        assert_eq!(
+            r.broker,
+            BrokerUrl {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+        assert!(r.client_id.starts_with("gateway"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml("[mqtt]\nurll = \"mqtt://x\"\n").unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Config::from_toml("[mqtt]\nreceive_maximum = \"many\"\n").unwrap_err();
+        assert!(err.contains("receive_maximum"), "{err}");
+    }
+
+    #[test]
+    fn bad_url_names_the_key_and_flag() {
+        let mut c = Config::default();
+        c.mqtt.url = Some("http://broker:1883".into());
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("`mqtt.url`") && err.contains("--mqtt"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broker_urls() {
+        let u = BrokerUrl::parse("mqtts://broker.example:8884").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.tls),
+            ("broker.example", 8884, true)
+        );
+        let u = BrokerUrl::parse("mqtt://[::1]").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 1883));
+        assert!(BrokerUrl::parse("mqtt://host:0").is_err());
+        assert!(BrokerUrl::parse("mqtt://u:p@host").is_err());
+        assert!(BrokerUrl::parse("tcp://host").is_err());
+    }
+
+    #[test]
+    fn tls_needs_a_ca_file() {
+        let mut c = Config::default();
+        c.mqtt.url = Some("mqtts://127.0.0.1".into());
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("mqtt.ca_file"), "{err}");
+    }
+
+    #[test]
+    fn embedded_broker_is_the_default_target() {
+        let mut c = Config::default();
+        c.broker.embedded = Some("0.0.0.0:18883".into());
+        let r = c.resolve().unwrap();
+        assert_eq!(r.broker.host, "127.0.0.1");
+        assert_eq!(r.broker.port, 18883);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let mut c = Config::default();
+        c.mqtt.password = Some(Secret::new("hunter2"));
+        c.store.token = Some(Secret::new("tok-123"));
+        let dump = format!("{c:?}");
+        assert!(
+            !dump.contains("hunter2") && !dump.contains("tok-123"),
+            "{dump}"
+        );
+    }
+}

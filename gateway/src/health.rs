@@ -1,0 +1,157 @@
+//! Shared liveness and readiness state, written by the consumer and read by
+//! the HTTP handlers: whether the MQTT session is up, whether SQLite is open
+//! and committing, and what the last commit did.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Flags and counters for `/health`.
+#[derive(Debug)]
+pub struct Health {
+    started: Instant,
+    mqtt_connected: AtomicBool,
+    store_open: AtomicBool,
+    store_ok: AtomicBool,
+    messages_committed: AtomicU64,
+    readings_committed: AtomicU64,
+    last_commit_unix_ms: AtomicU64,
+    shutting_down: AtomicBool,
+    note: Mutex<Option<String>>,
+}
+
+impl Default for Health {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Health {
+    /// Everything down, nothing committed.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            mqtt_connected: AtomicBool::new(false),
+            store_open: AtomicBool::new(false),
+            store_ok: AtomicBool::new(true),
+            messages_committed: AtomicU64::new(0),
+            readings_committed: AtomicU64::new(0),
+            last_commit_unix_ms: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+            note: Mutex::new(None),
+        }
+    }
+
+    /// The MQTT connection went up or down.
+    pub fn set_mqtt_connected(&self, up: bool) {
+        self.mqtt_connected.store(up, Ordering::Release);
+    }
+
+    /// Whether the MQTT connection is up.
+    pub fn mqtt_connected(&self) -> bool {
+        self.mqtt_connected.load(Ordering::Acquire)
+    }
+
+    /// SQLite opened (or closed).
+    pub fn set_store_open(&self, open: bool) {
+        self.store_open.store(open, Ordering::Release);
+    }
+
+    /// The last commit attempt succeeded (`true`) or failed with an error
+    /// other than back-pressure (`false`).
+    pub fn set_store_ok(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Release);
+    }
+
+    /// SQLite is open and its last commit did not fail.
+    pub fn store_ready(&self) -> bool {
+        self.store_open.load(Ordering::Acquire) && self.store_ok.load(Ordering::Acquire)
+    }
+
+    /// Shutdown has begun: not ready any more.
+    pub fn set_shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Ready to take traffic: MQTT connected, SQLite open and committing,
+    /// not shutting down.
+    pub fn ready(&self) -> bool {
+        self.mqtt_connected() && self.store_ready() && !self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// A batch committed.
+    pub fn record_commit(&self, messages: usize, readings: usize) {
+        self.messages_committed
+            .fetch_add(messages as u64, Ordering::Relaxed);
+        self.readings_committed
+            .fetch_add(readings as u64, Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        self.last_commit_unix_ms
+            .store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// A free-form note for `/health` (e.g. why the outbox is blocked).
+    pub fn set_note(&self, note: Option<String>) {
+        if let Ok(mut n) = self.note.lock() {
+            *n = note;
+        }
+    }
+
+    /// Snapshot for `/health`.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        HealthSnapshot {
+            ready: self.ready(),
+            mqtt_connected: self.mqtt_connected(),
+            sqlite_open: self.store_open.load(Ordering::Acquire),
+            sqlite_ok: self.store_ok.load(Ordering::Acquire),
+            shutting_down: self.shutting_down.load(Ordering::Acquire),
+            uptime_s: self.uptime().as_secs(),
+            messages_committed: self.messages_committed.load(Ordering::Relaxed),
+            readings_committed: self.readings_committed.load(Ordering::Relaxed),
+            last_commit_unix_ms: match self.last_commit_unix_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(ms),
+            },
+            note: self.note.lock().ok().and_then(|n| n.clone()),
+            outbox_entries: None,
+            outbox_bytes: None,
+        }
+    }
+
+    /// Time since start.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+/// The `/health` JSON body.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HealthSnapshot {
+    /// Same as `/health/ready` answering 200.
+    pub ready: bool,
+    /// MQTT session up.
+    pub mqtt_connected: bool,
+    /// SQLite opened.
+    pub sqlite_open: bool,
+    /// Last commit did not fail.
+    pub sqlite_ok: bool,
+    /// SIGINT/SIGTERM received.
+    pub shutting_down: bool,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Messages committed since start.
+    pub messages_committed: u64,
+    /// Readings committed since start.
+    pub readings_committed: u64,
+    /// When the last batch committed.
+    pub last_commit_unix_ms: Option<u64>,
+    /// Extra information, if any.
+    pub note: Option<String>,
+    /// Outbox entries waiting for the store (when forwarding).
+    pub outbox_entries: Option<u64>,
+    /// Outbox bytes waiting for the store (when forwarding).
+    pub outbox_bytes: Option<u64>,
+}

@@ -1,0 +1,162 @@
+//! `gateway run`: wires the parts together and owns the shutdown order.
+//!
+//! Start: optional embedded broker, SQLite pipeline, forwarder (when a store
+//! is configured), HTTP server, MQTT consumer. Stop (SIGINT/SIGTERM): the
+//! consumer stops taking messages, commits and acks what it holds and
+//! disconnects; then the outbox is flushed to the store within
+//! `shutdown_timeout_s`; then HTTP and the broker stop. A second signal exits
+//! at once (nothing is lost: unacked messages stay with the broker).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::consumer::{self, ConsumerConfig};
+use crate::health::Health;
+use crate::http::{self, AppState};
+use crate::pipeline::{self, IngestCommitter};
+use crate::{broker, mqtt, telemetry};
+
+/// Runs the service until SIGINT/SIGTERM (or `stop`, for embedding in tests),
+/// then shuts down in order. `Ok` means a clean shutdown.
+pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
+    let resolved = cfg.resolve()?;
+    let metrics = telemetry::metrics_handle()?;
+    ingest::metrics::describe();
+    let health = Arc::new(Health::new());
+    let shutdown = CancellationToken::new();
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        broker = %format!("{}:{}", resolved.broker.host, resolved.broker.port),
+        tls = resolved.broker.tls,
+        client_id = %resolved.client_id,
+        share_group = cfg.mqtt.share_group.as_deref().unwrap_or("-"),
+        data_dir = %cfg.data_dir.display(),
+        store = cfg.store.url.as_deref().unwrap_or("-"),
+        "starting gateway"
+    );
+
+    let embedded = match resolved.embedded {
+        Some(addr) => Some(broker::Embedded::start(addr).await?),
+        None => None,
+    };
+
+    let pipeline = {
+        let owned = cfg.clone();
+        tokio::task::spawn_blocking(move || pipeline::open(&owned))
+            .await?
+            .with_context(|| {
+                format!("cannot open the SQLite state in {}", cfg.data_dir.display())
+            })?
+    };
+    health.set_store_open(true);
+
+    let forwarder = match &cfg.store.url {
+        Some(_) => Some(crate::forward::spawn(&cfg)?),
+        None => None,
+    };
+
+    let http_stop = CancellationToken::new();
+    let app = http::router(AppState {
+        health: Arc::clone(&health),
+        metrics,
+        reader: open_reader(&cfg).await,
+        forwarding: cfg.store.url.is_some(),
+    });
+    let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;
+
+    spawn_signal_handler(stop, shutdown.clone(), Arc::clone(&health));
+
+    let options = mqtt::options(&cfg, &resolved)?;
+    let consumer_cfg = ConsumerConfig {
+        filters: mqtt::filters(&cfg.ingest.routes, cfg.mqtt.share_group.as_deref()),
+        max_messages: cfg.batch.max_messages,
+        max_bytes: cfg.batch.max_bytes,
+        receive_maximum: cfg.mqtt.receive_maximum,
+        reconnect_min: Duration::from_millis(cfg.mqtt.reconnect_min_ms),
+        reconnect_max: Duration::from_millis(cfg.mqtt.reconnect_max_ms),
+        housekeeping_interval: Duration::from_secs(cfg.batch.retention_interval_s),
+    };
+    let consumed = consumer::run(
+        options,
+        consumer_cfg,
+        Box::new(IngestCommitter::new(pipeline)),
+        Arc::clone(&health),
+        shutdown.clone(),
+    )
+    .await;
+    if consumed.is_ok() {
+        tracing::info!("MQTT consumer stopped: in-flight messages committed and acknowledged");
+    }
+
+    if let Some(f) = forwarder {
+        f.stop_and_flush().await;
+    }
+
+    http_stop.cancel();
+    let _ = http_task.await;
+    if let Some(b) = embedded {
+        b.stop().await;
+    }
+    consumed?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+/// First SIGINT/SIGTERM (or `stop`): graceful shutdown. Second: exit now.
+fn spawn_signal_handler(stop: CancellationToken, shutdown: CancellationToken, health: Arc<Health>) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    None
+                }
+            };
+        let term_recv = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            () = term_recv => tracing::info!("SIGTERM: shutting down"),
+            () = stop.cancelled() => tracing::info!("stop requested: shutting down"),
+        }
+        health.set_shutting_down();
+        shutdown.cancel();
+        let again = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = again => {}
+        }
+        tracing::warn!("second signal: exiting now; unacknowledged messages stay with the broker");
+        std::process::exit(130);
+    });
+}
+
+async fn open_reader(cfg: &Config) -> Option<Arc<std::sync::Mutex<ingest::query::Reader>>> {
+    let dir = cfg.data_dir.clone();
+    match tokio::task::spawn_blocking(move || ingest::query::Reader::open(&dir)).await {
+        Ok(Ok(r)) => Some(Arc::new(std::sync::Mutex::new(r))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot open a read connection; /health omits the outbox");
+            None
+        }
+        Err(_) => None,
+    }
+}

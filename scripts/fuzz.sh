@@ -35,12 +35,11 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 note() { printf '  - %s\n' "$*"; }
 die() { printf 'fuzz.sh: error: %s\n' "$*" >&2; exit 1; }
 
-# Which nasty-corpus folder holds the inputs of a target's format.
-nasty_dir_of() {
+# The nasty-corpus folders that hold inputs of a target's format.
+nasty_dirs_of() {
     case "$1" in
-        senml_cbor) echo tests/nasty/senml-cbor ;;
-        senml_json) echo tests/nasty/senml-json ;;
-        senml_any | senml_roundtrip) echo "" ;;
+        senml_any) echo tests/nasty/senml-cbor tests/nasty/senml-json ;;
+        senml_roundtrip) ;;
         *) echo "tests/nasty/${1//_/-}" ;;
     esac
 }
@@ -99,8 +98,9 @@ run_target() {
     local dirs=("$corpus")
     [ -d "fuzz/seeds/$t" ] && dirs+=("fuzz/seeds/$t")
     local nasty
-    nasty=$(nasty_dir_of "$t")
-    [ -n "$nasty" ] && [ -d "$nasty" ] && dirs+=("$nasty")
+    for nasty in $(nasty_dirs_of "$t"); do
+        [ -d "$nasty" ] && dirs+=("$nasty")
+    done
     "$BIN_DIR/$t" "${args[@]}" "${dirs[@]}" >"$log" 2>&1
 }
 

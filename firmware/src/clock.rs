@@ -167,7 +167,8 @@ pub mod sntp {
             secs
         };
         let unix_s = secs.checked_sub(NTP_UNIX_OFFSET_S)?;
-        Some(unix_s * 1000 + ((frac * 1000) >> 32))
+        // Rounded, so that a time written from whole ms reads back the same.
+        Some(unix_s * 1000 + ((frac * 1000 + (1 << 31)) >> 32))
     }
 
     fn ntp_timestamp(unix_ms: u64) -> [u8; 8] {

@@ -36,7 +36,7 @@ use std::{
 
 pub use clock::HostClock;
 pub use net::TokioConnector;
-pub use sensors::{Synthetic, Waveform};
+pub use sensors::{Synthetic, SyntheticSet, Waveform};
 
 use crate::{
     Node, NodeConfig, Sensors,

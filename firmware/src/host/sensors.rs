@@ -7,7 +7,11 @@
 
 use std::f64::consts::TAU;
 
-use crate::drivers::{Metric, Readings, Sensor, SensorStatus};
+use std::vec::Vec;
+
+use schemas::topic::DeviceKind;
+
+use crate::drivers::{Metric, Readings, Sensor, SensorStatus, Sensors};
 
 /// One simulated metric: `base + amplitude * sin(2 pi (t + phase) / period) + noise`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,6 +88,30 @@ impl Synthetic {
         )
     }
 
+    /// A noise meter stand-in: LAeq of a busy street every second.
+    pub fn noise(seed: u64) -> Self {
+        Self::new(
+            1_000,
+            0,
+            &[wave(Metric::LAeq, 68.0, 7.0, 3.0, 30.0, 130.0)],
+            seed,
+        )
+    }
+
+    /// A public Wi-Fi access point's health gauges every 10 s.
+    pub fn wifi_ap(seed: u64) -> Self {
+        Self::new(
+            10_000,
+            0,
+            &[
+                wave(Metric::ClientsConnected, 18.0, 14.0, 3.0, 0.0, 250.0),
+                wave(Metric::Rssi, -64.0, 6.0, 3.0, -100.0, 0.0),
+                wave(Metric::ChannelUtilization, 35.0, 20.0, 5.0, 0.0, 100.0),
+            ],
+            seed,
+        )
+    }
+
     /// The channels.
     pub fn channels(&self) -> &[Waveform] {
         &self.channels
@@ -126,6 +154,57 @@ impl Sensor for Synthetic {
             out.push(w.metric, v);
         }
         SensorStatus::Ok
+    }
+}
+
+/// The simulated sensors of one device, as the node's sensor set.
+#[derive(Debug, Clone, Default)]
+pub struct SyntheticSet {
+    sensors: Vec<Synthetic>,
+}
+
+impl SyntheticSet {
+    /// A set of the given sensors.
+    pub fn new(sensors: Vec<Synthetic>) -> Self {
+        Self { sensors }
+    }
+
+    /// What a device of `kind` carries: weather and particulates for an air-quality
+    /// station, weather for a weather station, a noise meter, an access point's gauges.
+    pub fn for_kind(kind: DeviceKind, seed: u64) -> Self {
+        let sensors = match kind {
+            DeviceKind::AirQuality => {
+                std::vec![Synthetic::weather(seed), Synthetic::particulates(seed ^ 1)]
+            }
+            DeviceKind::Weather => std::vec![Synthetic::weather(seed)],
+            DeviceKind::Noise => std::vec![Synthetic::noise(seed)],
+            DeviceKind::Wifi => std::vec![Synthetic::wifi_ap(seed)],
+        };
+        Self { sensors }
+    }
+
+    /// The sensors, e.g. to adjust one.
+    pub fn sensors_mut(&mut self) -> &mut [Synthetic] {
+        &mut self.sensors
+    }
+}
+
+impl Sensors for SyntheticSet {
+    fn len(&self) -> usize {
+        self.sensors.len()
+    }
+
+    fn interval_ms(&self, index: usize) -> u32 {
+        self.sensors
+            .get(index)
+            .map_or(u32::MAX, Sensor::interval_ms)
+    }
+
+    fn sample(&mut self, index: usize, now_ms: u64, out: &mut Readings) -> SensorStatus {
+        match self.sensors.get_mut(index) {
+            Some(s) => s.sample(now_ms, out),
+            None => SensorStatus::Fault(crate::drivers::Fault::Init),
+        }
     }
 }
 
@@ -176,6 +255,25 @@ mod tests {
         };
         assert_eq!(sample(7), sample(7));
         assert_ne!(sample(7), sample(8));
+    }
+
+    #[test]
+    fn every_kind_has_sensors_that_report() {
+        for kind in DeviceKind::ALL {
+            let mut set = SyntheticSet::for_kind(kind, 5);
+            assert!(!set.is_empty(), "{kind:?}");
+            let mut total = 0;
+            for i in 0..set.len() {
+                let mut out = Readings::new();
+                assert_eq!(
+                    set.sample(i, 60_000, &mut out),
+                    SensorStatus::Ok,
+                    "{kind:?}"
+                );
+                total += out.len();
+            }
+            assert!(total > 0, "{kind:?} reports nothing");
+        }
     }
 
     #[test]

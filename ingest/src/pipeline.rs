@@ -6,9 +6,10 @@
 //! batch is durable, as readings or as a dead letter, and may be acknowledged.
 //!
 //! **Sequence numbers** (SenML `seq`, per device): `seq == last + 1` is in order;
-//! `seq > last + 1` adds `seq - last - 1` gaps; `0 < seq <= last` is a redelivery
-//! (counted in `duplicates`, the readings are ignored by `INSERT OR IGNORE`);
-//! `seq == 0` after a higher one is a reboot. The device's `droppedReadings` metric adds up
+//! `seq > last + 1` adds `seq - last - 1` gaps; `seq <= last` is a redelivery (counted in
+//! `duplicates`; its readings are ignored by `INSERT OR IGNORE`) when all its readings
+//! were already stored, and a reboot (counted in `reboots`, `seq` missed messages of the
+//! new run added to `gaps`) when they are new: a redelivered `seq` 0 is not a reboot. The device's `droppedReadings` metric adds up
 //! into `dropped_readings` (only when newly inserted, so redelivery does not double it).
 
 use std::collections::hash_map::Entry;
@@ -117,17 +118,24 @@ pub enum SeqEvent {
     Gap(u32),
     /// Not newer than the last one: a redelivery.
     Duplicate,
-    /// Back to 0 after a higher number.
-    Reboot,
+    /// The sequence restarted (the device rebooted); `missed` messages of the new run
+    /// (before this one) were not seen.
+    Reboot {
+        /// Messages of the new run not seen.
+        missed: u32,
+    },
 }
 
-/// Classifies `seq` against the device's last sequence number.
-pub fn seq_event(last: Option<u32>, seq: u32) -> SeqEvent {
+/// Classifies `seq` against the device's last sequence number. `new_data` says whether the
+/// message brought readings not stored yet: a sequence number that goes back is a
+/// redelivery when everything was already stored, and a reboot when the data is new (this
+/// tells a redelivered `seq` 0 from a reboot, and catches a reboot whose `seq` 0 was lost).
+pub fn seq_event(last: Option<u32>, seq: u32, new_data: bool) -> SeqEvent {
     match last {
         None => SeqEvent::First,
-        Some(last) if seq == 0 && last > 0 => SeqEvent::Reboot,
         Some(last) if Some(seq) == last.checked_add(1) => SeqEvent::InOrder,
         Some(last) if seq > last => SeqEvent::Gap(seq - last - 1),
+        Some(_) if new_data => SeqEvent::Reboot { missed: seq },
         Some(_) => SeqEvent::Duplicate,
     }
 }
@@ -418,22 +426,6 @@ impl Pipeline {
                                 msg.received_at_ns,
                             )?;
                             row.messages += 1;
-                            if let Some(seq) = g.seq {
-                                let ev = seq_event(row.last_seq, seq);
-                                match ev {
-                                    SeqEvent::First | SeqEvent::InOrder => row.last_seq = Some(seq),
-                                    SeqEvent::Gap(n) => {
-                                        row.gaps += i64::from(n);
-                                        row.last_seq = Some(seq);
-                                    }
-                                    SeqEvent::Duplicate => row.duplicates += 1,
-                                    SeqEvent::Reboot => {
-                                        row.reboots += 1;
-                                        row.last_seq = Some(seq);
-                                    }
-                                }
-                                seq_events.push((g.device.clone(), ev));
-                            }
                             let tags = Tags {
                                 device: &g.device,
                                 district: row.district.as_deref().or(g.district.as_deref()),
@@ -471,6 +463,23 @@ impl Pipeline {
                                 {
                                     new_series.push((g.device.clone(), name.to_owned()));
                                 }
+                            }
+                            if let Some(seq) = g.seq {
+                                let ev = seq_event(row.last_seq, seq, newest > i64::MIN);
+                                match ev {
+                                    SeqEvent::First | SeqEvent::InOrder => row.last_seq = Some(seq),
+                                    SeqEvent::Gap(n) => {
+                                        row.gaps += i64::from(n);
+                                        row.last_seq = Some(seq);
+                                    }
+                                    SeqEvent::Duplicate => row.duplicates += 1,
+                                    SeqEvent::Reboot { missed } => {
+                                        row.reboots += 1;
+                                        row.gaps += i64::from(missed);
+                                        row.last_seq = Some(seq);
+                                    }
+                                }
+                                seq_events.push((g.device.clone(), ev));
                             }
                             if newest > i64::MIN {
                                 latest_ts.push(newest);
@@ -782,13 +791,18 @@ mod tests {
 
     #[test]
     fn sequence_events() {
-        assert_eq!(seq_event(None, 5), SeqEvent::First);
-        assert_eq!(seq_event(Some(5), 6), SeqEvent::InOrder);
-        assert_eq!(seq_event(Some(5), 9), SeqEvent::Gap(3));
-        assert_eq!(seq_event(Some(5), 5), SeqEvent::Duplicate);
-        assert_eq!(seq_event(Some(5), 2), SeqEvent::Duplicate);
-        assert_eq!(seq_event(Some(5), 0), SeqEvent::Reboot);
-        assert_eq!(seq_event(Some(0), 0), SeqEvent::Duplicate);
-        assert_eq!(seq_event(Some(u32::MAX), 0), SeqEvent::Reboot);
+        assert_eq!(seq_event(None, 5, true), SeqEvent::First);
+        assert_eq!(seq_event(Some(5), 6, true), SeqEvent::InOrder);
+        assert_eq!(seq_event(Some(5), 9, true), SeqEvent::Gap(3));
+        assert_eq!(seq_event(Some(5), 5, false), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 2, false), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 0, false), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 0, true), SeqEvent::Reboot { missed: 0 });
+        assert_eq!(seq_event(Some(5), 1, true), SeqEvent::Reboot { missed: 1 });
+        assert_eq!(seq_event(Some(0), 0, true), SeqEvent::Reboot { missed: 0 });
+        assert_eq!(
+            seq_event(Some(u32::MAX), 0, true),
+            SeqEvent::Reboot { missed: 0 }
+        );
     }
 }

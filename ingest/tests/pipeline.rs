@@ -1,6 +1,7 @@
 //! The pipeline against a real SQLite database in a temp dir: every format on its default
 //! route, duplicates, sequence numbers, device state, dead letters of every kind, the
 //! outbox policies, retention and replay.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

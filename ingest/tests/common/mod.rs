@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: messages of every format, stamped now.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use ingest::Inbound;
 use ingest::message::now_ns;

@@ -496,7 +496,9 @@ mod tests {
     #[test]
     fn nowcast_uses_ratio_weight_above_half() {
         // Cmin/Cmax = 30/40 = 0.75: sum(0.75^(i-1) c_i) / sum(0.75^(i-1)).
-        let h: Vec<Option<f64>> = (0..12).map(|i| Some(if i < 6 { 40.0 } else { 30.0 })).collect();
+        let h: Vec<Option<f64>> = (0..12)
+            .map(|i| Some(if i < 6 { 40.0 } else { 30.0 }))
+            .collect();
         let w: f64 = 0.75;
         let num: f64 = (0..12)
             .map(|i| w.powi(i) * if i < 6 { 40.0 } else { 30.0 })
@@ -509,7 +511,9 @@ mod tests {
     fn nowcast_floors_weight_at_half() {
         // Cmin/Cmax = 10/100 = 0.1 -> w = 1/2; the Decision's sum((1/2)^i c_i) form agrees
         // with the weighted mean to within 0.03 %.
-        let vals = [100.0, 10.0, 50.0, 40.0, 30.0, 20.0, 10.0, 60.0, 70.0, 80.0, 90.0, 10.0];
+        let vals = [
+            100.0, 10.0, 50.0, 40.0, 30.0, 20.0, 10.0, 60.0, 70.0, 80.0, 90.0, 10.0,
+        ];
         let h: Vec<Option<f64>> = vals.iter().map(|v| Some(*v)).collect();
         let decision: f64 = vals
             .iter()
@@ -517,7 +521,10 @@ mod tests {
             .map(|(i, c)| 0.5f64.powi(i as i32 + 1) * c)
             .sum();
         let got = nowcast(&h).unwrap();
-        assert!((got - decision).abs() / decision < 3e-4, "{got} vs {decision}");
+        assert!(
+            (got - decision).abs() / decision < 3e-4,
+            "{got} vs {decision}"
+        );
         assert!(got > 50.0, "the most recent hour dominates: {got}");
     }
 

@@ -326,7 +326,20 @@ impl Config {
 
     /// Parses TOML text; the error is the parser's message.
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        // The parser's own errors quote the line; the `[ingest]` table is
+        // the ingest crate's and tolerates unknown keys, so a second pass
+        // names any key that would otherwise be ignored silently.
+        let config: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        let value: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut unknown = Vec::new();
+        let _: Self = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()))
+            .map_err(|e| e.to_string())?;
+        if let Some(key) = unknown.first() {
+            return Err(format!(
+                "unknown key `{key}`: no such setting (see gateway.toml)"
+            ));
+        }
+        Ok(config)
     }
 
     /// Checks every value and derives what the service needs. Call after
@@ -509,6 +522,13 @@ impl Config {
                 format!("{} exists and is not a directory", self.data_dir.display()),
             ));
         }
+        if let Err(e) = self.ingest.validate() {
+            let message = match e {
+                ingest::IngestError::Config(m) => m,
+                other => other.to_string(),
+            };
+            return Err(invalid("ingest", None, message));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| invalid("log.filter", None, e.to_string()))?;
         Ok(Resolved {
@@ -656,9 +676,32 @@ mod tests {
     }
 
     #[test]
+    fn example_file_parses_to_the_defaults() {
+        let c = Config::from_toml(include_str!("../../gateway.toml")).unwrap();
+        let d = Config::default();
+        assert_eq!(c.ingest, d.ingest);
+        assert_eq!(c.data_dir, d.data_dir);
+        assert_eq!(c.shutdown_timeout_s, d.shutdown_timeout_s);
+        assert_eq!(format!("{:?}", c.mqtt), format!("{:?}", d.mqtt));
+        assert_eq!(format!("{:?}", c.batch), format!("{:?}", d.batch));
+        assert_eq!(format!("{:?}", c.store), format!("{:?}", d.store));
+        assert_eq!(format!("{:?}", c.http), format!("{:?}", d.http));
+        assert_eq!(format!("{:?}", c.log), format!("{:?}", d.log));
+        c.resolve().unwrap();
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::from_toml("[mqtt]\nurll = \"mqtt://x\"\n").unwrap_err();
         assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn unknown_ingest_key_is_named() {
+        let err = Config::from_toml("[ingest]\nmax_payload_byte = 10\n").unwrap_err();
+        assert!(err.contains("ingest.max_payload_byte"), "{err}");
+        let ok = Config::from_toml("[ingest]\nmax_payload_bytes = 10\n").unwrap();
+        assert_eq!(ok.ingest.max_payload_bytes, 10);
     }
 
     #[test]

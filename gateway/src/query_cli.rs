@@ -111,7 +111,10 @@ pub fn run(args: &QueryArgs, db_file: impl Fn(&Path) -> PathBuf) -> Result<()> {
     let source = match &args.url {
         Some(url) => Source::Remote { base: url.clone() },
         None => {
-            let dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from("data"));
+            let dir = args
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data"));
             let path = db_file(&dir);
             if !path.exists() {
                 bail!(
@@ -227,8 +230,16 @@ fn num(v: f64) -> String {
 fn devices_table(r: &DevicesResponse) -> Rows {
     Rows {
         header: vec![
-            "device", "kind", "district", "status", "last_seen", "firmware", "gaps",
-            "duplicates", "dropped", "stale",
+            "device",
+            "kind",
+            "district",
+            "status",
+            "last_seen",
+            "firmware",
+            "gaps",
+            "duplicates",
+            "dropped",
+            "stale",
         ],
         rows: r
             .devices
@@ -285,8 +296,18 @@ fn r_agg(r: &SeriesResponse) -> &'static str {
 fn latest_table(r: &LatestResponse) -> Rows {
     Rows {
         header: vec![
-            "district", "kind", "devices", "reporting", "online", "metric", "count", "mean",
-            "min", "max", "unit", "newest",
+            "district",
+            "kind",
+            "devices",
+            "reporting",
+            "online",
+            "metric",
+            "count",
+            "mean",
+            "min",
+            "max",
+            "unit",
+            "newest",
         ],
         rows: r
             .groups
@@ -317,8 +338,16 @@ fn aqi_table(r: &AqiResponse) -> Rows {
     let idx = |v: &Option<AqiValue>| opt(v.as_ref().map(|v| v.value));
     Rows {
         header: vec![
-            "device", "district", "vn_aqi_hourly", "category", "colour", "vn_aqi_daily",
-            "us_aqi_nowcast", "us_aqi_daily", "pm25_nowcast", "pm10_nowcast",
+            "device",
+            "district",
+            "vn_aqi_hourly",
+            "category",
+            "colour",
+            "vn_aqi_daily",
+            "us_aqi_nowcast",
+            "us_aqi_daily",
+            "pm25_nowcast",
+            "pm10_nowcast",
         ],
         rows: r
             .stations
@@ -360,11 +389,12 @@ fn stats_table(r: &StatsResponse) -> Rows {
             r.dead_letters_last_hour.to_string(),
         ],
     ];
-    rows.extend(
-        r.dead_letters
-            .iter()
-            .map(|d| vec![format!("dead_letters{{reason={}}}", d.reason), d.count.to_string()]),
-    );
+    rows.extend(r.dead_letters.iter().map(|d| {
+        vec![
+            format!("dead_letters{{reason={}}}", d.reason),
+            d.count.to_string(),
+        ]
+    }));
     Rows {
         header: vec!["stat", "value"],
         rows,
@@ -379,7 +409,10 @@ mod tests {
     fn csv_quotes_only_when_needed() {
         let rows = Rows {
             header: vec!["a", "b"],
-            rows: vec![vec!["x,y".into(), "say \"hi\"".into()], vec!["1".into(), "2".into()]],
+            rows: vec![
+                vec!["x,y".into(), "say \"hi\"".into()],
+                vec!["1".into(), "2".into()],
+            ],
         };
         assert_eq!(
             render(&rows, OutputFormat::Csv).unwrap(),

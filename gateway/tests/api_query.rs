@@ -36,7 +36,15 @@ fn create_schema(conn: &Connection) {
     .unwrap();
 }
 
-fn device(conn: &Connection, id: &str, district: &str, kind: &str, last_seen: i64, status: &str, meta: &str) {
+fn device(
+    conn: &Connection,
+    id: &str,
+    district: &str,
+    kind: &str,
+    last_seen: i64,
+    status: &str,
+    meta: &str,
+) {
     conn.execute(
         "INSERT INTO devices(device, district, kind, format, first_seen, last_seen, last_seq, gaps,
              duplicates, dropped_readings, status, status_at, meta_json)
@@ -57,12 +65,56 @@ fn fill(path: &Path) {
     let mut conn = Connection::open(path).unwrap();
     create_schema(&conn);
     let tx = conn.transaction().unwrap();
-    let meta = |lat: f64| format!(r#"{{"fw":"1.2.3","kind":"airquality","district":"x","sensors":["pms5003"],"lat":{lat},"lon":105.85,"periodS":60}}"#);
-    device(&tx, "aq-1", "hoan-kiem", "airquality", T0 + DAY - 60 * NS, "online", &meta(21.03));
-    device(&tx, "aq-2", "ba-dinh", "airquality", T0 + DAY - 60 * NS, "online", &meta(21.04));
-    device(&tx, "aq-3", "ba-dinh", "airquality", T0 + DAY - 60 * NS, "online", &meta(21.05));
-    device(&tx, "aq-4", "ba-dinh", "airquality", T0 + DAY - 3600 * NS, "offline", &meta(21.06));
-    device(&tx, "wx-1", "tay-ho", "weather", T0 + DAY - 30 * NS, "online", "not json");
+    let meta = |lat: f64| {
+        format!(
+            r#"{{"fw":"1.2.3","kind":"airquality","district":"x","sensors":["pms5003"],"lat":{lat},"lon":105.85,"periodS":60}}"#
+        )
+    };
+    device(
+        &tx,
+        "aq-1",
+        "hoan-kiem",
+        "airquality",
+        T0 + DAY - 60 * NS,
+        "online",
+        &meta(21.03),
+    );
+    device(
+        &tx,
+        "aq-2",
+        "ba-dinh",
+        "airquality",
+        T0 + DAY - 60 * NS,
+        "online",
+        &meta(21.04),
+    );
+    device(
+        &tx,
+        "aq-3",
+        "ba-dinh",
+        "airquality",
+        T0 + DAY - 60 * NS,
+        "online",
+        &meta(21.05),
+    );
+    device(
+        &tx,
+        "aq-4",
+        "ba-dinh",
+        "airquality",
+        T0 + DAY - 3600 * NS,
+        "offline",
+        &meta(21.06),
+    );
+    device(
+        &tx,
+        "wx-1",
+        "tay-ho",
+        "weather",
+        T0 + DAY - 30 * NS,
+        "online",
+        "not json",
+    );
     {
         let mut ins = tx
             .prepare("INSERT INTO readings(device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4)")
@@ -74,11 +126,18 @@ fn fill(path: &Path) {
             ins.execute(params!["aq-3", "pm25", ts, 55.7]).unwrap();
             ins.execute(params!["aq-3", "pm10", ts, 100.0]).unwrap();
         }
-        ins.execute(params!["wx-1", "temperature", T0 + DAY - 30 * NS, 28.5]).unwrap();
+        ins.execute(params!["wx-1", "temperature", T0 + DAY - 30 * NS, 28.5])
+            .unwrap();
         // A reading stamped after the evaluation instant: `latest` must not use it.
-        ins.execute(params!["aq-2", "pm25", T0 + DAY + 60 * NS, 999.0]).unwrap();
+        ins.execute(params!["aq-2", "pm25", T0 + DAY + 60 * NS, 999.0])
+            .unwrap();
     }
-    for (reason, ago) in [("malformed-payload", 10), ("malformed-payload", 20), ("malformed-payload", 7200), ("out-of-range", 5)] {
+    for (reason, ago) in [
+        ("malformed-payload", 10),
+        ("malformed-payload", 20),
+        ("malformed-payload", 7200),
+        ("out-of-range", 5),
+    ] {
         tx.execute(
             "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail) VALUES (?1, 't', x'00', ?2, 'd')",
             params![T0 + DAY - ago * NS, reason],
@@ -148,7 +207,10 @@ impl Server {
 
     fn bad(&self, path_and_query: &str) -> String {
         let (status, body) = self.get(path_and_query);
-        assert_eq!(status, 400, "{path_and_query}: expected 400, got {status}: {body}");
+        assert_eq!(
+            status, 400,
+            "{path_and_query}: expected 400, got {status}: {body}"
+        );
         body["error"].as_str().unwrap().to_owned()
     }
 }
@@ -162,7 +224,11 @@ fn floats(v: &Value) -> Vec<f64> {
 }
 
 fn ints(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -173,18 +239,36 @@ fn api_answers_known_data() {
 
     // --- series: 10-minute buckets of the ramp 0..1440 over the first hour.
     let q = |agg: &str| {
-        format!("/api/series?series=aq-1:pm25&from={t0_ms}&to={}&step=10m&agg={agg}", t0_ms + 60 * min_ms)
+        format!(
+            "/api/series?series=aq-1:pm25&from={t0_ms}&to={}&step=10m&agg={agg}",
+            t0_ms + 60 * min_ms
+        )
     };
     let r = s.ok(&q("avg"));
     assert_eq!(r["step_ms"], 600_000);
     let series = &r["series"][0];
     assert_eq!(series["device"], "aq-1");
     assert_eq!(series["unit"], "ug/m3");
-    assert_eq!(ints(&series["t"]), (0..6).map(|k| t0_ms + k * 10 * min_ms).collect::<Vec<_>>());
-    assert_eq!(floats(&series["v"]), vec![4.5, 14.5, 24.5, 34.5, 44.5, 54.5]);
-    assert_eq!(floats(&s.ok(&q("min"))["series"][0]["v"]), vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]);
-    assert_eq!(floats(&s.ok(&q("max"))["series"][0]["v"]), vec![9.0, 19.0, 29.0, 39.0, 49.0, 59.0]);
-    assert_eq!(floats(&s.ok(&q("last"))["series"][0]["v"]), vec![9.0, 19.0, 29.0, 39.0, 49.0, 59.0]);
+    assert_eq!(
+        ints(&series["t"]),
+        (0..6).map(|k| t0_ms + k * 10 * min_ms).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        floats(&series["v"]),
+        vec![4.5, 14.5, 24.5, 34.5, 44.5, 54.5]
+    );
+    assert_eq!(
+        floats(&s.ok(&q("min"))["series"][0]["v"]),
+        vec![0.0, 10.0, 20.0, 30.0, 40.0, 50.0]
+    );
+    assert_eq!(
+        floats(&s.ok(&q("max"))["series"][0]["v"]),
+        vec![9.0, 19.0, 29.0, 39.0, 49.0, 59.0]
+    );
+    assert_eq!(
+        floats(&s.ok(&q("last"))["series"][0]["v"]),
+        vec![9.0, 19.0, 29.0, 39.0, 49.0, 59.0]
+    );
     assert_eq!(floats(&s.ok(&q("count"))["series"][0]["v"]), vec![10.0; 6]);
 
     // --- range edges: from inclusive, to exclusive, partial buckets keep their aligned start.
@@ -193,7 +277,10 @@ fn api_answers_known_data() {
         t0_ms + 5 * min_ms,
         t0_ms + 25 * min_ms
     ));
-    assert_eq!(ints(&r["series"][0]["t"]), vec![t0_ms, t0_ms + 10 * min_ms, t0_ms + 20 * min_ms]);
+    assert_eq!(
+        ints(&r["series"][0]["t"]),
+        vec![t0_ms, t0_ms + 10 * min_ms, t0_ms + 20 * min_ms]
+    );
     assert_eq!(floats(&r["series"][0]["v"]), vec![5.0, 10.0, 5.0]);
     let r = s.ok(&format!(
         "/api/series?series=aq-1:pm25&from={}&to={}&step=10m",
@@ -202,9 +289,15 @@ fn api_answers_known_data() {
     ));
     assert_eq!(floats(&r["series"][0]["v"]), vec![7.0, 14.5, 22.0]);
     // `to` equal to a reading's time excludes it; one millisecond later includes it.
-    let r = s.ok(&format!("/api/series?series=aq-1:pm25&from={t0_ms}&to={}&step=1h&agg=count", t0_ms + 10 * min_ms));
+    let r = s.ok(&format!(
+        "/api/series?series=aq-1:pm25&from={t0_ms}&to={}&step=1h&agg=count",
+        t0_ms + 10 * min_ms
+    ));
     assert_eq!(floats(&r["series"][0]["v"]), vec![10.0]);
-    let r = s.ok(&format!("/api/series?series=aq-1:pm25&from={t0_ms}&to={}&step=1h&agg=count", t0_ms + 10 * min_ms + 1));
+    let r = s.ok(&format!(
+        "/api/series?series=aq-1:pm25&from={t0_ms}&to={}&step=1h&agg=count",
+        t0_ms + 10 * min_ms + 1
+    ));
     assert_eq!(floats(&r["series"][0]["v"]), vec![11.0]);
 
     // --- the whole day hourly, two series, one of them unknown (empty, not an error).
@@ -220,8 +313,15 @@ fn api_answers_known_data() {
     let r = s.ok(&format!("/api/aqi?at={AT_MS}"));
     let stations = r["stations"].as_array().unwrap();
     let by_id = |id: &str| stations.iter().find(|x| x["device"] == id).unwrap().clone();
-    let ids: Vec<&str> = stations.iter().map(|x| x["device"].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["aq-1", "aq-2", "aq-3", "aq-4"], "wx-1 is no AQI station");
+    let ids: Vec<&str> = stations
+        .iter()
+        .map(|x| x["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["aq-1", "aq-2", "aq-3", "aq-4"],
+        "wx-1 is no AQI station"
+    );
     let aq2 = by_id("aq-2");
     assert_eq!(aq2["vn_aqi_hourly"]["value"], 41);
     assert_eq!(aq2["vn_aqi_hourly"]["category"], "good");
@@ -237,7 +337,10 @@ fn api_answers_known_data() {
     assert_eq!(aq3["vn_aqi_daily"]["rgb"], serde_json::json!([255, 126, 0]));
     assert_eq!(aq3["us_aqi_daily"]["value"], 151);
     assert_eq!(aq3["us_aqi_daily"]["category"], "bad");
-    assert!(by_id("aq-4")["vn_aqi_hourly"].is_null(), "no data, no index");
+    assert!(
+        by_id("aq-4")["vn_aqi_hourly"].is_null(),
+        "no data, no index"
+    );
     // The ramp: hourly means of the last 12 hours rise to 1409.5; NowCast above the cap.
     assert_eq!(by_id("aq-1")["vn_aqi_hourly"]["value"], 500);
     let r = s.ok(&format!("/api/aqi?at={AT_MS}&district=ba-dinh"));
@@ -252,13 +355,26 @@ fn api_answers_known_data() {
     assert_eq!(aq4["status"], "offline");
     assert_eq!(aq4["stale_after_s"], 180);
     assert_eq!(aq4["firmware"], "1.2.3");
-    assert_eq!((aq4["gaps"].as_i64(), aq4["duplicates"].as_i64(), aq4["dropped_readings"].as_i64()), (Some(3), Some(2), Some(7)));
+    assert_eq!(
+        (
+            aq4["gaps"].as_i64(),
+            aq4["duplicates"].as_i64(),
+            aq4["dropped_readings"].as_i64()
+        ),
+        (Some(3), Some(2), Some(7))
+    );
     let wx = devs.iter().find(|d| d["device"] == "wx-1").unwrap();
-    assert_eq!((wx["stale"].as_bool(), wx["stale_after_s"].as_i64()), (Some(false), Some(300)), "bad meta: default threshold");
+    assert_eq!(
+        (wx["stale"].as_bool(), wx["stale_after_s"].as_i64()),
+        (Some(false), Some(300)),
+        "bad meta: default threshold"
+    );
     assert!(wx["firmware"].is_null());
     let r = s.ok(&format!("/api/devices?at={AT_MS}&stale=true"));
     assert_eq!(r["devices"].as_array().unwrap().len(), 1);
-    let r = s.ok(&format!("/api/devices?at={AT_MS}&district=ba-dinh&status=online"));
+    let r = s.ok(&format!(
+        "/api/devices?at={AT_MS}&district=ba-dinh&status=online"
+    ));
     assert_eq!(r["devices"].as_array().unwrap().len(), 2);
 
     // --- latest per district and kind.
@@ -266,53 +382,130 @@ fn api_answers_known_data() {
     let groups = r["groups"].as_array().unwrap();
     let keys: Vec<(String, String)> = groups
         .iter()
-        .map(|g| (g["district"].as_str().unwrap().into(), g["kind"].as_str().unwrap().into()))
+        .map(|g| {
+            (
+                g["district"].as_str().unwrap().into(),
+                g["kind"].as_str().unwrap().into(),
+            )
+        })
         .collect();
-    assert_eq!(keys, vec![
-        ("ba-dinh".into(), "airquality".into()),
-        ("hoan-kiem".into(), "airquality".into()),
-        ("tay-ho".into(), "weather".into()),
-    ]);
+    assert_eq!(
+        keys,
+        vec![
+            ("ba-dinh".into(), "airquality".into()),
+            ("hoan-kiem".into(), "airquality".into()),
+            ("tay-ho".into(), "weather".into()),
+        ]
+    );
     let ba_dinh = &groups[0];
-    assert_eq!((ba_dinh["devices"].as_u64(), ba_dinh["reporting"].as_u64(), ba_dinh["online"].as_u64()), (Some(3), Some(2), Some(2)));
-    let pm25 = ba_dinh["metrics"].as_array().unwrap().iter().find(|m| m["metric"] == "pm25").unwrap();
+    assert_eq!(
+        (
+            ba_dinh["devices"].as_u64(),
+            ba_dinh["reporting"].as_u64(),
+            ba_dinh["online"].as_u64()
+        ),
+        (Some(3), Some(2), Some(2))
+    );
+    let pm25 = ba_dinh["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["metric"] == "pm25")
+        .unwrap();
     assert_eq!(pm25["count"], 2);
-    assert!((f(&pm25["mean"]) - 38.0).abs() < 1e-9, "mean of 20.3 and 55.7, not the future 999: {pm25}");
+    assert!(
+        (f(&pm25["mean"]) - 38.0).abs() < 1e-9,
+        "mean of 20.3 and 55.7, not the future 999: {pm25}"
+    );
     assert_eq!((f(&pm25["min"]), f(&pm25["max"])), (20.3, 55.7));
     assert_eq!(pm25["newest_ms"], AT_MS - 60_000);
-    let aq1 = r["devices"].as_array().unwrap().iter().find(|d| d["device"] == "aq-1").unwrap();
+    let aq1 = r["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "aq-1")
+        .unwrap();
     assert_eq!(aq1["values"]["pm25"]["v"], 1439.0);
     // A short max_age leaves only wx-1's reading 30 s old.
     let r = s.ok(&format!("/api/latest?at={AT_MS}&max_age=45s"));
-    let reporting: u64 = r["groups"].as_array().unwrap().iter().map(|g| g["reporting"].as_u64().unwrap()).sum();
+    let reporting: u64 = r["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["reporting"].as_u64().unwrap())
+        .sum();
     assert_eq!(reporting, 1);
     let r = s.ok(&format!("/api/latest?at={AT_MS}&kind=weather"));
     assert_eq!(r["groups"].as_array().unwrap().len(), 1);
 
     // --- stats.
     let r = s.ok(&format!("/api/stats?at={AT_MS}"));
-    assert_eq!(r["dead_letters"], serde_json::json!([
-        {"reason": "malformed-payload", "count": 3},
-        {"reason": "out-of-range", "count": 1}
-    ]));
+    assert_eq!(
+        r["dead_letters"],
+        serde_json::json!([
+            {"reason": "malformed-payload", "count": 3},
+            {"reason": "out-of-range", "count": 1}
+        ])
+    );
     assert_eq!(r["dead_letters_last_hour"], 3);
-    assert_eq!((r["outbox_entries"].as_u64(), r["outbox_readings"].as_u64(), r["outbox_bytes"].as_u64()), (Some(2), Some(15), Some(150)));
+    assert_eq!(
+        (
+            r["outbox_entries"].as_u64(),
+            r["outbox_readings"].as_u64(),
+            r["outbox_bytes"].as_u64()
+        ),
+        (Some(2), Some(15), Some(150))
+    );
     assert_eq!(f(&r["store_lag_s"]), 30.0);
     // Last minute: one reading each of aq-1, aq-2 pm25, aq-3 pm25 + pm10, wx-1 temperature.
-    assert!((f(&r["ingest_rate_per_s"]) - 5.0 / 60.0).abs() < 1e-9, "{r}");
+    assert!(
+        (f(&r["ingest_rate_per_s"]) - 5.0 / 60.0).abs() < 1e-9,
+        "{r}"
+    );
     assert_eq!(f(&r["newest_message_age_s"]), 30.0);
-    assert_eq!((r["devices"].as_u64(), r["devices_online"].as_u64(), r["devices_stale"].as_u64()), (Some(5), Some(4), Some(1)));
+    assert_eq!(
+        (
+            r["devices"].as_u64(),
+            r["devices_online"].as_u64(),
+            r["devices_stale"].as_u64()
+        ),
+        (Some(5), Some(4), Some(1))
+    );
 
     // --- 400s that say what is wrong.
     assert!(s.bad("/api/series").contains("series: required"));
-    assert!(s.bad("/api/series?series=aq-1:pm25&agg=median").contains("agg: unknown aggregate `median`"));
-    assert!(s.bad("/api/series?series=aq-1").contains("not device:metric"));
-    assert!(s.bad("/api/series?series=aq-1:pm25&from=yesterday").starts_with("from:"));
-    assert!(s.bad("/api/series?series=aq-1:pm25&from=now&to=-1h").contains("before to"));
-    assert!(s.bad("/api/series?series=aq-1:pm25&from=-7d&step=1s").contains("longer step"));
-    assert!(s.bad("/api/series?series=aq-1:pm25&step=soon").starts_with("step:"));
-    assert!(s.bad("/api/series?series=aq-1:pm25&colour=red").contains("unknown field `colour`"));
-    assert!(s.bad("/api/devices?kind=toaster").contains("kind: unknown kind `toaster`"));
+    assert!(
+        s.bad("/api/series?series=aq-1:pm25&agg=median")
+            .contains("agg: unknown aggregate `median`")
+    );
+    assert!(
+        s.bad("/api/series?series=aq-1")
+            .contains("not device:metric")
+    );
+    assert!(
+        s.bad("/api/series?series=aq-1:pm25&from=yesterday")
+            .starts_with("from:")
+    );
+    assert!(
+        s.bad("/api/series?series=aq-1:pm25&from=now&to=-1h")
+            .contains("before to")
+    );
+    assert!(
+        s.bad("/api/series?series=aq-1:pm25&from=-7d&step=1s")
+            .contains("longer step")
+    );
+    assert!(
+        s.bad("/api/series?series=aq-1:pm25&step=soon")
+            .starts_with("step:")
+    );
+    assert!(
+        s.bad("/api/series?series=aq-1:pm25&colour=red")
+            .contains("unknown field `colour`")
+    );
+    assert!(
+        s.bad("/api/devices?kind=toaster")
+            .contains("kind: unknown kind `toaster`")
+    );
     assert!(s.bad("/api/devices?stale=maybe").contains("stale:"));
     assert!(s.bad("/api/devices?status=sleeping").contains("status:"));
     assert!(s.bad("/api/latest?max_age=forever").starts_with("max_age:"));
@@ -321,13 +514,25 @@ fn api_answers_known_data() {
 
     // --- the OpenAPI document and the dashboard.
     let doc = s.ok(api::OPENAPI_PATH);
-    for path in ["/api/devices", "/api/series", "/api/latest", "/api/aqi", "/api/stats"] {
-        assert!(doc["paths"][path]["get"].is_object(), "{path} missing from the OpenAPI document");
+    for path in [
+        "/api/devices",
+        "/api/series",
+        "/api/latest",
+        "/api/aqi",
+        "/api/stats",
+    ] {
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     assert!(doc["components"]["schemas"]["StationAqi"].is_object());
     let (status, page) = s.get("/");
     assert_eq!(status, 200);
-    assert!(page.as_str().unwrap().contains("<html") || page.as_str().unwrap().contains("<!doctype"), "{page}");
+    assert!(
+        page.as_str().unwrap().contains("<html") || page.as_str().unwrap().contains("<!doctype"),
+        "{page}"
+    );
     assert_eq!(s.get("/assets/nope.js").0, 404);
 }
 

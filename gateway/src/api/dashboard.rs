@@ -33,5 +33,8 @@ pub async fn index() -> Response {
 
 /// `GET /assets/{*path}`: scripts and styles, named by content hash, so cached for good.
 pub async fn asset(Path(path): Path<String>) -> Response {
-    serve(&format!("assets/{path}"), "public, max-age=31536000, immutable")
+    serve(
+        &format!("assets/{path}"),
+        "public, max-age=31536000, immutable",
+    )
 }

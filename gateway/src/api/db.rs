@@ -50,7 +50,9 @@ impl ReadPool {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // A larger page cache and memory-mapped reads keep the hot tier's upper B-tree
         // levels in memory across queries: most queries are index seeks.
-        conn.execute_batch("PRAGMA query_only = 1; PRAGMA cache_size = -32768; PRAGMA mmap_size = 1073741824;")?;
+        conn.execute_batch(
+            "PRAGMA query_only = 1; PRAGMA cache_size = -32768; PRAGMA mmap_size = 1073741824;",
+        )?;
         Ok(conn)
     }
 

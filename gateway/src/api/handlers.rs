@@ -21,8 +21,12 @@ pub fn now_ns() -> i64 {
 
 /// Turns serde's complaint about the query string into a 400 that names the parameter.
 fn checked<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(p)| p)
-        .map_err(|e| ApiError::bad(e.body_text().replace("Failed to deserialize query string: ", "")))
+    q.map(|Query(p)| p).map_err(|e| {
+        ApiError::bad(
+            e.body_text()
+                .replace("Failed to deserialize query string: ", ""),
+        )
+    })
 }
 
 /// Devices and their health.
@@ -62,7 +66,9 @@ pub async fn latest(
 ) -> Result<Json<LatestResponse>, ApiError> {
     let p = checked(q)?;
     let now = now_ns();
-    Ok(Json(s.pool.run(move |c| queries::latest(c, &p, now)).await?))
+    Ok(Json(
+        s.pool.run(move |c| queries::latest(c, &p, now)).await?,
+    ))
 }
 
 /// VN_AQI (hourly and daily) and US AQI of every station.

@@ -8,7 +8,7 @@ use super::params::Agg;
 use utoipa::OpenApi;
 
 /// The document's root.
-#[derive(OpenApi)]
+#[derive(Debug, OpenApi)]
 #[openapi(
     info(
         title = "City telemetry gateway: query API",

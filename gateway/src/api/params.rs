@@ -191,7 +191,9 @@ fn check_metric(s: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::bad(format!("series: `{s}` is not a valid metric name")))
+        Err(ApiError::bad(format!(
+            "series: `{s}` is not a valid metric name"
+        )))
     }
 }
 
@@ -279,9 +281,9 @@ impl SeriesParams {
         let mut series = Vec::new();
         for item in raw.split(',') {
             let item = item.trim();
-            let (device, metric) = item.split_once(':').ok_or_else(|| {
-                ApiError::bad(format!("series: `{item}` is not device:metric"))
-            })?;
+            let (device, metric) = item
+                .split_once(':')
+                .ok_or_else(|| ApiError::bad(format!("series: `{item}` is not device:metric")))?;
             check_slug("series", device)?;
             check_metric(metric)?;
             series.push((device.to_owned(), metric.to_owned()));
@@ -372,46 +374,60 @@ mod tests {
 
         let bad = |p: SeriesParams| msg(p.parse(NOW).unwrap_err());
         assert!(bad(SeriesParams::default()).contains("series: required"));
-        assert!(bad(SeriesParams {
-            series: Some("aq-1".into()),
-            ..Default::default()
-        })
-        .contains("not device:metric"));
-        assert!(bad(SeriesParams {
-            series: Some("AQ 1:pm25".into()),
-            ..Default::default()
-        })
-        .contains("not a valid slug"));
+        assert!(
+            bad(SeriesParams {
+                series: Some("aq-1".into()),
+                ..Default::default()
+            })
+            .contains("not device:metric")
+        );
+        assert!(
+            bad(SeriesParams {
+                series: Some("AQ 1:pm25".into()),
+                ..Default::default()
+            })
+            .contains("not a valid slug")
+        );
         let ok = || SeriesParams {
             series: Some("aq-1:pm25".into()),
             ..Default::default()
         };
-        assert!(bad(SeriesParams {
-            agg: Some("median".into()),
-            ..ok()
-        })
-        .contains("agg: unknown aggregate `median`"));
-        assert!(bad(SeriesParams {
-            step: Some("1s".into()),
-            from: Some("-7d".into()),
-            ..ok()
-        })
-        .contains("use a longer step"));
-        assert!(bad(SeriesParams {
-            from: Some("now".into()),
-            to: Some("-1h".into()),
-            ..ok()
-        })
-        .contains("before to"));
-        assert!(bad(SeriesParams {
-            step: Some("500ms".into()),
-            ..ok()
-        })
-        .contains("at least 1s"));
-        assert!(bad(SeriesParams {
-            step: Some("fast".into()),
-            ..ok()
-        })
-        .starts_with("step:"));
+        assert!(
+            bad(SeriesParams {
+                agg: Some("median".into()),
+                ..ok()
+            })
+            .contains("agg: unknown aggregate `median`")
+        );
+        assert!(
+            bad(SeriesParams {
+                step: Some("1s".into()),
+                from: Some("-7d".into()),
+                ..ok()
+            })
+            .contains("use a longer step")
+        );
+        assert!(
+            bad(SeriesParams {
+                from: Some("now".into()),
+                to: Some("-1h".into()),
+                ..ok()
+            })
+            .contains("before to")
+        );
+        assert!(
+            bad(SeriesParams {
+                step: Some("500ms".into()),
+                ..ok()
+            })
+            .contains("at least 1s")
+        );
+        assert!(
+            bad(SeriesParams {
+                step: Some("fast".into()),
+                ..ok()
+            })
+            .starts_with("step:")
+        );
     }
 }

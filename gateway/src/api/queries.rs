@@ -244,7 +244,9 @@ fn latest_of_device(
         if ts <= at_ns {
             out.push((metric.clone(), ts, v));
         } else if let Some((ts, v)) = before
-            .query_row(params![device, metric, at_ns], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![device, metric, at_ns], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?
         {
             // Readings stamped after `at` (clock skew, or a past `at`): the one before.
@@ -497,9 +499,10 @@ pub fn stats(
         }
         for (metric, ts, _) in latest_of_device(conn, &row.device, at_ns)? {
             if ts >= window_start {
-                recent += count.query_row(params![row.device, metric, window_start, at_ns], |r| {
-                    r.get::<_, i64>(0)
-                })?;
+                recent += count
+                    .query_row(params![row.device, metric, window_start, at_ns], |r| {
+                        r.get::<_, i64>(0)
+                    })?;
             }
         }
     }

@@ -12,7 +12,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -236,6 +236,9 @@ struct Conn {
     client: AsyncClient,
     task: JoinHandle<()>,
     pending: Arc<AtomicU64>,
+    /// Between CONNACK and the end of the connection; shared with the event loop task.
+    up: Arc<AtomicBool>,
+    counters: Arc<Counters>,
 }
 
 impl Conn {
@@ -246,14 +249,15 @@ impl Conn {
         }
         let (client, mut el) = AsyncClient::new(opts, 64);
         let pending = Arc::new(AtomicU64::new(0));
-        let (counters, p) = (ctx.counters.clone(), pending.clone());
+        let up = Arc::new(AtomicBool::new(false));
+        let (counters, p, u) = (ctx.counters.clone(), pending.clone(), up.clone());
         let task = tokio::spawn(async move {
-            let mut up = false;
             loop {
                 match el.poll().await {
                     Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                        up = true;
-                        counters.connected();
+                        if !u.swap(true, Ordering::Relaxed) {
+                            counters.connected();
+                        }
                     }
                     Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
                         Counters::add(&counters.acked, 1);
@@ -264,15 +268,14 @@ impl Conn {
                     Err(ConnectionError::RequestsDone) => break,
                     Err(_) => {
                         Counters::add(&counters.errors, 1);
-                        if up {
-                            up = false;
+                        if u.swap(false, Ordering::Relaxed) {
                             counters.disconnected();
                         }
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
             }
-            if up {
+            if u.swap(false, Ordering::Relaxed) {
                 counters.disconnected();
             }
         });
@@ -280,6 +283,8 @@ impl Conn {
             client,
             task,
             pending,
+            up,
+            counters: ctx.counters.clone(),
         }
     }
 
@@ -296,6 +301,9 @@ impl Conn {
         self.drain(Duration::from_secs(5)).await;
         self.task.abort();
         let _ = self.task.await;
+        if self.up.swap(false, Ordering::Relaxed) {
+            self.counters.disconnected();
+        }
     }
 
     /// A clean goodbye.

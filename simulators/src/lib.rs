@@ -7,6 +7,7 @@
 //! sent), [`capture`] (recording file format), and the commands [`fleet`], [`record`],
 //! [`replay`], [`verify`] and [`bench`].
 
+pub mod bench;
 pub mod capture;
 pub mod device;
 pub mod faults;
@@ -18,4 +19,5 @@ pub mod net;
 pub mod record;
 pub mod replay;
 pub mod report;
+pub mod verify;
 pub mod wire;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use comfy_table::{Table, presets::UTF8_FULL};
+use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Counters updated by every device task.
@@ -186,7 +186,8 @@ impl ResourceUsage {
 /// A two-column summary table.
 pub fn table(rows: &[(&str, String)]) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL).set_header(vec!["", "value"]);
+    t.load_preset(UTF8_FULL_CONDENSED)
+        .set_header(vec!["", "value"]);
     for (k, v) in rows {
         t.add_row(vec![k.to_string(), v.clone()]);
     }

@@ -16,6 +16,7 @@
 //! | `AQ_DISTRICT`      | district slug                         | `hoan-kiem`       |
 //! | `AQ_PERIOD_S`      | seconds per pack                      | `60`              |
 //! | `AQ_LAT`, `AQ_LON` | position in degrees, for `meta`       | (empty: unknown)  |
+//! | `AQ_NTP_SERVER`    | SNTP server (IPv4 or name), empty: none | `pool.ntp.org`  |
 //!
 //! The checked values reach the code as `AQ_*` compile-time environment variables.
 
@@ -34,6 +35,7 @@ fn main() {
         ("AQ_PERIOD_S", "60"),
         ("AQ_LAT", ""),
         ("AQ_LON", ""),
+        ("AQ_NTP_SERVER", "pool.ntp.org"),
     ];
     for (name, default) in vars {
         println!("cargo:rerun-if-env-changed={name}");

@@ -23,7 +23,9 @@ use embassy_net::{
     IpAddress, Runner, Stack, StackResources,
     dns::DnsQueryType,
     tcp::{ConnectError, TcpSocket},
+    udp::{PacketMetadata, UdpSocket},
 };
+use embassy_sync::{blocking_mutex::raw::CriticalSectionRawMutex, signal::Signal};
 use embassy_time::{Duration, Instant, Timer};
 use esp_hal::{
     Blocking,
@@ -40,13 +42,18 @@ use esp_radio::wifi::{
 };
 use firmware::{
     Node, NodeConfig,
+    clock::sntp,
     drivers::{
         bme280::{Bme280, Bme280Config},
         pms5003::{Pms5003, Pms5003Config},
     },
-    link::{Backoff, BackoffConfig, Clock, Connector, Link, LinkConfig, SCRATCH_MIN},
+    link::{
+        Backoff, BackoffConfig, Clock, Connector, Device, Link, LinkConfig, SCRATCH_MIN,
+        TopicString,
+    },
 };
-use schemas::topic::DeviceKind;
+
+use schemas::topic::{Channel, DeviceKind};
 use static_cell::StaticCell;
 
 esp_bootloader_esp_idf::esp_app_desc!();
@@ -62,6 +69,7 @@ const DEVICE_ID: &str = env!("AQ_DEVICE_ID");
 const DISTRICT: &str = env!("AQ_DISTRICT");
 const PERIOD_S: u32 = parse_u32(env!("AQ_PERIOD_S"));
 
+const NTP_SERVER: &str = env!("AQ_NTP_SERVER");
 const LATITUDE: &str = env!("AQ_LAT");
 const LONGITUDE: &str = env!("AQ_LON");
 
@@ -124,7 +132,7 @@ async fn main(spawner: Spawner) -> ! {
     ) else {
         fatal().await
     };
-    static RESOURCES: StaticCell<StackResources<3>> = StaticCell::new();
+    static RESOURCES: StaticCell<StackResources<5>> = StaticCell::new();
     let net_seed = (u64::from(rng.random()) << 32) | u64::from(rng.random());
     let (stack, runner) = embassy_net::new(
         Interface::station(),
@@ -132,10 +140,15 @@ async fn main(spawner: Spawner) -> ! {
         RESOURCES.init(StackResources::new()),
         net_seed,
     );
-    match (wifi_task(controller, rng.random()), net_task(runner)) {
-        (Ok(wifi), Ok(net)) => {
+    match (
+        wifi_task(controller, rng.random()),
+        net_task(runner),
+        sntp_task(stack),
+    ) {
+        (Ok(wifi), Ok(net), Ok(sntp)) => {
             spawner.spawn(wifi);
             spawner.spawn(net);
+            spawner.spawn(sntp);
         }
         _ => fatal().await,
     }
@@ -185,9 +198,10 @@ async fn main(spawner: Spawner) -> ! {
         rng.random(),
     );
     let mut scratch = [0u8; SCRATCH_MIN];
+    let mut device = TimedNode { node };
     link.run(
         &mut connector,
-        node,
+        &mut device,
         &EmbassyClock,
         &mut scratch,
         core::future::pending::<()>(),
@@ -225,6 +239,105 @@ async fn wifi_task(mut controller: WifiController<'static>, seed: u32) {
 #[embassy_executor::task]
 async fn net_task(mut runner: Runner<'static, Interface>) {
     runner.run().await
+}
+
+/// Wall-clock time learnt by the SNTP task: (monotonic ms, Unix ms at that instant).
+static WALL_CLOCK: Signal<CriticalSectionRawMutex, (u64, u64)> = Signal::new();
+
+/// Asks the SNTP server for the time, again every six hours (every minute until the
+/// first answer). Until then packs carry relative times, which the gateway stamps.
+#[embassy_executor::task]
+async fn sntp_task(stack: Stack<'static>) {
+    if NTP_SERVER.is_empty() {
+        return;
+    }
+    let (mut rx_meta, mut tx_meta) = ([PacketMetadata::EMPTY; 2], [PacketMetadata::EMPTY; 2]);
+    let (mut rx_buf, mut tx_buf) = ([0u8; 128], [0u8; 128]);
+    let mut socket = UdpSocket::new(stack, &mut rx_meta, &mut rx_buf, &mut tx_meta, &mut tx_buf);
+    if socket.bind(0).is_err() {
+        return;
+    }
+    loop {
+        stack.wait_config_up().await;
+        let pause = match sntp_query(stack, &socket).await {
+            Some((mono, unix)) => {
+                WALL_CLOCK.signal((mono, unix));
+                Duration::from_secs(6 * 3_600)
+            }
+            None => Duration::from_secs(60),
+        };
+        Timer::after(pause).await;
+    }
+}
+
+/// One SNTP exchange, bounded to five seconds.
+async fn sntp_query(stack: Stack<'static>, socket: &UdpSocket<'_>) -> Option<(u64, u64)> {
+    let exchange = async {
+        let server = resolve(stack, NTP_SERVER).await.ok()?;
+        let (request, pending) = sntp::request(EmbassyClock.now_ms());
+        socket.send_to(&request, (server, sntp::PORT)).await.ok()?;
+        let mut reply = [0u8; sntp::PACKET_LEN];
+        loop {
+            let (n, _) = socket.recv_from(&mut reply).await.ok()?;
+            let now = EmbassyClock.now_ms();
+            // A stray datagram does not end the exchange; the timeout does.
+            if let Ok(unix) = pending.complete(reply.get(..n)?, now) {
+                return Some((now, unix));
+            }
+        }
+    };
+    embassy_time::with_timeout(Duration::from_secs(5), exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// An IPv4 literal, or the first A record of a name.
+async fn resolve(stack: Stack<'static>, host: &str) -> Result<IpAddress, NetError> {
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Ok(IpAddress::Ipv4(ip));
+    }
+    stack
+        .dns_query(host, DnsQueryType::A)
+        .await
+        .map_err(|_| NetError::Dns)?
+        .first()
+        .copied()
+        .ok_or(NetError::Dns)
+}
+
+/// The node, plus the wall-clock time from the SNTP task applied between polls.
+struct TimedNode {
+    node: &'static mut AqNode,
+}
+
+impl Device for TimedNode {
+    fn poll(&mut self, now_ms: u64) {
+        if let Some((mono, unix)) = WALL_CLOCK.try_take() {
+            self.node.set_unix_time(mono, unix);
+        }
+        Device::poll(self.node, now_ms);
+    }
+
+    fn next_deadline(&self) -> u64 {
+        Device::next_deadline(self.node)
+    }
+
+    fn oldest(&mut self) -> Option<&[u8]> {
+        Device::oldest(self.node)
+    }
+
+    fn ack_oldest(&mut self) {
+        Device::ack_oldest(self.node);
+    }
+
+    fn topic(&self, channel: Channel) -> TopicString {
+        Device::topic(self.node, channel)
+    }
+
+    fn meta_payload(&self, buf: &mut [u8]) -> Option<usize> {
+        Device::meta_payload(self.node, buf)
+    }
 }
 
 /// Monotonic time from embassy's timer.
@@ -265,16 +378,7 @@ impl Connector for EmbassyConnector {
     async fn connect(&mut self) -> Result<TcpSocket<'_>, NetError> {
         // No address before DHCP; the link bounds this wait and backs off.
         self.stack.wait_config_up().await;
-        let ip = match BROKER_HOST.parse::<Ipv4Addr>() {
-            Ok(ip) => IpAddress::Ipv4(ip),
-            Err(_) => *self
-                .stack
-                .dns_query(BROKER_HOST, DnsQueryType::A)
-                .await
-                .map_err(|_| NetError::Dns)?
-                .first()
-                .ok_or(NetError::Dns)?,
-        };
+        let ip = resolve(self.stack, BROKER_HOST).await?;
         let mut socket = TcpSocket::new(self.stack, &mut self.rx[..], &mut self.tx[..]);
         // Unacknowledged data for this long aborts the socket: a broker behind a dead
         // access point is noticed even between pings.

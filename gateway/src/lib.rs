@@ -6,6 +6,8 @@
 //! The binary is `gateway` (`src/main.rs`); this library exposes the parts
 //! so that tests and later features (query API, dashboard) can reuse them.
 
+pub mod api;
+pub mod aqi;
 pub mod backoff;
 pub mod bench;
 pub mod broker;
@@ -18,5 +20,6 @@ pub mod health;
 pub mod http;
 pub mod mqtt;
 pub mod pipeline;
+pub mod query_cli;
 pub mod service;
 pub mod telemetry;

@@ -26,6 +26,12 @@ pub enum BacklogError {
     /// The pack is larger than a slot.
     #[error("pack larger than a backlog slot")]
     TooLarge,
+    /// The pack is being published and must not change.
+    #[error("pack is being published")]
+    InFlight,
+    /// No pack at that position.
+    #[error("no pack at that position")]
+    NoSuchPack,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,6 +40,8 @@ struct SlotMeta {
     readings: u16,
     carried: u32,
     id: PackId,
+    /// Monotonic ms the pack's readings refer to, while the pack carries no absolute time.
+    relative_since_ms: Option<u64>,
 }
 
 /// Bounded ring of encoded packs; oldest dropped on overflow.
@@ -83,6 +91,7 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Backlog<SLOTS, SLOT_BYTES> {
                 readings: 0,
                 carried: 0,
                 id: 0,
+                relative_since_ms: None,
             }; SLOTS],
             order,
             head: 0,
@@ -128,6 +137,19 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Backlog<SLOTS, SLOT_BYTES> {
         readings: u16,
         carried: u32,
     ) -> Result<PackId, BacklogError> {
+        self.push_entry(pack, readings, carried, None)
+    }
+
+    /// Like [`Backlog::push_carrying`], for a pack whose time is relative (the node did
+    /// not know the time): `relative_since_ms` is the monotonic time its readings refer
+    /// to, so that the node can stamp it later ([`Backlog::relative_since`]).
+    pub fn push_entry(
+        &mut self,
+        pack: &[u8],
+        readings: u16,
+        carried: u32,
+        relative_since_ms: Option<u64>,
+    ) -> Result<PackId, BacklogError> {
         if pack.len() > SLOT_BYTES {
             return Err(BacklogError::TooLarge);
         }
@@ -143,6 +165,7 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Backlog<SLOTS, SLOT_BYTES> {
             readings,
             carried,
             id,
+            relative_since_ms,
         };
         self.len += 1;
         Ok(id)
@@ -249,6 +272,43 @@ impl<const SLOTS: usize, const SLOT_BYTES: usize> Backlog<SLOTS, SLOT_BYTES> {
                 u32::from(self.meta[usize::from(self.order[(self.head + i) % SLOTS])].readings)
             })
             .sum()
+    }
+
+    fn slot_at(&self, position: usize) -> Option<usize> {
+        (position < self.len).then(|| usize::from(self.order[(self.head + position) % SLOTS]))
+    }
+
+    /// The pack at `position` (0 = oldest).
+    pub fn get(&self, position: usize) -> Option<&[u8]> {
+        let slot = self.slot_at(position)?;
+        Some(&self.data[slot][..usize::from(self.meta[slot].len)])
+    }
+
+    /// For a pack with a relative time, the monotonic ms its readings refer to.
+    pub fn relative_since(&self, position: usize) -> Option<u64> {
+        self.meta[self.slot_at(position)?].relative_since_ms
+    }
+
+    /// Replaces the bytes of the pack at `position` (a re-stamped version of the same
+    /// readings: id, reading count and carried report stay). Refused for the pack being
+    /// published, whose bytes the broker may already hold.
+    pub fn replace(
+        &mut self,
+        position: usize,
+        pack: &[u8],
+        relative_since_ms: Option<u64>,
+    ) -> Result<(), BacklogError> {
+        if pack.len() > SLOT_BYTES {
+            return Err(BacklogError::TooLarge);
+        }
+        if position == 0 && self.in_flight {
+            return Err(BacklogError::InFlight);
+        }
+        let slot = self.slot_at(position).ok_or(BacklogError::NoSuchPack)?;
+        self.data[slot][..pack.len()].copy_from_slice(pack);
+        self.meta[slot].len = pack.len() as u16;
+        self.meta[slot].relative_since_ms = relative_since_ms;
+        Ok(())
     }
 
     /// The queued packs, oldest first.

@@ -16,6 +16,10 @@
 //!   takes 9). A node that does not know the time yet leaves `bt` out: every record's time
 //!   is then 0, which SenML reads as relative to the time of receipt (RFC 8428 section
 //!   4.5.3), and the gateway stamps the readings when they arrive.
+//! - A pack encoded before the time was known is stamped again before it leaves the
+//!   backlog ([`restamp`]): with the absolute `bt` once SNTP answered, otherwise with a
+//!   negative relative `bt` (its age in seconds when first published), so that a backlog
+//!   sent in one burst after an outage does not collapse onto the time of receipt.
 //! - The first record carries the extension label `seq`: packs since boot, from 0.
 //! - Units are always present: they make a pack self-describing to any SenML tool, for
 //!   about 6 bytes per record.
@@ -44,6 +48,9 @@ pub enum PackError {
     /// A value is NaN or infinite.
     #[error("non-finite value")]
     NonFinite,
+    /// The bytes to re-stamp are not a pack this encoder wrote.
+    #[error("not a SenML-CBOR pack")]
+    NotAPack,
 }
 
 impl From<senml::EncodeError> for PackError {
@@ -88,9 +95,27 @@ pub fn encode_pack(
     }
     if let Some(first) = records.first_mut() {
         first.base_name = Some(header.base_name);
-        // Whole seconds: see the module comment.
-        first.base_time = header.unix_ms.map(|ms| (ms / 1000) as f64);
+        first.base_time = header.unix_ms.map(unix_seconds);
         first.seq = Some(header.seq);
     }
     Ok(senml::cbor::encode(&records, buf)?)
+}
+
+/// Unix ms as the whole seconds a pack's `bt` carries (see the module comment).
+pub fn unix_seconds(unix_ms: u64) -> f64 {
+    (unix_ms / 1000) as f64
+}
+
+/// Re-encodes `pack` with `base_time` as the first record's `bt` (`None` removes it),
+/// everything else unchanged; returns the new length in `out`.
+pub fn restamp(pack: &[u8], base_time: Option<f64>, out: &mut [u8]) -> Result<usize, PackError> {
+    let mut records: heapless::Vec<Record<'_>, MAX_RECORDS> = heapless::Vec::new();
+    let iter = senml::cbor::decode(pack).map_err(|_| PackError::NotAPack)?;
+    for r in iter {
+        let r = r.map_err(|_| PackError::NotAPack)?;
+        records.push(r).map_err(|_| PackError::TooManyReadings)?;
+    }
+    let first = records.first_mut().ok_or(PackError::NotAPack)?;
+    first.base_time = base_time;
+    Ok(senml::cbor::encode(&records, out)?)
 }

@@ -153,6 +153,8 @@ pub struct Node<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> {
     backlog: Backlog<SLOTS, SLOT_BYTES>,
     seq: u32,
     stats: NodeStats,
+    /// Time of the last poll: "now" for stamping packs at publish time.
+    last_poll_ms: u64,
 }
 
 impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLOT_BYTES> {
@@ -168,18 +170,76 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLO
             backlog: Backlog::new(),
             seq: 0,
             stats: NodeStats::default(),
+            last_poll_ms: 0,
         }
     }
 
     /// Advance to `now_ms` (monotonic ms since boot): close the period if it ended,
     /// encoding its pack into the backlog, then sample the sensors that are due.
     pub fn poll(&mut self, now_ms: u64) {
+        self.last_poll_ms = self.last_poll_ms.max(now_ms);
         self.sampler.start(&self.sensors, now_ms);
         if let Some(end) = self.sampler.window_due(now_ms) {
             self.close_window(end);
             self.sampler.finish_window(now_ms);
         }
         self.sampler.sample_due(&mut self.sensors, now_ms);
+        if self.clock.is_set() {
+            self.stamp_backlog();
+        }
+    }
+
+    /// The oldest pack, marked as being published (see [`Backlog::begin_publish`]); what
+    /// the link should send. A pack encoded before the time was known is stamped first:
+    /// with its absolute time if the clock is set by now, else with its age as a negative
+    /// relative `bt`, so that the gateway, adding the age to the time of receipt, files it
+    /// close to when it was measured. The bytes then stay as they are until the pack is
+    /// acknowledged, even across reconnects, so a PUBACK always matches what was sent.
+    pub fn begin_publish(&mut self) -> Option<&[u8]> {
+        if !self.backlog.is_publishing()
+            && let Some(since) = self.backlog.relative_since(0)
+        {
+            let stamp = match self.clock.unix_ms(since) {
+                Some(unix_ms) => Some(encode::unix_seconds(unix_ms)),
+                // Whole seconds of age; none at all when published right away.
+                None => match self.last_poll_ms.saturating_sub(since) / 1000 {
+                    0 => None,
+                    age_s => Some(-(age_s as f64)),
+                },
+            };
+            let still_relative = if self.clock.is_set() {
+                None
+            } else {
+                Some(since)
+            };
+            self.restamp(0, stamp, still_relative);
+        }
+        self.backlog.begin_publish().map(|(_, pack)| pack)
+    }
+
+    /// Gives packs encoded before the time was known their absolute time.
+    fn stamp_backlog(&mut self) {
+        for position in 0..self.backlog.len() {
+            if position == 0 && self.backlog.is_publishing() {
+                continue;
+            }
+            let Some(since) = self.backlog.relative_since(position) else {
+                continue;
+            };
+            let stamp = self.clock.unix_ms(since).map(encode::unix_seconds);
+            self.restamp(position, stamp, None);
+        }
+    }
+
+    fn restamp(&mut self, position: usize, base_time: Option<f64>, relative_since: Option<u64>) {
+        let mut out = [0u8; SLOT_BYTES];
+        let Some(pack) = self.backlog.get(position) else {
+            return;
+        };
+        // A pack this node encoded always re-encodes; if not, it goes out as it is.
+        if let Ok(n) = encode::restamp(pack, base_time, &mut out) {
+            let _ = self.backlog.replace(position, &out[..n], relative_since);
+        }
     }
 
     /// Next instant (ms) at which poll has work: lets boards sleep. `0` before the first
@@ -321,8 +381,9 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLO
         let stored = encode::encode_pack(&header, &readings, &mut buf)
             .ok()
             .and_then(|n| {
+                let relative_since = (!self.clock.is_set()).then_some(end_ms);
                 self.backlog
-                    .push_carrying(&buf[..n], measured, dropped)
+                    .push_entry(&buf[..n], measured, dropped, relative_since)
                     .ok()
             });
         match stored {

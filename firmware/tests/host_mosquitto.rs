@@ -295,3 +295,92 @@ async fn graceful() -> Result<()> {
     watcher.stop().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn a_device_started_before_the_broker_connects_when_it_comes_up() -> Result<()> {
+    tokio::task::LocalSet::new().run_until(late_broker()).await
+}
+
+async fn late_broker() -> Result<()> {
+    let mut broker = Mosquitto::start()?;
+    // A persistent session: the broker keeps what arrives for it while it reconnects.
+    let mut watcher = Watcher::start(broker.port(), "watcher-late-broker", true).await?;
+    let up = "city/hoan-kiem/airquality/aq-host-3/up";
+    broker.stop()?;
+
+    let (_stop, device) = spawn_device(config("aq-host-3")?, 3, addr(&broker));
+    // The device samples and retries (with backoff) while there is no broker.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    broker.start_again()?;
+
+    // Everything it sampled meanwhile arrives, oldest first, from seq 0.
+    for expected in 0..4u32 {
+        let m = watcher.next_where("pack", |m| m.topic == up).await?;
+        assert_eq!(seq_of(&m.payload)?, expected, "backlog out of order");
+    }
+    device.abort();
+    watcher.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_runs_from_any_runtime_and_a_power_cut_fires_every_will() -> Result<()> {
+    let broker = Mosquitto::start()?;
+    let mut watcher = Watcher::start(broker.port(), "watcher-fleet", false).await?;
+    let ids = ["aq-fleet-1", "aq-fleet-2", "aq-fleet-3"];
+    let devices = ids
+        .iter()
+        .zip(10u64..)
+        .map(|(id, seed)| Ok((config(id)?, sensors(seed))))
+        .collect::<Result<Vec<_>>>()?;
+    let fleet = firmware::host::Fleet::spawn(devices, addr(&broker))?;
+
+    let mut packs_from = std::collections::BTreeSet::new();
+    while packs_from.len() < ids.len() {
+        let m = watcher
+            .next_where("a pack from each device", |m| m.topic.ends_with("/up"))
+            .await?;
+        seq_of(&m.payload)?;
+        packs_from.insert(m.topic);
+    }
+
+    fleet.power_cut().await;
+    let mut wills = std::collections::BTreeSet::new();
+    while wills.len() < ids.len() {
+        let m = watcher
+            .next_where("last wills", |m| {
+                m.topic.ends_with("/status") && m.payload == b"offline"
+            })
+            .await?;
+        wills.insert(m.topic);
+    }
+    watcher.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_stops_gracefully_with_reports() -> Result<()> {
+    let broker = Mosquitto::start()?;
+    let mut watcher = Watcher::start(broker.port(), "watcher-fleet-stop", false).await?;
+    let devices = vec![
+        (config("aq-fleet-4")?, sensors(4)),
+        (config("aq-fleet-5")?, sensors(5)),
+    ];
+    let fleet = firmware::host::Fleet::spawn(devices, addr(&broker))?;
+    let mut packs = 0;
+    while packs < 4 {
+        watcher
+            .next_where("packs", |m| m.topic.ends_with("/up"))
+            .await?;
+        packs += 1;
+    }
+    let reports = fleet.stop().await;
+    assert_eq!(reports.len(), 2, "{reports:?}");
+    for r in &reports {
+        assert_eq!(r.link.connects, 1, "{r:?}");
+        assert!(r.link.acked >= 1, "{r:?}");
+        assert_eq!(r.link.last_error, None, "{r:?}");
+    }
+    watcher.stop().await;
+    Ok(())
+}

@@ -103,7 +103,8 @@ fn sequence_numbers_count_packs_and_times_follow_sntp() {
         packs.iter().map(|p| p.seq).collect::<Vec<_>>(),
         vec![Some(0), Some(1), Some(2)]
     );
-    assert_eq!(packs[0].time, Time::Relative(0.0));
+    // Encoded before SNTP answered, stamped while it waited in the backlog: 60 s.
+    assert_eq!(packs[0].time, Time::Absolute(1_795_384_785.0));
     // Window ends at 120 s and 180 s monotonic, in whole Unix seconds.
     assert_eq!(packs[1].time, Time::Absolute(1_795_384_845.0));
     assert_eq!(packs[2].time, Time::Absolute(1_795_384_905.0));
@@ -293,4 +294,64 @@ fn config_refuses_bad_slugs_and_zero_periods() {
         Err(ConfigError::BadDistrict(_))
     ));
     assert_eq!(cfg(60).with_period_s(0), Err(ConfigError::ZeroPeriod));
+}
+
+#[test]
+fn a_backlog_sent_after_an_outage_keeps_its_times_without_sntp() {
+    // No SNTP at all: packs wait in the backlog, then go out in one burst. Each is
+    // stamped with its age when first published, so the gateway does not file ten
+    // minutes of readings under the second they arrived.
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 20_000),));
+    run_until(&mut node, 5 * 60_000 + 30_000);
+    node.poll(330_000); // the link's poll when the broker is back
+    assert_eq!(node.backlog().len(), 5);
+    let mut times = Vec::new();
+    while let Some(p) = node.begin_publish() {
+        let first = p.to_vec();
+        // Publishing again (a reconnect before the PUBACK) sends the same bytes.
+        assert_eq!(
+            node.begin_publish().map(<[u8]>::to_vec),
+            Some(first.clone())
+        );
+        times.push(decode(&first).time);
+        node.backlog().ack_oldest();
+    }
+    // Windows closed at 60, 120, ..., 300 s; published at 330 s.
+    assert_eq!(
+        times,
+        vec![
+            Time::Relative(-270.0),
+            Time::Relative(-210.0),
+            Time::Relative(-150.0),
+            Time::Relative(-90.0),
+            Time::Relative(-30.0),
+        ]
+    );
+}
+
+#[test]
+fn sntp_arriving_mid_outage_stamps_waiting_packs_except_the_one_in_flight() {
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 20_000),));
+    run_until(&mut node, 3 * 60_000);
+    let in_flight = node.begin_publish().map(<[u8]>::to_vec).expect("a pack");
+    node.set_unix_time(200_000, 1_795_384_800_000);
+    node.poll(200_000);
+    // The pack the broker may hold is left alone; the others get absolute times.
+    assert_eq!(node.backlog().oldest(), Some(&in_flight[..]));
+    let packs = drain(&mut node);
+    assert_eq!(packs[0].time, Time::Relative(-120.0));
+    assert_eq!(packs[1].time, Time::Absolute(1_795_384_720.0));
+    assert_eq!(packs[2].time, Time::Absolute(1_795_384_780.0));
+    assert_eq!(
+        packs.iter().map(|p| p.seq).collect::<Vec<_>>(),
+        vec![Some(0), Some(1), Some(2)]
+    );
+}
+
+#[test]
+fn a_pack_published_at_once_needs_no_age() {
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 20_000),));
+    run_until(&mut node, 60_000);
+    let p = node.begin_publish().map(decode).expect("a pack");
+    assert_eq!(p.time, Time::Relative(0.0));
 }

@@ -20,6 +20,9 @@ use ingest::deadletter::{self, ListFilter};
 use ingest::{Forwarder, IngestConfig, IngestError, Pipeline, SinkConfig, query};
 use tests::{ExportedSeries, VictoriaMetrics, VictoriaMetricsOptions};
 
+/// Labels a series must carry.
+type Labels = &'static [(&'static str, &'static str)];
+
 const WAIT: Duration = Duration::from_secs(30);
 
 fn forwarding() -> IngestConfig {
@@ -72,7 +75,7 @@ async fn every_format_lands_in_victoriametrics_with_names_tags_and_values() {
         "deleted after success"
     );
 
-    let cases: &[(&str, f64, &[(&str, &str)])] = &[
+    let cases: &[(&str, f64, Labels)] = &[
         (
             r#"pm25_value{device="aq-0001"}"#,
             54.0,

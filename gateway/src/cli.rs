@@ -39,6 +39,9 @@ pub enum Command {
     /// Measure end-to-end throughput: publish a burst of readings into a
     /// broker, then time how fast a gateway drains it (see gateway/README.md).
     Bench(BenchArgs),
+    /// Ask the hot tier (or a running gateway with --url) what the query API
+    /// answers: devices, series, latest, aqi, stats; as a table or CSV.
+    Query(crate::query_cli::QueryArgs),
 }
 
 /// Flags of `run` and `check-config`.

@@ -39,6 +39,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Deadletters(args) => gateway::deadletters::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Query(args) => gateway::query_cli::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -14,7 +14,7 @@ use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Options of `gateway query`.
 #[derive(Debug, Args)]
@@ -105,9 +105,8 @@ impl Source {
     }
 }
 
-/// Runs `gateway query ...`, printing to stdout. `db_file` maps a data directory to the
-/// hot tier's database file (the ingest side names it).
-pub fn run(args: &QueryArgs, db_file: impl Fn(&Path) -> PathBuf) -> Result<()> {
+/// Runs `gateway query ...`, printing to stdout.
+pub fn run(args: &QueryArgs) -> Result<()> {
     let source = match &args.url {
         Some(url) => Source::Remote { base: url.clone() },
         None => {
@@ -115,7 +114,7 @@ pub fn run(args: &QueryArgs, db_file: impl Fn(&Path) -> PathBuf) -> Result<()> {
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("data"));
-            let path = db_file(&dir);
+            let path = ingest::store::db_path(&dir);
             if !path.exists() {
                 bail!(
                     "no hot tier at {} (is --data-dir right? has the gateway run there?)",

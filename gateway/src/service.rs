@@ -65,7 +65,10 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         metrics,
         reader: open_reader(&cfg).await,
         forwarding: cfg.store.url.is_some(),
-    });
+    })
+    .merge(crate::api::router(crate::api::ApiConfig::new(
+        ingest::store::db_path(&cfg.data_dir),
+    )));
     let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;
 
     spawn_signal_handler(stop, shutdown.clone(), Arc::clone(&health));

@@ -17,23 +17,15 @@ const DAY: i64 = 24 * 3600 * NS;
 /// The instant the queries are evaluated at: 24 h after T0.
 const AT_MS: i64 = (T0_S + 24 * 3600) * 1000;
 
-/// The hot tier's tables as the ingest side defines them (`ingest::store`): the columns
-/// the API reads.
-fn create_schema(conn: &Connection) {
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL;
-         CREATE TABLE readings(device TEXT NOT NULL, metric TEXT NOT NULL, ts_ns INTEGER NOT NULL,
-             value REAL NOT NULL, PRIMARY KEY(device, metric, ts_ns)) WITHOUT ROWID;
-         CREATE TABLE devices(device TEXT PRIMARY KEY, district TEXT, kind TEXT, format TEXT,
-             first_seen INTEGER, last_seen INTEGER, last_seq INTEGER, gaps INTEGER NOT NULL DEFAULT 0,
-             duplicates INTEGER NOT NULL DEFAULT 0, dropped_readings INTEGER NOT NULL DEFAULT 0,
-             status TEXT, status_at INTEGER, meta_json TEXT);
-         CREATE TABLE dead_letters(id INTEGER PRIMARY KEY AUTOINCREMENT, received_ns INTEGER NOT NULL,
-             topic TEXT NOT NULL, payload BLOB NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
-         CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, created_ns INTEGER NOT NULL,
-             readings INTEGER NOT NULL, bytes INTEGER NOT NULL, body BLOB NOT NULL);",
+/// The hot tier's schema is the ingest side's own (`ingest::store::open`), so a change of
+/// its tables breaks this test rather than the live API.
+fn open_store(dir: &Path) -> Connection {
+    ingest::store::open(
+        dir,
+        ingest::Synchronous::Normal,
+        std::time::Duration::from_secs(5),
     )
-    .unwrap();
+    .unwrap()
 }
 
 fn device(
@@ -61,9 +53,8 @@ fn device(
 /// - `aq-4` (ba-dinh): silent for the last hour (stale, offline), no readings;
 /// - `wx-1` (tay-ho): a weather station with temperature only (not an AQI station);
 /// - 4 dead letters, 2 outbox entries.
-fn fill(path: &Path) {
-    let mut conn = Connection::open(path).unwrap();
-    create_schema(&conn);
+fn fill(dir: &Path) {
+    let mut conn = open_store(dir);
     let tx = conn.transaction().unwrap();
     let meta = |lat: f64| {
         format!(
@@ -139,7 +130,7 @@ fn fill(path: &Path) {
         ("out-of-range", 5),
     ] {
         tx.execute(
-            "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail) VALUES (?1, 't', x'00', ?2, 'd')",
+            "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes) VALUES (?1, 't', x'00', ?2, 'd', 1)",
             params![T0 + DAY - ago * NS, reason],
         )
         .unwrap();
@@ -161,8 +152,8 @@ struct Server {
 
 fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("hot.sqlite");
-    fill(&db);
+    fill(dir.path());
+    let db = ingest::store::db_path(dir.path());
     let (tx, rx) = std::sync::mpsc::channel();
     let config = ApiConfig::new(db);
     std::thread::spawn(move || {

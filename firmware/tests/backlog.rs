@@ -150,3 +150,31 @@ fn wraps_around_many_times() {
     assert_eq!(left, (996..1000).collect::<Vec<_>>()); // 999 was acknowledged
     assert_eq!(b.dropped_total() + 334 + 4, 1000);
 }
+
+#[test]
+fn replace_keeps_identity_and_refuses_the_pack_in_flight() {
+    use firmware::backlog::BacklogError;
+    let mut b: Backlog<3, 16> = Backlog::new();
+    let id0 = b.push_entry(&[1, 1], 2, 0, Some(60_000)).unwrap();
+    b.push_entry(&[2, 2], 2, 5, Some(120_000)).unwrap();
+    assert_eq!(b.relative_since(0), Some(60_000));
+    assert_eq!(b.relative_since(1), Some(120_000));
+    assert_eq!(b.relative_since(2), None);
+
+    b.replace(1, &[9, 9, 9], None).unwrap();
+    assert_eq!(b.get(1), Some(&[9u8, 9, 9][..]));
+    assert_eq!(b.relative_since(1), None);
+    assert_eq!(b.replace(1, &[0; 17], None), Err(BacklogError::TooLarge));
+    assert_eq!(b.replace(2, &[0], None), Err(BacklogError::NoSuchPack));
+
+    b.begin_publish();
+    assert_eq!(b.replace(0, &[7], None), Err(BacklogError::InFlight));
+    assert_eq!(b.get(0), Some(&[1u8, 1][..]));
+    assert!(b.ack(id0));
+    // The replaced pack kept its carried report: dropping it gives the report back.
+    b.push(&[3], 1).unwrap();
+    b.push(&[4], 1).unwrap();
+    b.push(&[5], 1).unwrap(); // drops the replaced pack: 2 readings + 5 carried
+    assert_eq!(b.take_dropped(), 7);
+    assert_eq!(b.dropped_total(), 2);
+}

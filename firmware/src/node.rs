@@ -4,9 +4,15 @@
 //! The board (or the host runner) calls [`Node::poll`] with the monotonic time whenever
 //! [`Node::next_deadline`] comes (or sooner); the node samples what is due, and when a
 //! reporting period ends it encodes one SenML-CBOR pack (layout in [`crate::encode`]) into
-//! the backlog. The link publishes [`Backlog::oldest`] and acknowledges it on PUBACK. The
-//! node never reads a clock and never touches the network, so a host test can run a week
-//! of a node's life in a few milliseconds.
+//! the backlog. The link publishes [`Node::begin_publish`] (the backlog's oldest pack,
+//! stamped if it was encoded before the time was known) and acknowledges it on PUBACK
+//! ([`Backlog::ack_oldest`]). The node never reads a clock and never touches the network,
+//! so a host test can run a week of a node's life in a few milliseconds.
+//!
+//! Time: until [`Node::set_unix_time`] is called, packs carry relative times (no `bt`).
+//! Once the clock is set, [`Node::poll`] gives every pack still waiting in the backlog its
+//! absolute time; a pack published while the time is still unknown gets its age as a
+//! negative relative `bt`.
 //!
 //! Every pack gets the next sequence number, also a pack that had to be discarded (too
 //! large for a slot), whose readings are then counted as dropped: a gap in `seq` at the

@@ -11,7 +11,7 @@
 //!   keeps triggering conversions, and the chip answers the skipped-measurement marker
 //!   (`0x80000`, humidity `0x8000`), which compensates into plausible-looking numbers. The
 //!   crate does not expose raw data, so the driver watches the data-register read on the
-//!   bus ([`Snoop`]) and reports the marker as a fault, then re-initialises the chip.
+//!   bus (`Snoop`) and reports the marker as a fault, then re-initialises the chip.
 //! - The crate clamps compensated values to the sensor's range (-40..85 Cel,
 //!   300..1100 hPa); a value sitting on a clamp bound is reported as a fault too.
 

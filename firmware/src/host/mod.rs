@@ -6,6 +6,10 @@
 //! differs: tokio instead of embassy, [`Synthetic`] sensors instead of I2C and UART, the
 //! system clock instead of SNTP.
 //!
+//! A device's future is not `Send` (the MQTT client borrows a caller buffer through a
+//! raw pointer): run it on a `LocalSet` or a current-thread runtime, or start devices as
+//! a [`Fleet`], which gives them a thread of their own behind a `Send` handle.
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use firmware::NodeConfig;
@@ -24,6 +28,7 @@
 //! ```
 
 pub mod clock;
+pub mod fleet;
 pub mod net;
 pub mod sensors;
 
@@ -35,6 +40,7 @@ use std::{
 };
 
 pub use clock::HostClock;
+pub use fleet::Fleet;
 pub use net::TokioConnector;
 pub use sensors::{Synthetic, SyntheticSet, Waveform};
 

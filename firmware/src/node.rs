@@ -213,11 +213,8 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLO
                     age_s => Some(-(age_s as f64)),
                 },
             };
-            let still_relative = if self.clock.is_set() {
-                None
-            } else {
-                Some(since)
-            };
+            // Absolute times are final; an age is refreshed if the pack is ever re-stamped.
+            let still_relative = stamp.is_none_or(|bt| bt < 0.0).then_some(since);
             self.restamp(0, stamp, still_relative);
         }
         self.backlog.begin_publish().map(|(_, pack)| pack)
@@ -232,8 +229,9 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLO
             let Some(since) = self.backlog.relative_since(position) else {
                 continue;
             };
-            let stamp = self.clock.unix_ms(since).map(encode::unix_seconds);
-            self.restamp(position, stamp, None);
+            if let Some(unix_ms) = self.clock.unix_ms(since) {
+                self.restamp(position, Some(encode::unix_seconds(unix_ms)), None);
+            }
         }
     }
 
@@ -387,7 +385,7 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLO
         let stored = encode::encode_pack(&header, &readings, &mut buf)
             .ok()
             .and_then(|n| {
-                let relative_since = (!self.clock.is_set()).then_some(end_ms);
+                let relative_since = header.unix_ms.is_none().then_some(end_ms);
                 self.backlog
                     .push_entry(&buf[..n], measured, dropped, relative_since)
                     .ok()

@@ -68,7 +68,8 @@ fn fill(dir: &Path) {
         "airquality",
         T0 + DAY - 60 * NS,
         "online",
-        &meta(21.03),
+        // The simulators' spelling of the meta fields.
+        r#"{"device":"aq-1","firmware":"simulators/0.1.0","period_s":120,"latitude":21.03,"longitude":105.85}"#,
     );
     device(
         &tx,
@@ -353,6 +354,12 @@ fn api_answers_known_data() {
             aq4["dropped_readings"].as_i64()
         ),
         (Some(3), Some(2), Some(7))
+    );
+    let aq1 = devs.iter().find(|d| d["device"] == "aq-1").unwrap();
+    assert_eq!(aq1["firmware"], "simulators/0.1.0");
+    assert_eq!(
+        (aq1["stale_after_s"].as_u64(), aq1["lat"].as_f64()),
+        (Some(360), Some(21.03))
     );
     let wx = devs.iter().find(|d| d["device"] == "wx-1").unwrap();
     assert_eq!(

@@ -49,22 +49,34 @@ struct DeviceRow {
     meta: serde_json::Value,
 }
 
+/// Names a meta field goes by: the first is `schemas::meta`'s (what the firmware sends),
+/// the others what other publishers (simulators, third-party devices) use.
+const META_FIRMWARE: &[&str] = &["fw", "firmware"];
+const META_PERIOD: &[&str] = &["periodS", "period_s", "period"];
+const META_LAT: &[&str] = &["lat", "latitude"];
+const META_LON: &[&str] = &["lon", "lng", "longitude"];
+
 impl DeviceRow {
-    fn meta_str(&self, key: &str) -> Option<String> {
-        self.meta.get(key)?.as_str().map(str::to_owned)
+    fn meta_field(&self, keys: &[&str]) -> Option<&serde_json::Value> {
+        keys.iter().find_map(|k| self.meta.get(k))
     }
-    fn meta_f64(&self, key: &str) -> Option<f64> {
-        self.meta.get(key)?.as_f64()
+    fn meta_str(&self, keys: &[&str]) -> Option<String> {
+        self.meta_field(keys)?.as_str().map(str::to_owned)
     }
-    fn meta_u64(&self, key: &str) -> Option<u64> {
-        self.meta.get(key)?.as_u64()
+    fn meta_f64(&self, keys: &[&str]) -> Option<f64> {
+        self.meta_field(keys)?.as_f64()
+    }
+    fn meta_u64(&self, keys: &[&str]) -> Option<u64> {
+        self.meta_field(keys)?.as_u64()
     }
     /// The district: the state's column, else the meta's.
     fn district(&self) -> Option<String> {
-        self.district.clone().or_else(|| self.meta_str("district"))
+        self.district
+            .clone()
+            .or_else(|| self.meta_str(&["district"]))
     }
     fn kind(&self) -> Option<String> {
-        self.kind.clone().or_else(|| self.meta_str("kind"))
+        self.kind.clone().or_else(|| self.meta_str(&["kind"]))
     }
 }
 
@@ -97,7 +109,7 @@ fn load_devices(conn: &Connection) -> Result<Vec<DeviceRow>, ApiError> {
 }
 
 fn stale_after(row: &DeviceRow, default: Duration) -> u64 {
-    row.meta_u64("periodS")
+    row.meta_u64(META_PERIOD)
         .filter(|p| *p > 0)
         .map_or(default.as_secs(), |p| p.saturating_mul(STALE_PERIODS))
 }
@@ -124,10 +136,10 @@ fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
         gaps: row.gaps,
         duplicates: row.duplicates,
         dropped_readings: row.dropped_readings,
-        firmware: row.meta_str("fw"),
-        lat: row.meta_f64("lat"),
-        lon: row.meta_f64("lon"),
-        period_s: row.meta_u64("periodS"),
+        firmware: row.meta_str(META_FIRMWARE),
+        lat: row.meta_f64(META_LAT),
+        lon: row.meta_f64(META_LON),
+        period_s: row.meta_u64(META_PERIOD),
         stale_after_s: after,
         stale: is_stale(row, at_ns, after),
     }
@@ -431,8 +443,8 @@ pub fn aqi(conn: &Connection, p: &params::AqiParams, now_ns: i64) -> Result<AqiR
         stations.push(StationAqi {
             device: row.device.clone(),
             district,
-            lat: row.meta_f64("lat"),
-            lon: row.meta_f64("lon"),
+            lat: row.meta_f64(META_LAT),
+            lon: row.meta_f64(META_LON),
             pm25_nowcast: s.pm25_nowcast,
             pm10_nowcast: s.pm10_nowcast,
             pm25_24h: s.pm25_daily,

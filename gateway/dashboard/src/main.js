@@ -1,0 +1,362 @@
+// The operations dashboard: a city overview coloured by AQI, charts of chosen series,
+// device health, dead letters, ingest rate and lag. Reads the gateway's query API
+// (/api/*) and refreshes itself; everything it needs is bundled by Vite (no CDN).
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import './style.css';
+
+// Refresh periods (ms). The AQI answer is cached by the gateway for 30 s, so polling it
+// faster only re-reads the cache.
+const FAST = 5000;
+const SLOW = 15000;
+const CHART = 10000;
+const NO_DATA = '#55606c';
+const BANDS = [
+  ['good', '0–50', '#00e400'],
+  ['moderate', '51–100', '#ffff00'],
+  ['poor', '101–150', '#ff7e00'],
+  ['bad', '151–200', '#ff0000'],
+  ['very_bad', '201–300', '#8f3f97'],
+  ['hazardous', '301–500', '#7e0023'],
+];
+// Metrics offered when a device's own list is not known yet (the catalog's names).
+const CATALOG = ['pm25', 'pm10', 'pm1', 'co2', 'no2', 'co', 'temperature', 'relativeHumidity',
+  'pressure', 'precipitation', 'LAeq', 'LAmax', 'clientsConnected', 'rssi', 'channelUtilization',
+  'rxBytes', 'txBytes', 'authFailures', 'supplyVoltage', 'wifiSignal'];
+
+const $ = (id) => document.getElementById(id);
+const state = { stations: [], devices: [], selected: null, plot: null, lastOk: 0 };
+
+async function api(path) {
+  const resp = await fetch(path, { headers: { accept: 'application/json' } });
+  const body = await resp.json().catch(() => ({}));
+  if (!resp.ok) throw new Error(`${path}: ${resp.status} ${body.error ?? ''}`);
+  return body;
+}
+
+function esc(s) {
+  return String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+function ago(ms) {
+  if (ms == null) return 'never';
+  const s = Math.max(0, (Date.now() - ms) / 1000);
+  if (s < 90) return `${s.toFixed(0)} s ago`;
+  if (s < 5400) return `${(s / 60).toFixed(0)} min ago`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h ago`;
+  return `${(s / 86400).toFixed(1)} d ago`;
+}
+
+// Runs `fn` now and every `period` ms, never two at once, skipping hidden tabs.
+function every(period, fn) {
+  const tick = async () => {
+    if (!document.hidden) {
+      try {
+        await fn();
+        state.lastOk = Date.now();
+      } catch (e) {
+        console.warn(e);
+      }
+    }
+    setTimeout(tick, period);
+  };
+  tick();
+}
+
+// ---------------------------------------------------------------- tiles
+function tiles(s) {
+  const t = (k, v, warn) => `<div class="tile${warn ? ' warn' : ''}"><div class="v">${esc(v)}</div><div class="k">${esc(k)}</div></div>`;
+  const dl = s.dead_letters.reduce((a, r) => a + r.count, 0);
+  $('tiles').innerHTML = [
+    t('readings / s (last minute)', s.ingest_rate_per_s.toFixed(1)),
+    t('devices online', `${s.devices_online} / ${s.devices}`),
+    t('devices stale', s.devices_stale, s.devices_stale > 0),
+    t('store lag', `${s.store_lag_s.toFixed(1)} s`, s.store_lag_s > 60),
+    t('outbox', `${s.outbox_entries} (${s.outbox_readings} readings)`, s.outbox_entries > 1000),
+    t('newest message', s.newest_message_age_s == null ? '—' : `${s.newest_message_age_s.toFixed(1)} s ago`, s.newest_message_age_s > 120),
+    t('dead letters (last hour / held)', `${s.dead_letters_last_hour} / ${dl}`, s.dead_letters_last_hour > 0),
+  ].join('');
+  const max = Math.max(1, ...s.dead_letters.map((r) => r.count));
+  $('deadletters').innerHTML = s.dead_letters.length === 0
+    ? '<p class="ok">none</p>'
+    : `<table><tr><th>reason</th><th class="num">count</th><th style="width:50%"></th></tr>${s.dead_letters
+      .map((r) => `<tr><td>${esc(r.reason)}</td><td class="num">${r.count}</td><td><div class="bar" style="width:${(100 * r.count) / max}%"></div></td></tr>`)
+      .join('')}</table>`;
+}
+
+// ---------------------------------------------------------------- overview
+function legend() {
+  $('legend').innerHTML = BANDS.map(([k, range, c]) => `<span><i style="background:${c}"></i>${range} ${k.replace('_', ' ')}</span>`).join('')
+    + `<span><i style="background:${NO_DATA}"></i>no data</span>`;
+}
+
+// Screen positions of the stations: by lat/lon when most have coordinates, else a grid
+// of districts with the stations inside.
+function layout(stations, w, h) {
+  const pad = 18;
+  const geo = stations.filter((s) => s.lat != null && s.lon != null);
+  if (geo.length >= stations.length / 2 && geo.length > 0) {
+    let [la0, la1, lo0, lo1] = [Infinity, -Infinity, Infinity, -Infinity];
+    for (const s of geo) {
+      la0 = Math.min(la0, s.lat); la1 = Math.max(la1, s.lat);
+      lo0 = Math.min(lo0, s.lon); lo1 = Math.max(lo1, s.lon);
+    }
+    const k = Math.cos(((la0 + la1) / 2) * Math.PI / 180);
+    const spanX = Math.max((lo1 - lo0) * k, 1e-4);
+    const spanY = Math.max(la1 - la0, 1e-4);
+    const scale = Math.min((w - 2 * pad) / spanX, (h - 2 * pad) / spanY);
+    const ox = (w - spanX * scale) / 2;
+    const oy = (h - spanY * scale) / 2;
+    return stations.map((s) => (s.lat == null || s.lon == null ? null : [
+      ox + (s.lon - lo0) * k * scale,
+      h - (oy + (s.lat - la0) * scale),
+    ]));
+  }
+  const districts = [...new Set(stations.map((s) => s.district ?? '?'))].sort();
+  const cols = Math.ceil(Math.sqrt(districts.length * w / h));
+  const rows = Math.ceil(districts.length / cols);
+  const cw = w / cols;
+  const ch = h / rows;
+  const slots = new Map();
+  return stations.map((s) => {
+    const d = districts.indexOf(s.district ?? '?');
+    const n = slots.get(d) ?? 0;
+    slots.set(d, n + 1);
+    const per = Math.max(1, Math.floor((cw - 20) / 12));
+    return [(d % cols) * cw + 10 + (n % per) * 12 + 6, Math.floor(d / cols) * ch + 24 + Math.floor(n / per) * 12];
+  });
+}
+
+function drawOverview() {
+  const canvas = $('map');
+  const box = canvas.getBoundingClientRect();
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(box.width * dpr);
+  canvas.height = Math.round(box.height * dpr);
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  ctx.clearRect(0, 0, box.width, box.height);
+  const scale = $('scale').value;
+  const stations = state.stations;
+  const pos = layout(stations, box.width, box.height);
+  const r = stations.length > 400 ? 4 : stations.length > 100 ? 6 : 8;
+  // District names at the centre of their stations.
+  const centres = new Map();
+  stations.forEach((s, i) => {
+    if (!pos[i]) return;
+    const c = centres.get(s.district) ?? [0, 0, 0];
+    centres.set(s.district, [c[0] + pos[i][0], c[1] + pos[i][1], c[2] + 1]);
+  });
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.fillStyle = '#8a96a3';
+  ctx.textAlign = 'center';
+  for (const [d, [x, y, n]] of centres) ctx.fillText(d ?? '?', x / n, y / n - r - 6);
+  let coloured = 0;
+  state.hit = [];
+  stations.forEach((s, i) => {
+    if (!pos[i]) return;
+    const v = s[scale];
+    const colour = v ? v.colour : NO_DATA;
+    if (v) coloured += 1;
+    ctx.beginPath();
+    ctx.arc(pos[i][0], pos[i][1], r, 0, 2 * Math.PI);
+    ctx.fillStyle = colour;
+    ctx.fill();
+    if (state.selected === s.device) {
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = '#ffffff';
+      ctx.stroke();
+    }
+    state.hit.push([pos[i][0], pos[i][1], s]);
+  });
+  state.hitR = r + 3;
+  const el = $('overview');
+  el.dataset.stations = String(stations.length);
+  el.dataset.coloured = String(coloured);
+}
+
+function stationAt(ev) {
+  const box = $('map').getBoundingClientRect();
+  const x = ev.clientX - box.left;
+  const y = ev.clientY - box.top;
+  let best = null;
+  let bestD = state.hitR * state.hitR;
+  for (const [px, py, s] of state.hit ?? []) {
+    const d = (px - x) ** 2 + (py - y) ** 2;
+    if (d <= bestD) { best = s; bestD = d; }
+  }
+  return [best, x, y];
+}
+
+function fmtIndex(v) {
+  return v ? `${v.value} ${v.category.replace('_', ' ')} (${v.dominant})` : '—';
+}
+
+function wireOverview() {
+  const canvas = $('map');
+  canvas.addEventListener('mousemove', (ev) => {
+    const [s, x, y] = stationAt(ev);
+    const tip = $('tip');
+    if (!s) { tip.hidden = true; return; }
+    tip.hidden = false;
+    tip.style.left = `${x + 12}px`;
+    tip.style.top = `${y + 12}px`;
+    tip.innerHTML = `<b>${esc(s.device)}</b> · ${esc(s.district)}<br>VN_AQI hourly ${esc(fmtIndex(s.vn_aqi_hourly))}<br>VN_AQI daily ${esc(fmtIndex(s.vn_aqi_daily))}<br>US AQI ${esc(fmtIndex(s.us_aqi_nowcast))}<br>PM2.5 NowCast ${s.pm25_nowcast?.toFixed(1) ?? '—'} µg/m³`;
+  });
+  canvas.addEventListener('mouseleave', () => { $('tip').hidden = true; });
+  canvas.addEventListener('click', (ev) => {
+    const [s] = stationAt(ev);
+    if (!s) return;
+    state.selected = s.device;
+    $('device').value = s.device;
+    $('metric').value = 'pm25';
+    drawOverview();
+    refreshChart();
+  });
+  $('scale').addEventListener('change', drawOverview);
+  window.addEventListener('resize', () => { drawOverview(); resizeChart(); });
+}
+
+async function refreshAqi() {
+  const r = await api('/api/aqi');
+  state.stations = r.stations;
+  if (!state.selected && r.stations.length > 0) {
+    // Start with a station that has data, so the chart shows something at once.
+    const first = r.stations.find((s) => s.vn_aqi_hourly) ?? r.stations[0];
+    state.selected = first.device;
+    if (!$('device').value) $('device').value = first.device;
+  }
+  drawOverview();
+}
+
+// ---------------------------------------------------------------- chart
+function resizeChart() {
+  if (state.plot) state.plot.setSize({ width: $('chart').clientWidth, height: 340 });
+}
+
+async function refreshChart() {
+  const device = $('device').value.trim();
+  const metric = $('metric').value;
+  const el = $('chart');
+  if (!device || !metric) return;
+  const win = $('window').value;
+  const agg = $('agg').value;
+  const r = await api(`/api/series?series=${encodeURIComponent(`${device}:${metric}`)}&from=-${win}&to=now&agg=${agg}`);
+  const s = r.series[0];
+  // uPlot wants seconds, and nulls where buckets are missing so that gaps show as gaps.
+  const xs = [];
+  const ys = [];
+  const step = r.step_ms;
+  for (let i = 0; i < s.t.length; i++) {
+    if (i > 0 && s.t[i] - s.t[i - 1] > step * 1.5) { xs.push((s.t[i - 1] + step) / 1000); ys.push(null); }
+    xs.push(s.t[i] / 1000);
+    ys.push(s.v[i]);
+  }
+  el.dataset.points = String(s.t.length);
+  el.dataset.series = `${device}:${metric}`;
+  const label = `${device} ${metric}${s.unit ? ` (${s.unit})` : ''} ${agg} / ${step / 1000}s`;
+  if (s.t.length === 0) {
+    if (state.plot) { state.plot.destroy(); state.plot = null; }
+    el.innerHTML = `<div class="empty">no data for ${esc(device)}:${esc(metric)} in the last ${esc(win)}</div>`;
+    return;
+  }
+  if (state.plot && state.plotKey === label) {
+    state.plot.setData([xs, ys]);
+    return;
+  }
+  if (state.plot) state.plot.destroy();
+  el.innerHTML = '';
+  state.plotKey = label;
+  state.plot = new uPlot({
+    width: el.clientWidth,
+    height: 340,
+    scales: { x: { time: true } },
+    axes: [
+      { stroke: '#8a96a3', grid: { stroke: '#2a3440' }, ticks: { stroke: '#2a3440' } },
+      { stroke: '#8a96a3', grid: { stroke: '#2a3440' }, ticks: { stroke: '#2a3440' } },
+    ],
+    series: [{}, { label, stroke: '#4ea1ff', width: 1.5, fill: '#4ea1ff22', spanGaps: false }],
+  }, [xs, ys], el);
+}
+
+async function metricsOf(device) {
+  const d = state.devices.find((x) => x.device === device);
+  if (!d || !d.district) return null;
+  const r = await api(`/api/latest?detail=true&district=${encodeURIComponent(d.district)}&max_age=7d`);
+  const mine = (r.devices ?? []).find((x) => x.device === device);
+  return mine ? Object.keys(mine.values) : null;
+}
+
+async function fillMetrics() {
+  const device = $('device').value.trim();
+  const metrics = (await metricsOf(device).catch(() => null)) ?? CATALOG;
+  const sel = $('metric');
+  const keep = sel.value || 'pm25';
+  sel.innerHTML = metrics.map((m) => `<option>${esc(m)}</option>`).join('');
+  sel.value = metrics.includes(keep) ? keep : metrics[0];
+}
+
+function wireChart() {
+  $('metric').innerHTML = CATALOG.map((m) => `<option>${m}</option>`).join('');
+  $('metric').value = 'pm25';
+  $('device').addEventListener('change', async () => {
+    state.selected = $('device').value.trim();
+    await fillMetrics();
+    drawOverview();
+    refreshChart();
+  });
+  for (const id of ['metric', 'window', 'agg']) $(id).addEventListener('change', () => refreshChart());
+}
+
+// ---------------------------------------------------------------- devices
+function healthTable() {
+  const only = $('problems').checked;
+  const rows = state.devices.filter((d) => !only || d.status !== 'online' || d.stale || d.gaps > 0);
+  // Worst first: offline, then stale, then the most gaps.
+  rows.sort((a, b) => (b.status !== 'online') - (a.status !== 'online') || b.stale - a.stale || b.gaps - a.gaps || a.device.localeCompare(b.device));
+  const shown = rows.slice(0, 300);
+  $('health').innerHTML = `<table><tr><th>device</th><th>kind</th><th>district</th><th>status</th><th>last seen</th><th>firmware</th><th class="num">gaps</th><th class="num">duplicates</th><th class="num">dropped</th><th>stale</th></tr>${shown
+    .map((d) => `<tr><td>${esc(d.device)}</td><td>${esc(d.kind)}</td><td>${esc(d.district)}</td><td class="${d.status === 'online' ? 'ok' : 'bad'}">${esc(d.status)}</td><td>${ago(d.last_seen_ms)}</td><td>${esc(d.firmware)}</td><td class="num${d.gaps > 0 ? ' warn' : ''}">${d.gaps}</td><td class="num">${d.duplicates}</td><td class="num${d.dropped_readings > 0 ? ' warn' : ''}">${d.dropped_readings}</td><td class="${d.stale ? 'warn' : ''}">${d.stale ? `stale (&gt;${d.stale_after_s}s)` : ''}</td></tr>`)
+    .join('')}</table>${rows.length > shown.length ? `<p class="hint">${rows.length - shown.length} more not shown</p>` : ''}${rows.length === 0 ? '<p class="ok">every device online, fresh and without gaps</p>' : ''}`;
+}
+
+async function refreshDevices() {
+  const r = await api('/api/devices');
+  state.devices = r.devices;
+  $('devices').innerHTML = r.devices.map((d) => `<option value="${esc(d.device)}">`).join('');
+  healthTable();
+}
+
+async function refreshDistricts() {
+  const r = await api('/api/latest');
+  const want = ['pm25', 'pm10', 'temperature', 'LAeq', 'clientsConnected'];
+  const cell = (g, m) => {
+    const x = g.metrics.find((y) => y.metric === m);
+    return x ? x.mean.toFixed(1) : '';
+  };
+  $('districts').innerHTML = `<table><tr><th>district</th><th>kind</th><th class="num">reporting</th>${want.map((m) => `<th class="num">${m}</th>`).join('')}</tr>${r.groups
+    .map((g) => `<tr><td>${esc(g.district)}</td><td>${esc(g.kind)}</td><td class="num">${g.reporting} / ${g.devices}</td>${want.map((m) => `<td class="num">${cell(g, m)}</td>`).join('')}</tr>`)
+    .join('')}</table>`;
+}
+
+// ---------------------------------------------------------------- start
+function liveClock() {
+  const el = $('live');
+  const age = (Date.now() - state.lastOk) / 1000;
+  el.textContent = state.lastOk ? `live · updated ${age.toFixed(0)} s ago` : 'connecting…';
+  el.classList.toggle('stale', state.lastOk > 0 && age > 30);
+}
+
+legend();
+wireOverview();
+wireChart();
+$('problems').addEventListener('change', healthTable);
+every(FAST, async () => tiles(await api('/api/stats')));
+every(FAST, refreshAqi);
+every(SLOW, refreshDevices);
+every(SLOW, refreshDistricts);
+every(CHART, async () => {
+  if (!$('device').value && state.selected) $('device').value = state.selected;
+  await refreshChart();
+});
+setInterval(liveClock, 1000);

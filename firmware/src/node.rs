@@ -14,6 +14,38 @@
 //! absolute time; a pack published while the time is still unknown gets its age as a
 //! negative relative `bt`.
 //!
+//! ```
+//! use firmware::drivers::{Metric, Readings, Sensor, SensorStatus};
+//! use firmware::{Node, NodeConfig};
+//! use schemas::topic::DeviceKind;
+//!
+//! /// A board's sensor: here a constant PM2.5 concentration every 5 s.
+//! struct Fixed;
+//! impl Sensor for Fixed {
+//!     fn interval_ms(&self) -> u32 { 5_000 }
+//!     fn sample(&mut self, _now_ms: u64, out: &mut Readings) -> SensorStatus {
+//!         out.push(Metric::Pm25, 12.0);
+//!         SensorStatus::Ok
+//!     }
+//! }
+//!
+//! let cfg = NodeConfig::new("aq-0001", "hoan-kiem", DeviceKind::AirQuality)?;
+//! // 16 packs of up to 256 bytes wait for the broker.
+//! let mut node: Node<_, 16, 256> = Node::new(cfg, (Fixed,));
+//! let mut now = 0;
+//! while now <= 60_000 {
+//!     node.poll(now);
+//!     now = node.next_deadline(); // a board sleeps until then
+//! }
+//! // The link: publish, and on PUBACK drop the pack from the backlog.
+//! let pack = node.begin_publish().expect("one period is over").to_vec();
+//! assert_eq!(node.up_topic().as_str(), "city/hoan-kiem/airquality/aq-0001/up");
+//! node.backlog().ack_oldest();
+//! assert!(node.backlog().is_empty());
+//! # let _ = pack;
+//! # Ok::<(), firmware::node::ConfigError>(())
+//! ```
+//!
 //! Every pack gets the next sequence number, also a pack that had to be discarded (too
 //! large for a slot), whose readings are then counted as dropped: a gap in `seq` at the
 //! gateway always comes with a `droppedReadings` report that explains it.

@@ -503,7 +503,7 @@ impl SimDevice {
 }
 
 fn weather_round(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
+    crate::model::weather::round_to(v, 0.1)
 }
 
 /// Corrupts a payload the way flaky links and buggy firmware do: a truncation, or

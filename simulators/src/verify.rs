@@ -22,7 +22,7 @@
 //! `inserted_ns`), it is used for every matched reading.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
@@ -159,7 +159,7 @@ fn same(a: f64, b: f64) -> bool {
 
 /// Reads the hot tier's readings for `devices` (read-only, so a running gateway is not
 /// disturbed), plus the gateway's duplicate counters if the `devices` table has them.
-fn load_hot_tier(path: &PathBuf, devices: &HashSet<String>) -> Result<(Series, Option<u64>, bool)> {
+fn load_hot_tier(path: &Path, devices: &HashSet<String>) -> Result<(Series, Option<u64>, bool)> {
     let db = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -260,7 +260,7 @@ fn load_victoria(url: &str, devices: &HashSet<String>) -> Result<Series> {
 }
 
 /// Runs the comparison.
-pub fn run(manifest_path: &PathBuf, landing: &Landing) -> Result<VerifyReport> {
+pub fn run(manifest_path: &Path, landing: &Landing) -> Result<VerifyReport> {
     let rows = manifest::read(manifest_path)
         .with_context(|| format!("read manifest {}", manifest_path.display()))?;
     let devices: HashSet<String> = rows.iter().map(|r| r.device.clone()).collect();

@@ -136,9 +136,12 @@ impl WeatherModel {
     }
 }
 
-/// Rounds to a sensor's resolution, which also keeps payloads short.
+/// Rounds to a sensor's resolution (`step` is 1, 0.1, 0.01, ...), which also keeps
+/// payloads short: dividing by the integer 1/step gives the f64 nearest the decimal, so
+/// 75.1 prints as `75.1`, not `75.10000000000001`.
 pub fn round_to(v: f64, step: f64) -> f64 {
-    (v / step).round() * step
+    let inv = (1.0 / step).round();
+    (v * inv).round() / inv
 }
 
 #[cfg(test)]
@@ -157,6 +160,12 @@ mod tests {
             }
         }
         sum / n
+    }
+
+    #[test]
+    fn rounding_prints_short_decimals() {
+        assert_eq!(round_to(75.09999, 0.1).to_string(), "75.1");
+        assert_eq!(round_to(1013.2749, 0.01).to_string(), "1013.27");
     }
 
     #[test]

@@ -384,3 +384,37 @@ async fn a_fleet_stops_gracefully_with_reports() -> Result<()> {
     watcher.stop().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_nobody_subscribes_to_are_still_acknowledged() -> Result<()> {
+    // Mosquitto answers such a PUBACK with "no matching subscribers" (0x10), a success
+    // code: the backlog must drain all the same.
+    let broker = Mosquitto::start()?;
+    let fleet =
+        firmware::host::Fleet::spawn(vec![(config("aq-alone")?, sensors(6))], addr(&broker))?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let reports = fleet.stop().await;
+    let r = reports.first().context("no report")?;
+    assert!(r.link.acked >= 1, "{r:?}");
+    assert_eq!(r.link.last_error, None, "{r:?}");
+    assert!(r.backlog_len <= 1, "{r:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_pings_hold_an_idle_session() -> Result<()> {
+    // Keep-alive 2 s and nothing to publish for a minute: without pings Mosquitto drops
+    // the session after 3 s and the device has to connect again.
+    let broker = Mosquitto::start()?;
+    let node =
+        NodeConfig::new("aq-idle", "hoan-kiem", DeviceKind::AirQuality)?.with_period_s(60)?;
+    let mut cfg = HostConfig::new(node);
+    cfg.keep_alive_s = 2;
+    let fleet = firmware::host::Fleet::spawn(vec![(cfg, sensors(7))], addr(&broker))?;
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let reports = fleet.stop().await;
+    let r = reports.first().context("no report")?;
+    assert_eq!(r.link.connects, 1, "the idle session was dropped: {r:?}");
+    assert_eq!(r.link.last_error, None, "{r:?}");
+    Ok(())
+}

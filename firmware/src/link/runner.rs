@@ -161,3 +161,175 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The outer loop on simulated time: a broker that cannot be reached, a clock that
+    //! jumps to each deadline, a stand-in device that records when it was polled.
+    extern crate std;
+
+    use core::{
+        cell::{Cell, RefCell},
+        future::poll_fn,
+        task::Poll,
+    };
+    use std::vec::Vec;
+
+    use schemas::topic::Channel;
+
+    use super::*;
+    use crate::link::{BackoffConfig, TopicString};
+
+    /// Time that passes only when someone sleeps: each sleep jumps to its deadline.
+    struct SimClock {
+        now: Cell<u64>,
+    }
+
+    impl Clock for SimClock {
+        fn now_ms(&self) -> u64 {
+            self.now.get()
+        }
+
+        async fn sleep_until(&self, at_ms: u64) {
+            assert_ne!(at_ms, u64::MAX, "the loop would sleep forever");
+            self.now.set(self.now.get().max(at_ms));
+        }
+    }
+
+    /// A TCP connect that always fails, recording when it was tried.
+    struct Unreachable<'c> {
+        clock: &'c SimClock,
+        attempts: RefCell<Vec<u64>>,
+    }
+
+    impl Connector for Unreachable<'_> {
+        type Conn<'a>
+            = NeverConn
+        where
+            Self: 'a;
+        type Error = ();
+
+        async fn connect(&mut self) -> Result<NeverConn, ()> {
+            self.attempts.borrow_mut().push(self.clock.now_ms());
+            Err(())
+        }
+    }
+
+    /// Never built: `Unreachable` never connects.
+    struct NeverConn;
+
+    impl embedded_io_async::ErrorType for NeverConn {
+        type Error = embedded_io_async::ErrorKind;
+    }
+
+    impl embedded_io_async::Read for NeverConn {
+        async fn read(&mut self, _: &mut [u8]) -> Result<usize, Self::Error> {
+            Err(embedded_io_async::ErrorKind::NotConnected)
+        }
+    }
+
+    impl embedded_io_async::Write for NeverConn {
+        async fn write(&mut self, _: &[u8]) -> Result<usize, Self::Error> {
+            Err(embedded_io_async::ErrorKind::NotConnected)
+        }
+
+        async fn flush(&mut self) -> Result<(), Self::Error> {
+            Err(embedded_io_async::ErrorKind::NotConnected)
+        }
+    }
+
+    /// Samples every `period_ms`; records each poll that had work.
+    struct Sampler {
+        period_ms: u64,
+        next: u64,
+        sampled_at: Vec<u64>,
+    }
+
+    impl Device for Sampler {
+        fn poll(&mut self, now_ms: u64) {
+            if now_ms >= self.next {
+                self.sampled_at.push(now_ms);
+                self.next = now_ms - now_ms % self.period_ms + self.period_ms;
+            }
+        }
+        fn next_deadline(&self) -> u64 {
+            self.next
+        }
+        fn oldest(&mut self) -> Option<&[u8]> {
+            None
+        }
+        fn ack_oldest(&mut self) {}
+        fn topic(&self, _: Channel) -> TopicString {
+            TopicString::new()
+        }
+        fn meta_payload(&self, _: &mut [u8]) -> Option<usize> {
+            None
+        }
+    }
+
+    #[test]
+    fn unreachable_broker_backs_off_while_sampling_goes_on() {
+        let clock = SimClock { now: Cell::new(0) };
+        let mut connector = Unreachable {
+            clock: &clock,
+            attempts: RefCell::new(Vec::new()),
+        };
+        let mut device = Sampler {
+            period_ms: 5_000,
+            next: 0,
+            sampled_at: Vec::new(),
+        };
+        let cfg = LinkConfig {
+            backoff: BackoffConfig {
+                initial_ms: 1_000,
+                max_ms: 30_000,
+                jitter_percent: 50,
+                stable_after_ms: 30_000,
+            },
+            ..LinkConfig::default()
+        };
+        let mut link = Link::new(cfg, 42);
+        let mut scratch = [0u8; SCRATCH_MIN];
+        let end_ms = 10 * 60_000;
+        let stop = poll_fn(|_| {
+            if clock.now_ms() >= end_ms {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        embassy_futures::block_on(link.run(
+            &mut connector,
+            &mut device,
+            &clock,
+            &mut scratch,
+            stop,
+        ));
+
+        let attempts = connector.attempts.into_inner();
+        assert_eq!(attempts[0], 0, "the first attempt is immediate");
+        for (i, pair) in attempts.windows(2).enumerate() {
+            let base = (1_000u64 << i.min(5)).min(30_000);
+            let gap = pair[1] - pair[0];
+            assert!(
+                (base / 2..=base).contains(&gap),
+                "attempt {}: waited {gap} ms, expected {}..={base}",
+                i + 1,
+                base / 2
+            );
+        }
+        // Ten minutes at a 30 s cap (15..30 s after jitter): between 20 and 45 attempts.
+        assert!(
+            (20..=45).contains(&attempts.len()),
+            "{} attempts",
+            attempts.len()
+        );
+        assert_eq!(link.stats().attempts as usize, attempts.len());
+        assert_eq!(link.stats().connects, 0);
+        assert_eq!(link.stats().last_error, Some(LinkError::Connect));
+
+        // Sampling never waited for the network: every period, on time.
+        let expected: Vec<u64> = (0..=end_ms).step_by(5_000).collect();
+        assert_eq!(device.sampled_at, expected);
+    }
+}

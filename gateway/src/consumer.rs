@@ -2,8 +2,8 @@
 //!
 //! Two tasks share one connection:
 //! - the **event-loop task** polls rumqttc's `EventLoop` and does nothing
-//!   else that could block on it: it forwards each publish over a bounded
-//!   channel, tracks the connection (reconnect backoff, metrics, health) and
+//!   else that could block on it: it forwards each publish over a channel
+//!   (bounded in practice by the broker's in-flight window), tracks the connection (reconnect backoff, metrics, health) and
 //!   subscribes again from a separate task when the broker lost the session.
 //!   It never publishes, subscribes or acks itself: rumqttc's request channel
 //!   is drained only by this task's `poll`, so a blocking send from it would
@@ -106,12 +106,16 @@ pub async fn run(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // Both channels hold at most one in-flight window under a compliant
-    // broker, so neither the event loop (forwarding) nor the batcher (acking)
-    // waits on the other: no deadlock between the two.
+    // The event loop must never wait on the batcher: while it waits it does
+    // not drain rumqttc's request channel, the batcher's acks back up, and
+    // both stop. So the forwarding channel is unbounded; what bounds it is
+    // the broker's in-flight window (Receive Maximum), since nothing more is
+    // sent before we ack. On a resumed session a broker may exceed the window
+    // once (redelivered plus new messages), which an unbounded channel
+    // absorbs. The request channel holds the acks of a few batches.
     let window = usize::from(cfg.receive_maximum).max(1);
     let (client, eventloop) = AsyncClient::new(options, window * 2 + 64);
-    let (tx, rx) = mpsc::channel::<Received>(window * 2);
+    let (tx, rx) = mpsc::unbounded_channel::<Received>();
     let generation = Arc::new(AtomicU64::new(0));
     let batcher_done = CancellationToken::new();
 
@@ -146,7 +150,7 @@ pub async fn run(
 async fn event_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    tx: mpsc::Sender<Received>,
+    tx: mpsc::UnboundedSender<Received>,
     cfg: ConsumerConfig,
     generation: Arc<AtomicU64>,
     health: Arc<Health>,
@@ -170,7 +174,7 @@ async fn event_loop(
                     continue;
                 }
                 let received = received(p, generation.load(Ordering::Acquire));
-                if tx.send(received).await.is_err() {
+                if tx.send(received).is_err() {
                     break;
                 }
             }
@@ -186,6 +190,7 @@ async fn event_loop(
                 // the session exists, so that changed routes take effect.
                 if !subscribed_once || !ack.session_present {
                     subscribed_once = true;
+                    health.set_subscribed(false);
                     let client = client.clone();
                     let filters = cfg.filters.clone();
                     tokio::spawn(async move {
@@ -196,6 +201,9 @@ async fn event_loop(
                             tracing::error!(error = %e, "cannot queue the subscription");
                         }
                     });
+                } else {
+                    // The broker kept the session and its subscriptions.
+                    health.set_subscribed(true);
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(ack))) => {
@@ -210,6 +218,7 @@ async fn event_loop(
                     })
                     .collect();
                 if failed.is_empty() {
+                    health.set_subscribed(true);
                     tracing::info!(filters = ?cfg.filters, "subscribed");
                 } else {
                     tracing::error!(codes = ?failed, filters = ?cfg.filters, "the broker refused a subscription");
@@ -223,6 +232,7 @@ async fn event_loop(
                 // Acks of what arrived on this connection are now stale.
                 generation.fetch_add(1, Ordering::AcqRel);
                 health.set_mqtt_connected(false);
+                health.set_subscribed(false);
                 metrics::counter!("mqtt_disconnects_total").increment(1);
                 let delay = backoff.next_delay();
                 let text = e.to_string();
@@ -319,7 +329,7 @@ struct Batcher {
 }
 
 async fn batcher(
-    mut rx: mpsc::Receiver<Received>,
+    mut rx: mpsc::UnboundedReceiver<Received>,
     client: AsyncClient,
     committer: Box<dyn Committer>,
     cfg: ConsumerConfig,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub struct Health {
     started: Instant,
     mqtt_connected: AtomicBool,
+    subscribed: AtomicBool,
     store_open: AtomicBool,
     store_ok: AtomicBool,
     messages_committed: AtomicU64,
@@ -32,6 +33,7 @@ impl Health {
         Self {
             started: Instant::now(),
             mqtt_connected: AtomicBool::new(false),
+            subscribed: AtomicBool::new(false),
             store_open: AtomicBool::new(false),
             store_ok: AtomicBool::new(true),
             messages_committed: AtomicU64::new(0),
@@ -50,6 +52,17 @@ impl Health {
     /// Whether the MQTT connection is up.
     pub fn mqtt_connected(&self) -> bool {
         self.mqtt_connected.load(Ordering::Acquire)
+    }
+
+    /// The broker confirmed the subscriptions (or the session that holds
+    /// them) on the current connection.
+    pub fn set_subscribed(&self, yes: bool) {
+        self.subscribed.store(yes, Ordering::Release);
+    }
+
+    /// Whether the subscriptions are in place.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire)
     }
 
     /// SQLite opened (or closed).
@@ -73,10 +86,13 @@ impl Health {
         self.shutting_down.store(true, Ordering::Release);
     }
 
-    /// Ready to take traffic: MQTT connected, SQLite open and committing,
-    /// not shutting down.
+    /// Ready to take traffic: MQTT connected and subscribed, SQLite open and
+    /// committing, not shutting down.
     pub fn ready(&self) -> bool {
-        self.mqtt_connected() && self.store_ready() && !self.shutting_down.load(Ordering::Acquire)
+        self.mqtt_connected()
+            && self.subscribed()
+            && self.store_ready()
+            && !self.shutting_down.load(Ordering::Acquire)
     }
 
     /// A batch committed.
@@ -105,6 +121,7 @@ impl Health {
         HealthSnapshot {
             ready: self.ready(),
             mqtt_connected: self.mqtt_connected(),
+            mqtt_subscribed: self.subscribed(),
             sqlite_open: self.store_open.load(Ordering::Acquire),
             sqlite_ok: self.store_ok.load(Ordering::Acquire),
             shutting_down: self.shutting_down.load(Ordering::Acquire),
@@ -134,6 +151,8 @@ pub struct HealthSnapshot {
     pub ready: bool,
     /// MQTT session up.
     pub mqtt_connected: bool,
+    /// Subscriptions confirmed by the broker.
+    pub mqtt_subscribed: bool,
     /// SQLite opened.
     pub sqlite_open: bool,
     /// Last commit did not fail.

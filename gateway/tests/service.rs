@@ -1,0 +1,300 @@
+//! Process-level tests of `gateway run` against a real Mosquitto, a real
+//! VictoriaMetrics and the real SQLite state: end to end, crash recovery
+//! (`kill -9`), broker restart, store outage, shared subscriptions and
+//! poison messages. Each test is bounded and runs alone (see `common::serial`).
+
+#![allow(clippy::unwrap_used)] // test helpers: a failed unwrap is a failed test
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::*;
+use tests::{Mosquitto, VictoriaMetrics};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Distinct (series, timestamp) points in VictoriaMetrics for a selector: a
+/// reading written twice (redelivery after a crash) counts once, as it does
+/// for queries over the InfluxDB data model.
+fn distinct_points(store: &VictoriaMetrics, selector: &str) -> usize {
+    store.force_flush().unwrap();
+    let series = store.export(selector).unwrap();
+    let mut set = BTreeSet::new();
+    for s in &series {
+        let key = format!("{:?}", s.metric);
+        for t in &s.timestamps {
+            set.insert((key.clone(), *t));
+        }
+    }
+    set.len()
+}
+
+#[test]
+fn senml_cbor_end_to_end_into_hot_tier_and_store() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let store = VictoriaMetrics::start().unwrap();
+    let mut opts = GatewayOptions::new(&broker, "e2e", &dir.path().join("data"));
+    opts.store = Some(store.url());
+    let mut gw = Gateway::start(&opts);
+
+    let load = senml(60, 3, "e2e-");
+    publish(&broker, &load, 0..60, "pub-e2e");
+    wait_until(
+        "300 readings in the hot tier",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n == 300,
+    );
+
+    let series = store
+        .wait_for_export(r#"pm25_value{device="e2e-00001"}"#, WAIT, |s| {
+            s.first().is_some_and(|s| s.points().len() == 20)
+        })
+        .unwrap();
+    let s = &series[0];
+    assert_eq!(s.label("district"), Some("hoan-kiem"));
+    assert_eq!(s.label("kind"), Some("airquality"));
+    assert_eq!(s.label("format"), Some("senml"));
+    // Message 1 of the load: device e2e-00001, first message of that device.
+    let (t0, v0) = s.points()[0];
+    assert_eq!(t0, load.base_unix_s * 1000);
+    assert!(
+        (v0 - (20.0 + 3.0)).abs() < 1e-9,
+        "pm25 of message 1 is 23, got {v0}"
+    );
+    assert_eq!(
+        distinct_points(&store, r#"{__name__=~".+_value",device=~"e2e-.*"}"#),
+        300
+    );
+
+    // Metrics reflect what happened.
+    assert_eq!(gw.metric("mqtt_messages_received_total"), Some(60.0));
+    assert_eq!(gw.metric("mqtt_acks_total"), Some(60.0));
+    let (code, health) = gw.get("/health").unwrap();
+    assert_eq!(code, 200, "{health}");
+    assert!(health.contains("\"mqtt_connected\":true"), "{health}");
+    assert_eq!(gw.get("/health/live").unwrap().0, 200);
+
+    let status = gw.terminate().expect("exited");
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    assert!(gw.log_text().contains("gateway stopped"));
+    assert_eq!(query_u64(&gw.data_dir, "SELECT COUNT(*) FROM outbox"), 0);
+}
+
+#[test]
+fn kill_9_mid_stream_then_restart_stores_every_reading_exactly_once() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let store = VictoriaMetrics::start().unwrap();
+    let mut opts = GatewayOptions::new(&broker, "k9", &dir.path().join("data"));
+    opts.store = Some(store.url());
+    let mut gw = Gateway::start(&opts);
+
+    // 20,000 messages x 5 readings = 100,000 readings.
+    let load = tasmota(20_000, 500, "k9-");
+    publish(&broker, &load, 0..10_000, "pub-k9-a");
+    let at_kill = wait_until(
+        "the gateway to be mid-stream",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n >= 5_000,
+    );
+    gw.kill();
+    let after_kill = reading_count(&gw.data_dir);
+    assert!(after_kill < 100_000, "killed before the end of the stream");
+    // The rest arrives while the gateway is down: the broker queues it in the session.
+    publish(&broker, &load, 10_000..20_000, "pub-k9-b");
+    gw.restart();
+    wait_until(
+        "all 100,000 readings in the hot tier",
+        Duration::from_secs(120),
+        || reading_count(&gw.data_dir),
+        |n| *n >= 100_000,
+    );
+    // Exactly once: the primary key makes duplicates impossible, so the
+    // count equals the readings sent, and every device has its 200 messages.
+    assert_eq!(reading_count(&gw.data_dir), 100_000, "killed at {at_kill}");
+    assert_eq!(
+        query_u64(&gw.data_dir, "SELECT COUNT(DISTINCT device) FROM readings"),
+        500
+    );
+    let selector = r#"{__name__=~".+_value",device=~"k9-.*"}"#;
+    wait_until(
+        "all 100,000 readings in VictoriaMetrics",
+        Duration::from_secs(90),
+        || distinct_points(&store, selector),
+        |n| *n >= 100_000,
+    );
+    assert_eq!(distinct_points(&store, selector), 100_000);
+    assert!(gw.terminate().expect("exited").success());
+}
+
+#[test]
+fn broker_restart_mid_stream_loses_nothing() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start().unwrap();
+    let opts = GatewayOptions::new(&broker, "brk", &dir.path().join("data"));
+    let mut gw = Gateway::start(&opts);
+
+    let load = tasmota(6_000, 100, "brk-");
+    publish(&broker, &load, 0..3_000, "pub-brk-a");
+    broker.stop().unwrap();
+    broker.start_again().unwrap();
+    publish(&broker, &load, 3_000..6_000, "pub-brk-b");
+    wait_until(
+        "30,000 readings after the broker restart",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n >= 30_000,
+    );
+    assert_eq!(reading_count(&gw.data_dir), 30_000);
+    assert!(gw.metric("mqtt_disconnects_total").unwrap_or(0.0) >= 1.0);
+    assert!(gw.is_running());
+    gw.wait_ready(WAIT);
+    assert!(gw.terminate().expect("exited").success());
+}
+
+#[test]
+fn store_stopped_then_started_everything_arrives() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let mut store = VictoriaMetrics::start().unwrap();
+    let mut opts = GatewayOptions::new(&broker, "outage", &dir.path().join("data"));
+    opts.store = Some(store.url());
+    let mut gw = Gateway::start(&opts);
+
+    store.stop().unwrap();
+    let load = senml(1_000, 10, "out-");
+    publish(&broker, &load, 0..1_000, "pub-outage");
+    wait_until(
+        "5,000 readings in the hot tier",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n == 5_000,
+    );
+    // The store is down: the readings wait in the outbox, and the gateway
+    // still acknowledges (the outbox is far from full).
+    assert!(query_u64(&gw.data_dir, "SELECT COUNT(*) FROM outbox") > 0);
+    assert_eq!(gw.metric("mqtt_acks_total"), Some(1_000.0));
+
+    store.start_again().unwrap();
+    let selector = r#"{__name__=~".+_value",device=~"out-.*"}"#;
+    wait_until(
+        "5,000 readings in the store",
+        WAIT,
+        || distinct_points(&store, selector),
+        |n| *n >= 5_000,
+    );
+    assert_eq!(distinct_points(&store, selector), 5_000);
+    wait_until(
+        "an empty outbox",
+        WAIT,
+        || query_u64(&gw.data_dir, "SELECT COUNT(*) FROM outbox"),
+        |n| *n == 0,
+    );
+    assert!(gw.terminate().expect("exited").success());
+}
+
+#[test]
+fn two_gateways_in_one_share_group_split_the_traffic() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let mut a = GatewayOptions::new(&broker, "share-a", &dir.path().join("a"));
+    a.share_group = Some("city".into());
+    let mut b = GatewayOptions::new(&broker, "share-b", &dir.path().join("b"));
+    b.share_group = Some("city".into());
+    let mut ga = Gateway::start(&a);
+    let mut gb = Gateway::start(&b);
+
+    let load = tasmota(4_000, 50, "shr-");
+    publish(&broker, &load, 0..4_000, "pub-share");
+    let total = wait_until(
+        "20,000 readings across both gateways",
+        WAIT,
+        || reading_count(&ga.data_dir) + reading_count(&gb.data_dir),
+        |n| *n >= 20_000,
+    );
+    let (na, nb) = (reading_count(&ga.data_dir), reading_count(&gb.data_dir));
+    assert_eq!(total, 20_000, "each reading stored once: a={na} b={nb}");
+    assert!(
+        na > 0 && nb > 0,
+        "both gateways took traffic: a={na} b={nb}"
+    );
+    assert!(ga.terminate().expect("exited").success());
+    assert!(gb.terminate().expect("exited").success());
+}
+
+#[test]
+fn malformed_payloads_become_dead_letters_and_the_service_keeps_running() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let opts = GatewayOptions::new(&broker, "poison", &dir.path().join("data"));
+    let mut gw = Gateway::start(&opts);
+
+    let good = senml(1, 1, "ok-");
+    let (good_topic, good_payload) = good.message(0);
+    let truncated = good_payload[..good_payload.len() / 2].to_vec();
+    // A SenML pack whose base name claims another device than the topic's.
+    let spoof = senml(1, 1, "other-").message(0).1;
+    let messages = vec![
+        (good_topic.clone(), truncated),
+        (
+            "tele/bad-json/SENSOR".to_owned(),
+            b"{\"Time\": 12, \"BME280\": [".to_vec(),
+        ),
+        (
+            "tele/garbage/SENSOR".to_owned(),
+            vec![0xff, 0x00, 0xfe, 0x13, 0x37],
+        ),
+        ("tele/huge/SENSOR".to_owned(), vec![b' '; 200 * 1024]),
+        ("city/hoan-kiem/airquality/victim/up".to_owned(), spoof),
+        (good_topic, good_payload),
+    ];
+    publish_raw(&broker, &messages);
+    wait_until(
+        "the good message",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n == 5,
+    );
+    let letters = wait_until(
+        "5 dead letters",
+        WAIT,
+        || query_u64(&gw.data_dir, "SELECT COUNT(*) FROM dead_letters"),
+        |n| *n >= 5,
+    );
+    assert_eq!(letters, 5);
+    for reason in ["payload-too-large", "spoofed-device", "malformed-payload"] {
+        let n = query_u64(
+            &gw.data_dir,
+            &format!("SELECT COUNT(*) FROM dead_letters WHERE reason = '{reason}'"),
+        );
+        assert!(n >= 1, "a dead letter with reason {reason}");
+    }
+    assert!(gw.is_running());
+    gw.wait_ready(WAIT);
+
+    // The CLI sees them too, while the service runs.
+    let out = std::process::Command::new(gateway_bin())
+        .args(["deadletters", "--data-dir"])
+        .arg(&gw.data_dir)
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("spoofed-device") && text.contains("5 in all"),
+        "{text}"
+    );
+    assert!(gw.terminate().expect("exited").success());
+}

@@ -87,3 +87,29 @@ fn non_finite_readings_never_enter_a_window() {
     });
     assert_eq!(s.aggregates().next().map(|a| a.value), Some(1013.25));
 }
+
+#[test]
+fn arrays_and_trait_object_slices_are_sensor_sets() {
+    use firmware::drivers::{Readings, Sensor, Sensors};
+    let mut array = [
+        Script::counting(Metric::Pm1, 1_000),
+        Script::counting(Metric::Pm10, 2_000),
+    ];
+    assert_eq!(Sensors::len(&array), 2);
+    assert_eq!(array.interval_ms(1), 2_000);
+    assert_eq!(array.interval_ms(2), u32::MAX);
+    let mut r = Readings::new();
+    assert_eq!(array.sample(1, 0, &mut r), SensorStatus::Ok);
+    assert_eq!(r.as_slice()[0].metric, Metric::Pm10);
+
+    let mut a = Script::counting(Metric::Co2, 5_000);
+    let mut b = Script::counting(Metric::Pressure, 10_000);
+    let mut list: [&mut dyn Sensor; 2] = [&mut a, &mut b];
+    let set: &mut [&mut dyn Sensor] = &mut list;
+    let mut s = Sampler::new(60_000);
+    s.start(&set, 0);
+    assert_eq!(s.sensor_count(), 2);
+    assert_eq!(s.sample_due(&mut &mut *set, 0), 2);
+    assert_eq!(s.sample_due(&mut &mut *set, 5_000), 1);
+    assert_eq!(s.aggregates().count(), 2);
+}

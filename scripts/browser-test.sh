@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Browser test of the dashboard: starts the demo (broker, gateway with its hot tier, a
+# simulated Hanoi fleet), loads the dashboard in Debian's headless Chromium through
+# playwright-core, checks that the overview shows stations in AQI colours and that a
+# chart drew data, and saves a screenshot to artifacts/dashboard.png.
+#
+# Installs what it needs when missing: `chromium` (apt-get) and playwright-core (npm, in
+# tests/browser/). Bounded: the whole run is cut after BROWSER_TEST_TIMEOUT seconds
+# (default 600), and every process it started is stopped on exit, pass or fail.
+#
+#   bash scripts/browser-test.sh            # what scripts/test.sh runs
+#   KEEP=1 bash scripts/browser-test.sh     # keep the temp dir (logs, hot tier)
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+export DEBIAN_FRONTEND=noninteractive
+readonly LIMIT="${BROWSER_TEST_TIMEOUT:-600}"
+readonly CHROMIUM=/usr/bin/chromium
+
+note() { printf '  - %s\n' "$*"; }
+die() { printf 'browser-test: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"
+    elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"
+    else die "need root to run: $* (install Debian's chromium package by hand)"; fi
+}
+
+# Re-run under a hard time limit, once. `timeout` sends TERM to this script, whose trap
+# then stops the demo.
+if [ -z "${BROWSER_TEST_BOUNDED:-}" ]; then
+    export BROWSER_TEST_BOUNDED=1
+    exec timeout --kill-after=20 "$LIMIT" bash "$0" "$@"
+fi
+
+# --- what it needs -------------------------------------------------------------------
+if [ ! -x "$CHROMIUM" ]; then
+    command -v apt-get >/dev/null 2>&1 || die "$CHROMIUM missing and no apt-get: install Debian's chromium package"
+    note "installing chromium (apt-get)"
+    as_root apt-get update -q </dev/null >/dev/null
+    as_root apt-get install -y -q --no-install-recommends chromium </dev/null >/dev/null
+fi
+command -v node >/dev/null 2>&1 || die "node not found (Node.js 20+ is needed for playwright-core)"
+command -v npm >/dev/null 2>&1 || die "npm not found"
+MOSQUITTO=/usr/sbin/mosquitto
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    note "npm ci in tests/browser (playwright-core)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+note "building gateway and simulators"
+cargo build -q -p gateway --bin gateway
+SIMULATORS=""
+if cargo build -q -p simulators --bin simulators 2>/dev/null; then
+    SIMULATORS="$ROOT/target/debug/simulators"
+fi
+GATEWAY="$ROOT/target/debug/gateway"
+
+# --- the demo ------------------------------------------------------------------------
+WORK=$(mktemp -d /tmp/browser-test.XXXXXX)
+PIDS=()
+cleanup() {
+    local rc=$?
+    # Stop what this script started, newest first, by process id.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        kill -TERM "${PIDS[i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    if [ "$rc" -ne 0 ]; then
+        for log in "$WORK"/*.log; do
+            [ -f "$log" ] || continue
+            printf '\n----- %s (last 30 lines) -----\n' "$(basename "$log")"
+            tail -n 30 "$log"
+        done
+    fi
+    if [ -n "${KEEP:-}" ]; then note "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_http() { # url seconds pid
+    for _ in $(seq $(($2 * 10))); do
+        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+MQTT_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+URL="http://127.0.0.1:$HTTP_PORT"
+export GATEWAY_LOG_FORMAT=text
+
+# The gateway's embedded broker when this build has one; else Mosquitto.
+note "gateway with the embedded broker on 127.0.0.1:$MQTT_PORT"
+"$GATEWAY" run --embedded-broker "127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
+    --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
+PIDS+=($!)
+if ! wait_http "$URL/health/live" 30 "${PIDS[-1]}"; then
+    wait "${PIDS[-1]}" 2>/dev/null || true
+    unset 'PIDS[-1]'
+    [ -x "$MOSQUITTO" ] || die "no embedded broker in this build and $MOSQUITTO missing: apt-get install mosquitto"
+    note "no embedded broker in this build: Mosquitto on 127.0.0.1:$MQTT_PORT"
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nlog_type error\nlog_type warning\nmax_queued_messages 0\n' "$MQTT_PORT" >"$WORK/mosquitto.conf"
+    "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+    PIDS+=($!)
+    sleep 0.5
+    "$GATEWAY" run --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
+        --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
+    PIDS+=($!)
+    wait_http "$URL/health/live" 30 "${PIDS[-1]}" || die "the gateway did not start (see gateway.log)"
+fi
+
+if [ -n "$SIMULATORS" ]; then
+    # Three hours of a small Hanoi fleet, sent as fast as possible, so that the hourly
+    # NowCast has hours to work on; then the same fleet live, every 5 s.
+    START=$(date -u -d '-3 hours' +%Y-%m-%dT%H:%M:%SZ)
+    note "simulators fleet: 3 h of history for 60 air-quality stations and 40 other devices"
+    "$SIMULATORS" fleet --broker "127.0.0.1:$MQTT_PORT" --air 60 --weather 12 --noise 12 --wifi 16 \
+        --speed max --start "$START" --duration 3h --quiet >"$WORK/history.log" 2>&1
+    "$SIMULATORS" fleet --broker "127.0.0.1:$MQTT_PORT" --air 60 --weather 12 --noise 12 --wifi 16 \
+        --period 5s --quiet >"$WORK/fleet.log" 2>&1 &
+    PIDS+=($!)
+else
+    note "no simulators binary: publishing 600 packs with gateway bench"
+    "$GATEWAY" bench --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --messages 600 --format senml \
+        --devices 60 >"$WORK/bench.log" 2>&1 || true
+fi
+
+# --- the browser ---------------------------------------------------------------------
+mkdir -p artifacts
+note "loading $URL/ in headless Chromium"
+DASHBOARD_URL="$URL/" SCREENSHOT="$ROOT/artifacts/dashboard.png" CHROMIUM_PATH="$CHROMIUM" \
+    node tests/browser/dashboard.test.mjs
+note "screenshot: artifacts/dashboard.png"

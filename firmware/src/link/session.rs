@@ -58,8 +58,9 @@ where
     let status_topic = device.topic(Channel::Status);
     let meta_topic = device.topic(Channel::Meta);
     let up_topic = device.topic(Channel::Up);
-    let mut meta_buf = [0u8; META_MAX];
-    let meta_len = device.meta_payload(&mut meta_buf);
+    // Holds the `meta` payload for the birth, then stages each pack for publishing.
+    let mut stage = [0u8; META_MAX];
+    let meta_len = device.meta_payload(&mut stage);
 
     let mut bump = BumpBuffer::new(scratch);
     let mut client: MqttClient<'_, T> = Client::new(&mut bump);
@@ -118,7 +119,7 @@ where
     )
     .await?;
     if let Some(len) = meta_len {
-        let meta = meta_buf.get(..len).unwrap_or_default();
+        let meta = stage.get(..len).unwrap_or_default();
         publish(&mut client, clock, cfg, &meta_topic, meta, true, None).await?;
     }
     keepalive.on_sent(clock.now_ms());
@@ -137,11 +138,37 @@ where
                 (true, false) => Some(false),
                 (true, true) => Some(true),
             };
-            let id = publish(&mut client, clock, cfg, &up_topic, pack, false, alias).await?;
+            if let Some(staged) = stage.get_mut(..pack.len()) {
+                // A copy frees the node: it keeps sampling while a slow socket takes
+                // the pack (a flaky access point can hold a write for seconds).
+                staged.copy_from_slice(pack);
+                let staged = &*staged;
+                let options = publication(&up_topic, false, alias)?;
+                let deadline = now + u64::from(cfg.op_timeout_ms);
+                let sent = sample_while(
+                    device,
+                    clock,
+                    stop.as_mut(),
+                    deadline,
+                    client.publish(&options, Bytes::from(staged)),
+                )
+                .await;
+                let id = match sent {
+                    Waited::Done(r) => r.map_err(classify)?,
+                    // Mid-packet: no clean goodbye possible; the will says `offline`.
+                    Waited::Stopped => return Ok(()),
+                    Waited::TimedOut => return Err(LinkError::Timeout),
+                };
+                let id = id.map(|id| id.get().get()).ok_or(LinkError::Client)?;
+                outbox.on_published(id, staged, now);
+            } else {
+                // Larger than the staging buffer: published in place, sampling waits.
+                let id = publish(&mut client, clock, cfg, &up_topic, pack, false, alias).await?;
+                // QoS 1 always yields an identifier; its absence would be a client bug.
+                let id = id.ok_or(LinkError::Client)?;
+                outbox.on_published(id, pack, now);
+            }
             up_mapped |= aliases;
-            // QoS 1 always yields an identifier; its absence would be a client bug.
-            let id = id.ok_or(LinkError::Client)?;
-            outbox.on_published(id, pack, now);
             keepalive.on_sent(now);
             stats.published += 1;
         }
@@ -249,16 +276,7 @@ where
     T: embedded_io_async::Read + embedded_io_async::Write,
     K: Clock,
 {
-    let name = topic_name(topic)?;
-    let reference = match alias {
-        None => TopicReference::Name(name),
-        Some(false) => TopicReference::Mapping(name, UP_ALIAS),
-        Some(true) => TopicReference::Alias(UP_ALIAS),
-    };
-    let mut options = PublicationOptions::new(reference).at_least_once();
-    if retain {
-        options = options.retain();
-    }
+    let options = publication(topic, retain, alias)?;
     let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
     let id = with_deadline(
         clock,
@@ -268,6 +286,22 @@ where
     .await?
     .map_err(classify)?;
     Ok(id.map(|id| id.get().get()))
+}
+
+/// QoS 1 publication options; `alias` as in [`publish`].
+fn publication(
+    topic: &str,
+    retain: bool,
+    alias: Option<bool>,
+) -> Result<PublicationOptions<'_>, LinkError> {
+    let name = topic_name(topic)?;
+    let reference = match alias {
+        None => TopicReference::Name(name),
+        Some(false) => TopicReference::Mapping(name, UP_ALIAS),
+        Some(true) => TopicReference::Alias(UP_ALIAS),
+    };
+    let options = PublicationOptions::new(reference).at_least_once();
+    Ok(if retain { options.retain() } else { options })
 }
 
 /// Graceful end: the retained status says `offline` (a DISCONNECT suppresses the will),

@@ -40,7 +40,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     );
 
     let embedded = match resolved.embedded {
-        Some(addr) => Some(broker::Embedded::start(addr).await?),
+        Some(addr) => Some(broker::Embedded::start(addr, &cfg.data_dir).await?),
         None => None,
     };
 

@@ -298,3 +298,42 @@ fn malformed_payloads_become_dead_letters_and_the_service_keeps_running() {
     );
     assert!(gw.terminate().expect("exited").success());
 }
+
+#[test]
+fn embedded_broker_serves_a_one_box_gateway_and_stops_with_it() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let port = tests::free_port().unwrap();
+    let opts = GatewayOptions {
+        mqtt_url: None,
+        client_id: "onebox".into(),
+        data_dir: dir.path().join("data"),
+        store: None,
+        share_group: None,
+        extra: vec!["--embedded-broker".into(), format!("127.0.0.1:{port}")],
+    };
+    let mut gw = Gateway::start(&opts);
+    let load = tasmota(500, 5, "box-");
+    publish_to("127.0.0.1", port, &load, 0..500, "pub-box");
+    wait_until(
+        "2,500 readings",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n == 2_500,
+    );
+    assert!(gw.terminate().expect("exited").success());
+    // The broker went with the gateway.
+    assert!(
+        tests::net::tcp_accepts(port).is_err(),
+        "broker still listening on {port}"
+    );
+    // Its session survived: messages published while the gateway is away
+    // (broker down too) are not possible, but a restart resumes the session.
+    gw.restart();
+    assert!(
+        gw.log_text().contains("session_present=true"),
+        "{}",
+        gw.log_tail()
+    );
+    assert!(gw.terminate().expect("exited").success());
+}

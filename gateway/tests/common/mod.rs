@@ -41,7 +41,7 @@ pub struct Gateway {
 /// Options for [`Gateway::start`].
 #[derive(Clone)]
 pub struct GatewayOptions {
-    pub mqtt_url: String,
+    pub mqtt_url: Option<String>,
     pub client_id: String,
     pub data_dir: PathBuf,
     pub store: Option<String>,
@@ -52,7 +52,7 @@ pub struct GatewayOptions {
 impl GatewayOptions {
     pub fn new(broker: &Mosquitto, client_id: &str, data_dir: &Path) -> Self {
         Self {
-            mqtt_url: broker.url(),
+            mqtt_url: Some(broker.url()),
             client_id: client_id.into(),
             data_dir: data_dir.into(),
             store: None,
@@ -67,17 +67,18 @@ impl Gateway {
     /// (connected, subscribed, SQLite open).
     pub fn start(opts: &GatewayOptions) -> Self {
         let http_port = tests::free_port().unwrap();
-        let mut args = vec![
-            "run".to_owned(),
-            "--mqtt".into(),
-            opts.mqtt_url.clone(),
+        let mut args = vec!["run".to_owned()];
+        if let Some(url) = &opts.mqtt_url {
+            args.extend(["--mqtt".into(), url.clone()]);
+        }
+        args.extend([
             "--client-id".into(),
             opts.client_id.clone(),
             "--data-dir".into(),
             opts.data_dir.display().to_string(),
             "--http".into(),
             format!("127.0.0.1:{http_port}"),
-        ];
+        ]);
         if let Some(store) = &opts.store {
             args.extend(["--store".into(), store.clone()]);
         }
@@ -237,16 +238,23 @@ pub fn wait_until<T: std::fmt::Debug>(
 /// Publishes messages `range` of `load` with QoS 1 (all acknowledged by the
 /// broker when this returns).
 pub fn publish(broker: &Mosquitto, load: &Load, range: std::ops::Range<u64>, client_id: &str) {
+    publish_to(broker.host(), broker.port(), load, range, client_id);
+}
+
+/// [`publish`] to any broker.
+pub fn publish_to(
+    host: &str,
+    port: u16,
+    load: &Load,
+    range: std::ops::Range<u64>,
+    client_id: &str,
+) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(gateway::bench::publish_range(
-        broker.host(),
-        broker.port(),
-        client_id,
-        load,
-        range,
+        host, port, client_id, load, range,
     ))
     .unwrap();
 }

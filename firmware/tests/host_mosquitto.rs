@@ -17,7 +17,7 @@ use rumqttc::v5::{
     mqttbytes::{QoS, v5::Packet},
 };
 use schemas::{meta::OwnedMeta, senml::cbor, topic::DeviceKind};
-use tests::Mosquitto;
+use tests::{Mosquitto, MosquittoOptions};
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,
@@ -110,6 +110,20 @@ fn seq_of(payload: &[u8]) -> Result<u32> {
     first.seq.context("first record carries no seq")
 }
 
+/// The pack's time (its base time), Unix seconds.
+fn time_of(payload: &[u8]) -> Result<f64> {
+    let records = cbor::decode_vec(payload).context("pack is not SenML-CBOR")?;
+    let first = records.first().context("empty pack")?;
+    let bt = first.base_time.context("pack without base time")?;
+    Ok(bt + first.time.unwrap_or(0.0))
+}
+
+fn unix_now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn config(device: &str) -> Result<HostConfig> {
     let node = NodeConfig::new(device, "hoan-kiem", DeviceKind::AirQuality)?.with_period_s(1)?;
     let mut cfg = HostConfig::new(node);
@@ -170,7 +184,11 @@ async fn birth_packs_outage_backlog_and_last_will() -> Result<()> {
 }
 
 async fn outage() -> Result<()> {
-    let mut broker = Mosquitto::start()?;
+    // Saved every second, so that the watcher's session survives the broker's crash.
+    let mut broker = Mosquitto::start_with(MosquittoOptions {
+        autosave_interval: Some(1),
+        ..MosquittoOptions::default()
+    })?;
     let mut watcher = Watcher::start(broker.port(), "watcher-outage", true).await?;
     let base = "city/hoan-kiem/airquality/aq-host-1";
     let (status, meta, up) = (
@@ -209,9 +227,11 @@ async fn outage() -> Result<()> {
     assert!(m.retain, "meta must be retained");
     late.stop().await;
 
-    // Broker outage: the device keeps sampling into its backlog ...
+    // Broker crash: the device keeps sampling into its backlog ...
     let last_before = last.context("no pack before the outage")?;
-    broker.stop()?;
+    // A crash (SIGKILL): the device sees its connection reset, not a goodbye.
+    broker.kill()?;
+    let down_s = unix_now_s();
     // Drain what was delivered before the stop.
     while let Ok(m) = watcher.rx.try_recv() {
         if m.topic == up {
@@ -219,6 +239,7 @@ async fn outage() -> Result<()> {
         }
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let up_s = unix_now_s();
     broker.start_again()?;
 
     // ... and publishes it oldest first when the broker is back: no seq is missing,
@@ -226,6 +247,7 @@ async fn outage() -> Result<()> {
     let mut seen_max = last.unwrap_or(last_before);
     let target = seen_max + 5;
     let mut seen_online_again = false;
+    let mut sampled_while_down = 0;
     while seen_max < target {
         let m = watcher
             .next_where("packs after the outage", |m| {
@@ -237,6 +259,9 @@ async fn outage() -> Result<()> {
             continue;
         }
         let seq = seq_of(&m.payload)?;
+        if (down_s..up_s).contains(&time_of(&m.payload)?) {
+            sampled_while_down += 1;
+        }
         assert!(
             seq <= seen_max + 1,
             "seq {seq} arrived before {} (backlog not oldest first or lost)",
@@ -245,6 +270,10 @@ async fn outage() -> Result<()> {
         seen_max = seen_max.max(seq);
     }
     assert!(seen_online_again, "no new `online` after reconnecting");
+    assert!(
+        sampled_while_down >= 2,
+        "only {sampled_while_down} packs were taken while the broker was down"
+    );
 
     // Unclean end (power cut, crash): the broker publishes the last will.
     device.abort();

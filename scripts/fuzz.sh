@@ -38,7 +38,7 @@ die() { printf 'fuzz.sh: error: %s\n' "$*" >&2; exit 1; }
 # The nasty-corpus folders that hold inputs of a target's format.
 nasty_dirs_of() {
     case "$1" in
-        senml_any) echo tests/nasty/senml-cbor tests/nasty/senml-json ;;
+        ingest_senml) echo tests/nasty/senml-cbor tests/nasty/senml-json ;;
         senml_roundtrip) ;;
         *) echo "tests/nasty/${1//_/-}" ;;
     esac

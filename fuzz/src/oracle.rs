@@ -21,14 +21,14 @@ const MAX_ENCODE_BUF: usize = 64 << 20;
 pub fn all(data: &[u8]) {
     senml_cbor(data);
     senml_json(data);
-    senml_any(data);
     topic(data);
     meta(data);
 }
 
-/// SenML-CBOR: the borrowing iterator, `decode_vec`, base-field resolution, and the
+/// SenML-CBOR: `decode_any`'s sniffing (see [`senml_any`]), the borrowing iterator, `decode_vec`, base-field resolution, and the
 /// round trips CBOR -> records -> CBOR and records -> JSON -> records.
 pub fn senml_cbor(data: &[u8]) {
+    senml_any(data);
     let Ok(mut iter) = cbor::decode(data) else {
         return;
     };
@@ -69,9 +69,10 @@ pub fn senml_cbor(data: &[u8]) {
     roundtrip_records(&records, data.len());
 }
 
-/// SenML-JSON: `decode_owned`, resolution, and the round trips JSON -> records -> JSON and
+/// SenML-JSON: `decode_any`'s sniffing, `decode_owned`, resolution, and the round trips JSON -> records -> JSON and
 /// records -> CBOR -> records.
 pub fn senml_json(data: &[u8]) {
+    senml_any(data);
     let Ok(pack) = json::decode_owned(data) else {
         return;
     };

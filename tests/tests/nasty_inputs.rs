@@ -1,18 +1,26 @@
 //! The nasty-input corpus as an ordinary test: every file under `tests/nasty/` goes
-//! through every decoder and parser, which must return a clean error or valid data and
-//! never panic. The checks are the fuzzers' oracles (`fuzz/src/oracle.rs`), so a crash a
-//! fuzzer finds becomes a regression case by copying its input into `tests/nasty/`.
+//! through every decoder and parser (the `schemas` codecs, the gateway's five format
+//! decoders, the routed path) and through a real [`Pipeline`] on SQLite. Each must return
+//! a clean error or valid data and never panic. The checks are the fuzzers' oracles
+//! (`fuzz/src/oracle.rs`, `fuzz/src/ingest_oracle.rs`), so a crash a fuzzer finds becomes
+//! a regression case by copying its input into `tests/nasty/<format>/`.
 //!
 //! File names carry expectations for the decoder of their folder's format:
 //! `accept-*` must decode, `reject-*` must be refused; other names only must not panic.
-//! Inputs too big to keep as files (1 MiB payloads, very deep nesting) are generated here.
+//! Files in `routed/` are `<topic>\n<payload>`. Inputs too big to keep as files (1 MiB
+//! payloads, very deep nesting) are generated here.
 
+#[path = "../../fuzz/src/ingest_oracle.rs"]
+mod ingest_oracle;
 #[path = "../../fuzz/src/oracle.rs"]
 mod oracle;
 
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
+use ingest::decode::{self, Context};
+use ingest::route::{Router, default_routes};
+use ingest::{Format, Inbound, IngestConfig, Pipeline, Synchronous};
 use schemas::meta::OwnedMeta;
 use schemas::senml::{self, Record, cbor, json};
 use schemas::topic::Topic;
@@ -81,12 +89,19 @@ fn run_all(inputs: impl IntoIterator<Item = (String, Vec<u8>)>, check: fn(&[u8])
     );
 }
 
+/// Every decoder and parser this repository has, on the same bytes.
+fn every_decoder(data: &[u8]) {
+    oracle::all(data);
+    ingest_oracle::all(data);
+    ingest_oracle::routed_bytes(data);
+}
+
 #[test]
 fn every_file_through_every_decoder() {
     let inputs = corpus()
         .into_iter()
         .map(|(_, p)| (p.display().to_string(), read(&p)));
-    run_all(inputs, oracle::all);
+    run_all(inputs, every_decoder);
 }
 
 /// Whether the decoder of a corpus folder accepts the bytes; `None` for folders whose
@@ -99,8 +114,55 @@ fn accepted_by(format: &str, bytes: &[u8]) -> Option<bool> {
         "senml-json" => json::decode_owned(bytes).is_ok(),
         "topic" => std::str::from_utf8(bytes).is_ok_and(|s| Topic::parse(s).is_ok()),
         "meta" => OwnedMeta::decode(bytes).is_ok(),
+        "tasmota" => ingest_accepts(Format::Tasmota, bytes),
+        "esphome" => ingest_accepts(Format::Esphome, bytes),
+        "ultralight" => ingest_accepts(Format::Ultralight, bytes),
+        "line-protocol" => ingest_accepts(Format::LineProtocol, bytes),
+        "routed" => {
+            let (topic, payload) = split_routed(bytes);
+            let router = Router::new(&default_routes()).expect("default routes compile");
+            match std::str::from_utf8(topic)
+                .ok()
+                .and_then(|t| router.route(t))
+            {
+                None => false,
+                Some((format, captures)) => {
+                    let ctx = Context {
+                        captures,
+                        received_at_ns: ingest_oracle::RECEIVED_AT_NS,
+                        tasmota_utc_offset_s: 7 * 3600,
+                    };
+                    decode::decode(format, payload, &ctx).is_ok()
+                }
+            }
+        }
         _ => return None,
     })
+}
+
+/// Whether a format's decoder accepts a payload on its default route's topic.
+fn ingest_accepts(format: Format, payload: &[u8]) -> bool {
+    let bytes = [default_topic(format).as_bytes(), b"\n", payload].concat();
+    accepted_by("routed", &bytes).unwrap_or(false)
+}
+
+/// A typical topic of each format's default route.
+fn default_topic(format: Format) -> &'static str {
+    match format {
+        Format::Senml => "city/hoan-kiem/airquality/aq-0001/up",
+        Format::Tasmota => "tele/tasmota_1A2B3C/SENSOR",
+        Format::Esphome => "weather-7/sensor/temperature/state",
+        Format::Ultralight => "/4jggokgpepnvsb2uv4s40d59ov/ul-0009/attrs",
+        Format::LineProtocol => "telegraf/edge-box/cpu",
+    }
+}
+
+/// `<topic>\n<payload>`, as in `tests/nasty/routed/`.
+fn split_routed(bytes: &[u8]) -> (&[u8], &[u8]) {
+    match bytes.iter().position(|b| *b == b'\n') {
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (bytes, &[]),
+    }
 }
 
 #[test]
@@ -126,14 +188,24 @@ fn file_names_state_the_verdict() {
             wrong.push(format!("{format}/{name}: {verdict}"));
         }
     }
-    assert!(checked >= 100, "only {checked} files carry a verdict");
+    assert!(checked >= 200, "only {checked} files carry a verdict");
     assert!(wrong.is_empty(), "wrong verdicts:\n{}", wrong.join("\n"));
 }
 
 #[test]
 fn corpus_covers_every_format() {
     let files = corpus();
-    for format in ["senml-cbor", "senml-json", "topic", "meta"] {
+    for format in [
+        "senml-cbor",
+        "senml-json",
+        "topic",
+        "meta",
+        "tasmota",
+        "esphome",
+        "ultralight",
+        "line-protocol",
+        "routed",
+    ] {
         let n = files.iter().filter(|(f, _)| f == format).count();
         assert!(n >= 10, "tests/nasty/{format} has only {n} files");
     }
@@ -274,4 +346,94 @@ fn large_inputs_decode_to_what_they_hold() {
     let deep = json::decode_owned(find("JSON label nested 1M arrays deep"))
         .expect("a deep unknown label is skipped");
     assert_eq!(deep.records.len(), 1);
+}
+
+/// The message a corpus file stands for: its folder's default topic and the file as
+/// payload; `routed/` files carry their own topic; `topic/` files are topics.
+fn as_message(format: &str, bytes: &[u8]) -> Option<(String, Vec<u8>)> {
+    let on = |f: Format| Some((default_topic(f).to_owned(), bytes.to_vec()));
+    match format {
+        "senml-cbor" | "senml-json" => on(Format::Senml),
+        "tasmota" => on(Format::Tasmota),
+        "esphome" => on(Format::Esphome),
+        "ultralight" => on(Format::Ultralight),
+        "line-protocol" => on(Format::LineProtocol),
+        "meta" => Some((
+            "city/hoan-kiem/airquality/aq-0001/meta".to_owned(),
+            bytes.to_vec(),
+        )),
+        "routed" => {
+            let (topic, payload) = split_routed(bytes);
+            let topic = std::str::from_utf8(topic).ok()?;
+            Some((topic.to_owned(), payload.to_vec()))
+        }
+        "topic" => {
+            let topic = std::str::from_utf8(bytes).ok()?;
+            Some((
+                topic.to_owned(),
+                br#"[{"n":"pm25","u":"ug/m3","v":1}]"#.to_vec(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a topic is a native `status` or `meta` topic: those update device state and
+/// hold no readings, so they neither commit readings nor make dead letters.
+fn is_device_channel(topic: &str) -> bool {
+    Topic::parse(topic).is_ok_and(|t| t.channel != schemas::topic::Channel::Up)
+}
+
+/// The whole pipeline on real SQLite, one message per batch: every message must commit
+/// (no error, no panic) and end as readings or a dead letter, never as nothing.
+#[test]
+fn every_file_through_the_pipeline() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = IngestConfig {
+        synchronous: Synchronous::Normal,
+        ..IngestConfig::default()
+    };
+    let open = || Pipeline::open(dir.path(), cfg.clone()).expect("pipeline opens");
+    let mut pipeline = open();
+    let mut messages: Vec<(String, String, Vec<u8>)> = corpus()
+        .into_iter()
+        .filter_map(|(format, path)| {
+            let (topic, payload) = as_message(&format, &read(&path))?;
+            Some((path.display().to_string(), topic, payload))
+        })
+        .collect();
+    let aq = default_topic(Format::Senml);
+    for (name, bytes) in generated() {
+        messages.push((name, aq.to_owned(), bytes));
+    }
+    assert!(messages.len() > 250, "{}", messages.len());
+    let mut failures = Vec::new();
+    for (name, topic, payload) in messages {
+        let msg = Inbound {
+            topic: topic.clone(),
+            payload: payload.into(),
+            received_at_ns: ingest_oracle::RECEIVED_AT_NS,
+        };
+        let result = panic::catch_unwind(AssertUnwindSafe(|| pipeline.process(&[msg])));
+        match result {
+            Err(_) => {
+                failures.push(format!("{name}: panicked"));
+                // The panic may have left a transaction open: start again.
+                pipeline = open();
+            }
+            Ok(Err(e)) => failures.push(format!("{name}: {e}")),
+            Ok(Ok(out)) => {
+                let kept = out.readings_committed + out.duplicates + out.dead_letters;
+                if out.messages != 1 || (kept == 0 && !is_device_channel(&topic)) {
+                    failures.push(format!("{name}: neither stored nor dead-lettered: {out:?}"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} messages failed in the pipeline:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -1,0 +1,7 @@
+//! Fuzz target `line_protocol`: arbitrary payloads through the gateway's decoder on its default
+//! route, then validation and the outbox line ([`city_fuzz::ingest_oracle::line_protocol`]).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| city_fuzz::ingest_oracle::line_protocol(data));

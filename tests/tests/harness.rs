@@ -114,25 +114,35 @@ async fn mosquitto_restart_keeps_port_and_persistent_sessions() {
     sub.disconnect().await.unwrap();
     drop(sub_events);
 
-    // While it is away a QoS 1 message is queued for it.
+    // While it is away QoS 1 messages are queued for it: more than Mosquitto's
+    // stock limit of 1000 queued messages, which the harness lifts.
+    const QUEUED: usize = 2500;
     let (publisher, mut pub_events) = mqtt_client(&broker, "harness-pub");
-    publisher
-        .publish(
-            "city/hoan-kiem/noise/nz-7/up",
-            QoS::AtLeastOnce,
-            false,
-            b"queued".to_vec(),
-        )
-        .await
-        .unwrap();
-    next_matching(&mut pub_events, is_puback).await.unwrap();
+    let publishing = tokio::spawn(async move {
+        for i in 0..QUEUED {
+            publisher
+                .publish(
+                    "city/hoan-kiem/noise/nz-7/up",
+                    QoS::AtLeastOnce,
+                    false,
+                    i.to_string().into_bytes(),
+                )
+                .await
+                .unwrap();
+        }
+        publisher
+    });
+    for _ in 0..QUEUED {
+        next_matching(&mut pub_events, is_puback).await.unwrap();
+    }
+    drop(publishing.await.unwrap());
     drop(pub_events);
 
     broker.stop().unwrap();
     broker.start_again().unwrap();
     assert_eq!(broker.port(), port);
 
-    // The session and its queued message survived the restart.
+    // The session and every queued message survived the restart, in order.
     let (_sub, mut sub_events) = persistent_client(&broker, "harness-persistent");
     let session_present = next_matching(&mut sub_events, |p| match p {
         Packet::ConnAck(ack) => Some(ack.session_present),
@@ -141,9 +151,11 @@ async fn mosquitto_restart_keeps_port_and_persistent_sessions() {
     .await
     .unwrap();
     assert!(session_present, "session lost across restart");
-    let (topic, payload) = next_matching(&mut sub_events, publish_of).await.unwrap();
-    assert_eq!(topic, "city/hoan-kiem/noise/nz-7/up");
-    assert_eq!(payload, b"queued");
+    for i in 0..QUEUED {
+        let (topic, payload) = next_matching(&mut sub_events, publish_of).await.unwrap();
+        assert_eq!(topic, "city/hoan-kiem/noise/nz-7/up");
+        assert_eq!(String::from_utf8_lossy(&payload), i.to_string());
+    }
 }
 
 #[tokio::test]

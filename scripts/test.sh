@@ -64,7 +64,6 @@ stop_auto_started_mosquitto() {
     note "stopping the mosquitto service the package started on port 1883"
     if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
         as_root systemctl stop mosquitto || true
-        as_root systemctl disable mosquitto >/dev/null 2>&1 || true
     elif command -v service >/dev/null 2>&1; then
         as_root service mosquitto stop >/dev/null 2>&1 || true
     fi

@@ -3,7 +3,7 @@
 # cargo workspace under firmware/boards/ with its own target, linker settings and lock
 # file. Any failure stops the script with a non-zero exit.
 #
-#   scripts/build-boards.sh            # every board
+#   scripts/build-boards.sh            # every board under firmware/boards/
 #   scripts/build-boards.sh esp32c3-aq # just one
 #
 # Board configuration comes from the environment at build time (see each board's
@@ -13,7 +13,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 boards=("$@")
 if [ "${#boards[@]}" -eq 0 ]; then
-    boards=(cortex-m-aq esp32c3-aq)
+    # Every board folder: a board in the tree is a board that must build.
+    for manifest in firmware/boards/*/Cargo.toml; do
+        boards+=("$(basename "$(dirname "$manifest")")")
+    done
 fi
 
 for board in "${boards[@]}"; do

@@ -31,10 +31,16 @@ kib() { awk -v b="$1" 'BEGIN { printf "%.1f KiB", b / 1024 }'; }
 
 printf '%-14s %-30s %12s %12s\n' board target flash "static RAM"
 status=0
-for dir in firmware/boards/*/; do
+for manifest in firmware/boards/*/Cargo.toml; do
+    dir=$(dirname "$manifest")
     board=$(basename "$dir")
     target=$(sed -n 's/^target = "\(.*\)"/\1/p' "$dir/.cargo/config.toml")
     elf="$dir/target/$target/release/$board"
+    if [ ! -f "$elf" ]; then
+        # A board whose binary is named differently from its folder.
+        elf=$(sed -n 's/^name = "\(.*\)"/\1/p' "$manifest" | head -n1)
+        elf="$dir/target/$target/release/$elf"
+    fi
     if [ ! -f "$elf" ]; then
         echo "error: $elf missing: run scripts/build-boards.sh first" >&2
         status=1

@@ -1,1 +1,137 @@
-fn main() {}
+//! In-process benchmark of decode -> validate -> commit (one SQLite transaction per batch,
+//! durable `synchronous=FULL`, outbox on), for SenML-CBOR and Tasmota batches.
+//!
+//! ```text
+//! cargo bench -p ingest --bench pipeline
+//! BENCH_MESSAGES=400000 BENCH_BATCH=2000 cargo bench -p ingest --bench pipeline
+//! ```
+//!
+//! Prints readings/s (wall clock) and CPU time per reading (user + system, from
+//! `getrusage`), plus the process's peak resident memory.
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ingest::message::now_ns;
+use ingest::{Inbound, IngestConfig, Pipeline};
+use schemas::senml::{Record, cbor};
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Devices the messages come from (`BENCH_DEVICES`, default 1000).
+fn devices() -> usize {
+    env("BENCH_DEVICES", 1000)
+}
+
+/// (user + system CPU time, peak RSS in KiB) of this process.
+fn usage() -> (Duration, i64) {
+    // SAFETY: getrusage only writes into the zeroed struct we pass; RUSAGE_SELF is valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    (tv(ru.ru_utime) + tv(ru.ru_stime), ru.ru_maxrss)
+}
+
+fn senml_messages(n: usize, t0: i64) -> Vec<Inbound> {
+    let received = now_ns();
+    (0..n)
+        .map(|i| {
+            let (dev, seq) = (i % devices(), (i / devices()) as u32);
+            let device = format!("aq-{dev:04}");
+            let bn = format!("{device}:");
+            let v = (i % 97) as f64;
+            let mut recs = [
+                Record::measurement("pm1", "ug/m3", v),
+                Record::measurement("pm25", "ug/m3", v + 1.5),
+                Record::measurement("pm10", "ug/m3", v + 7.0),
+                Record::measurement("temperature", "Cel", 28.25),
+                Record::measurement("relativeHumidity", "%RH", 71.5),
+            ];
+            recs[0].base_name = Some(&bn);
+            recs[0].base_time = Some((t0 + i64::from(seq)) as f64);
+            recs[0].seq = Some(seq);
+            let mut buf = [0u8; 256];
+            let len = cbor::encode(&recs, &mut buf).unwrap();
+            Inbound {
+                topic: format!("city/hoan-kiem/airquality/{device}/up"),
+                payload: Bytes::copy_from_slice(&buf[..len]),
+                received_at_ns: received,
+            }
+        })
+        .collect()
+}
+
+fn tasmota_messages(n: usize, t0: i64) -> Vec<Inbound> {
+    let received = now_ns();
+    (0..n)
+        .map(|i| {
+            let (dev, seq) = (i % devices(), (i / devices()) as i64);
+            // Hanoi local time (+07:00), one second per message of a device.
+            let local = chrono::DateTime::from_timestamp(t0 + seq + 7 * 3600, 0).unwrap().naive_utc();
+            let v = (i % 97) as f64;
+            let payload = format!(
+                r#"{{"Time":"{}","BME280":{{"Temperature":{:.1},"Humidity":{:.1},"Pressure":1008.4}},"PMS5003":{{"PM2.5":{},"PM10":{}}},"TempUnit":"C"}}"#,
+                local.format("%Y-%m-%dT%H:%M:%S"),
+                20.0 + v / 10.0,
+                60.0 + v / 5.0,
+                v,
+                v + 9.0
+            );
+            Inbound {
+                topic: format!("tele/tasmota_{dev:06X}/SENSOR"),
+                payload: payload.into(),
+                received_at_ns: received,
+            }
+        })
+        .collect()
+}
+
+fn run(name: &str, msgs: &[Inbound], batch: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IngestConfig {
+        forward_enabled: true,
+        ..IngestConfig::default()
+    };
+    let mut p = Pipeline::open(dir.path(), cfg).unwrap();
+    let (cpu0, _) = usage();
+    let started = Instant::now();
+    let mut readings = 0usize;
+    for chunk in msgs.chunks(batch) {
+        let out = p.process(chunk).unwrap();
+        assert_eq!(out.dead_letters, 0, "bench data must be valid");
+        readings += out.readings_committed;
+    }
+    let wall = started.elapsed();
+    let (cpu1, rss_kib) = usage();
+    let cpu = cpu1 - cpu0;
+    println!(
+        "{name:<11} {msgs:>8} msgs {readings:>9} readings  batch {batch:>5}  {rps:>10.0} readings/s  {cpu_ns:>6.0} ns CPU/reading  peak RSS {rss} MiB",
+        msgs = msgs.len(),
+        rps = readings as f64 / wall.as_secs_f64(),
+        cpu_ns = cpu.as_nanos() as f64 / readings as f64,
+        rss = rss_kib / 1024,
+    );
+}
+
+fn main() {
+    let n = env("BENCH_MESSAGES", 200_000);
+    let batch = env("BENCH_BATCH", 1000);
+    // Readings one hour back, one second apart per device: inside the hot retention.
+    let t0 = now_ns() / 1_000_000_000 - 3600;
+    let senml = senml_messages(n, t0);
+    run("senml-cbor", &senml, batch);
+    drop(senml);
+    let tasmota = tasmota_messages(n, t0);
+    run("tasmota", &tasmota, batch);
+}

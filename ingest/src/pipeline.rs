@@ -12,8 +12,8 @@
 //! new run added to `gaps`) when they are new: a redelivered `seq` 0 is not a reboot. The device's `droppedReadings` metric adds up
 //! into `dropped_readings` (only when newly inserted, so redelivery does not double it).
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -55,8 +55,9 @@ pub struct Pipeline {
     router: Router,
     limits: Limits,
     tasmota_offset_s: i32,
-    /// Series known to be in the `series` table, device -> metrics.
-    known_series: HashMap<String, HashSet<String>>,
+    /// What the `series` table records, device -> metric -> (first, last) bucket: a series
+    /// row is written only when a reading falls outside that span (new series, new bucket).
+    known_series: HashMap<String, HashMap<String, (i64, i64)>>,
 }
 
 /// What one message turned into, before the transaction.
@@ -353,7 +354,9 @@ impl Pipeline {
         let mut body = String::new();
         let mut body_readings = 0i64;
         let mut devices: HashMap<String, DeviceRow> = HashMap::new();
-        let mut new_series: Vec<(String, String)> = Vec::new();
+        // (device, metric) -> (first, last) ts_ns of this batch's new readings, for series
+        // whose recorded span they extend.
+        let mut series_span: HashMap<(String, String), (i64, i64)> = HashMap::new();
         let mut rejections: Vec<Reason> = Vec::new();
         let mut seq_events: Vec<(String, SeqEvent)> = Vec::new();
         let mut latest_ts: Vec<i64> = Vec::new();
@@ -364,7 +367,7 @@ impl Pipeline {
             .map_err(IngestError::sql("begin transaction"))?;
         {
             let mut insert = tx
-                .prepare_cached("INSERT OR IGNORE INTO readings(device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4)")
+                .prepare_cached("INSERT OR IGNORE INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .map_err(IngestError::sql("prepare reading insert"))?;
             for (msg, outcome) in batch.iter().zip(&outcomes) {
                 match outcome {
@@ -436,7 +439,13 @@ impl Pipeline {
                             for r in &g.readings {
                                 let name = r.metric.name();
                                 let n = insert
-                                    .execute(params![g.device, name, r.ts_ns, r.value])
+                                    .execute(params![
+                                        store::bucket(r.ts_ns),
+                                        g.device,
+                                        name,
+                                        r.ts_ns,
+                                        r.value
+                                    ])
                                     .map_err(IngestError::sql("insert reading"))?;
                                 if n == 0 {
                                     out.duplicates += 1;
@@ -453,15 +462,17 @@ impl Pipeline {
                                     lineproto::write_line(&mut body, name, &tags, r.value, r.ts_ns);
                                     body_readings += 1;
                                 }
-                                let known = known_series
+                                let b = store::bucket(r.ts_ns);
+                                let covered = known_series
                                     .get(g.device.as_str())
-                                    .is_some_and(|s| s.contains(name));
-                                if !known
-                                    && !new_series
-                                        .iter()
-                                        .any(|(d, mm)| *d == g.device && mm == name)
-                                {
-                                    new_series.push((g.device.clone(), name.to_owned()));
+                                    .and_then(|s| s.get(name))
+                                    .is_some_and(|(first, last)| *first <= b && b <= *last);
+                                if !covered {
+                                    let span = series_span
+                                        .entry((g.device.clone(), name.to_owned()))
+                                        .or_insert((r.ts_ns, r.ts_ns));
+                                    span.0 = span.0.min(r.ts_ns);
+                                    span.1 = span.1.max(r.ts_ns);
                                 }
                             }
                             if let Some(seq) = g.seq {
@@ -514,13 +525,18 @@ impl Pipeline {
         for (device, row) in &devices {
             write_device(&tx, device, row)?;
         }
-        if !new_series.is_empty() {
+        if !series_span.is_empty() {
             let mut s = tx
-                .prepare_cached("INSERT OR IGNORE INTO series(device, metric) VALUES (?1, ?2)")
-                .map_err(IngestError::sql("prepare series insert"))?;
-            for (d, mm) in &new_series {
-                s.execute(params![d, mm])
-                    .map_err(IngestError::sql("insert series"))?;
+                .prepare_cached(
+                    "INSERT INTO series(device, metric, first_ns, last_ns) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT(device, metric) DO UPDATE SET
+                        first_ns = min(first_ns, excluded.first_ns),
+                        last_ns = max(last_ns, excluded.last_ns)",
+                )
+                .map_err(IngestError::sql("prepare series upsert"))?;
+            for ((d, mm), (first, last)) in &series_span {
+                s.execute(params![d, mm, first, last])
+                    .map_err(IngestError::sql("upsert series"))?;
             }
         }
         if !delete_dead_letters.is_empty() {
@@ -556,8 +572,16 @@ impl Pipeline {
         tx.commit().map_err(IngestError::sql("commit batch"))?;
 
         // Committed: now the in-memory caches and the metrics.
-        for (d, mm) in new_series {
-            self.known_series.entry(d).or_default().insert(mm);
+        for ((d, mm), (first, last)) in series_span {
+            let (fb, lb) = (store::bucket(first), store::bucket(last));
+            let span = self
+                .known_series
+                .entry(d)
+                .or_default()
+                .entry(mm)
+                .or_insert((fb, lb));
+            span.0 = span.0.min(fb);
+            span.1 = span.1.max(lb);
         }
         let now_ns = crate::message::now_ns();
         ::metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());

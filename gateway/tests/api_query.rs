@@ -108,21 +108,36 @@ fn fill(dir: &Path) {
         "not json",
     );
     {
-        let mut ins = tx
-            .prepare("INSERT INTO readings(device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4)")
+        // As the ingest pipeline writes them: the reading under its 10-second bucket, and
+        // the series' span.
+        let mut reading = tx
+            .prepare(
+                "INSERT INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
             .unwrap();
+        let mut span = tx
+            .prepare(
+                "INSERT INTO series(device, metric, first_ns, last_ns) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT(device, metric) DO UPDATE SET
+                    first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
+            )
+            .unwrap();
+        let mut ins = |device: &str, metric: &str, ts: i64, v: f64| {
+            reading
+                .execute(params![ingest::store::bucket(ts), device, metric, ts, v])
+                .unwrap();
+            span.execute(params![device, metric, ts]).unwrap();
+        };
         for i in 0..1440i64 {
             let ts = T0 + i * 60 * NS;
-            ins.execute(params!["aq-1", "pm25", ts, i as f64]).unwrap();
-            ins.execute(params!["aq-2", "pm25", ts, 20.3]).unwrap();
-            ins.execute(params!["aq-3", "pm25", ts, 55.7]).unwrap();
-            ins.execute(params!["aq-3", "pm10", ts, 100.0]).unwrap();
+            ins("aq-1", "pm25", ts, i as f64);
+            ins("aq-2", "pm25", ts, 20.3);
+            ins("aq-3", "pm25", ts, 55.7);
+            ins("aq-3", "pm10", ts, 100.0);
         }
-        ins.execute(params!["wx-1", "temperature", T0 + DAY - 30 * NS, 28.5])
-            .unwrap();
+        ins("wx-1", "temperature", T0 + DAY - 30 * NS, 28.5);
         // A reading stamped after the evaluation instant: `latest` must not use it.
-        ins.execute(params!["aq-2", "pm25", T0 + DAY + 60 * NS, 999.0])
-            .unwrap();
+        ins("aq-2", "pm25", T0 + DAY + 60 * NS, 999.0);
     }
     for (reason, ago) in [
         ("malformed-payload", 10),
@@ -148,7 +163,7 @@ fn fill(dir: &Path) {
 
 struct Server {
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn start() -> Server {
@@ -171,7 +186,7 @@ fn start() -> Server {
     });
     Server {
         addr: rx.recv().unwrap(),
-        _dir: dir,
+        dir,
     }
 }
 
@@ -540,4 +555,147 @@ fn missing_hot_tier_is_503() {
     let pool = api::ReadPool::new(dir.path().join("absent.sqlite"));
     let err = pool.with(|_| Ok(())).unwrap_err();
     assert_eq!(err.status(), 503);
+}
+
+/// Runs the `gateway` binary; returns (success, stdout, stderr).
+fn gateway(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env_remove("GATEWAY_DATA_DIR")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn query_cli_reads_the_hot_tier_and_a_running_gateway() {
+    let s = start();
+    let dir = s.dir.path().to_str().unwrap().to_owned();
+    let at = AT_MS.to_string();
+
+    // Devices as CSV, straight from the data directory.
+    let (ok, out, err) = gateway(&[
+        "query",
+        "devices",
+        "--data-dir",
+        &dir,
+        "--format",
+        "csv",
+        "--at",
+        &at,
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines[0],
+        "device,kind,district,status,last_seen,firmware,gaps,duplicates,dropped,stale"
+    );
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(
+        lines.iter().any(
+            |l| l.starts_with("aq-4,airquality,ba-dinh,offline,") && l.ends_with(",3,2,7,true")
+        ),
+        "{out}"
+    );
+
+    // A downsampled series: the max of each 10-minute bucket of the ramp.
+    let from = (T0_S * 1000).to_string();
+    let to = (T0_S * 1000 + 3_600_000).to_string();
+    let (ok, out, err) = gateway(&[
+        "query",
+        "series",
+        "--data-dir",
+        &dir,
+        "--series",
+        "aq-1:pm25",
+        "--from",
+        &from,
+        "--to",
+        &to,
+        "--step",
+        "10m",
+        "--agg",
+        "max",
+        "--format",
+        "csv",
+    ]);
+    assert!(ok, "{err}");
+    let values: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(3).unwrap())
+        .collect();
+    assert_eq!(values, ["9", "19", "29", "39", "49", "59"], "{out}");
+    assert!(
+        out.starts_with("device,metric,time,max,unit\naq-1,pm25,2025-11-22T00:00:00Z,9,ug/m3\n"),
+        "{out}"
+    );
+
+    // Relative times start with a hyphen and still parse as values.
+    let (ok, _, err) = gateway(&[
+        "query",
+        "series",
+        "--data-dir",
+        &dir,
+        "--series",
+        "aq-1:pm25",
+        "--from",
+        "-30m",
+    ]);
+    assert!(ok, "{err}");
+
+    // The same questions over HTTP, as a table.
+    let url = format!("http://{}", s.addr);
+    let (ok, out, err) = gateway(&["query", "stats", "--url", &url, "--at", &at]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("store_lag_s") && out.contains("30.00"),
+        "{out}"
+    );
+    assert!(
+        out.contains("dead_letters{reason=malformed-payload}"),
+        "{out}"
+    );
+    let (ok, out, err) = gateway(&[
+        "query", "aqi", "--url", &url, "--at", &at, "--format", "csv",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("aq-3,ba-dinh,110,poor,#ff7e00,110,")),
+        "{out}"
+    );
+
+    // Bad parameters fail with the API's message, locally and remotely.
+    let (ok, _, err) = gateway(&[
+        "query",
+        "series",
+        "--data-dir",
+        &dir,
+        "--series",
+        "aq-1:pm25",
+        "--agg",
+        "median",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("agg: unknown aggregate `median`"), "{err}");
+    let (ok, _, err) = gateway(&["query", "devices", "--url", &url, "--kind", "toaster"]);
+    assert!(!ok);
+    assert!(
+        err.contains("400") && err.contains("kind: unknown kind `toaster`"),
+        "{err}"
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let (ok, _, err) = gateway(&[
+        "query",
+        "stats",
+        "--data-dir",
+        empty.path().to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("no hot tier"), "{err}");
 }

@@ -88,7 +88,12 @@ pub async fn aqi(
         return Ok(Json(AqiResponse::clone(&hit)));
     }
     let now = now_ns();
-    let fresh = Arc::new(s.pool.run(move |c| queries::aqi(c, &p, now)).await?);
+    let hours = s.hour_cache.clone();
+    let fresh = Arc::new(
+        s.pool
+            .run(move |c| queries::aqi(c, &p, now, &hours))
+            .await?,
+    );
     if let Some(key) = key {
         s.aqi_cache.put(key, fresh.clone(), Instant::now());
     }

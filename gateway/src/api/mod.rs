@@ -105,6 +105,8 @@ pub struct ApiState {
     pub pool: ReadPool,
     /// Recent live AQI answers.
     pub aqi_cache: Arc<AnswerCache<model::AqiResponse>>,
+    /// Hourly particulate means behind the AQI answers.
+    pub hour_cache: Arc<queries::HourCache>,
 }
 
 impl ApiState {
@@ -114,6 +116,7 @@ impl ApiState {
             pool: ReadPool::new(config.db_path.clone()),
             config: Arc::new(config),
             aqi_cache: Arc::default(),
+            hour_cache: Arc::default(),
         }
     }
 }

@@ -44,7 +44,7 @@ pub struct DevicesParams {
     #[arg(long)]
     pub stale: Option<String>,
     /// Evaluate staleness as of this time (default now).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub at: Option<String>,
 }
 
@@ -57,10 +57,10 @@ pub struct SeriesParams {
     #[arg(long)]
     pub series: Option<String>,
     /// Start of the range, inclusive (default `-24h`).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub from: Option<String>,
     /// End of the range, exclusive (default `now`).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub to: Option<String>,
     /// Bucket width (default: the range / 720, at least 1s). Buckets start at multiples of
     /// the step since the unix epoch.
@@ -89,7 +89,7 @@ pub struct LatestParams {
     #[arg(long)]
     pub detail: Option<String>,
     /// Evaluate as of this time (default now).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub at: Option<String>,
 }
 
@@ -105,7 +105,7 @@ pub struct AqiParams {
     #[arg(long)]
     pub device: Option<String>,
     /// Evaluate as of this time (default now). Hour i of the NowCast is [at - i h, at - (i-1) h).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub at: Option<String>,
 }
 
@@ -115,7 +115,7 @@ pub struct AqiParams {
 #[into_params(parameter_in = Query)]
 pub struct StatsParams {
     /// Evaluate as of this time (default now).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub at: Option<String>,
 }
 

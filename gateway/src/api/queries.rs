@@ -1,20 +1,26 @@
 //! The read side of the hot tier: every question the API and `gateway query` answer, as
-//! synchronous functions over one read-only connection. The SQL is written against the
-//! ingest side's schema (`readings` keyed by `(device, metric, ts_ns)`, `devices`,
-//! `dead_letters`, `outbox`) and only uses that primary key:
+//! synchronous functions over one read-only connection. The SQL follows the ingest side's
+//! layout (`ingest::store`): `readings` is keyed by `(bucket, device, metric, ts_ns)` with
+//! 10-second time buckets first (so that commits write few pages), and `series` records
+//! every (device, metric) with the span of its readings. So:
 //!
-//! - a series is one range scan of `(device, metric, ts_ns)` with the downsampling done by
-//!   SQLite's GROUP BY;
-//! - "latest value of every metric of a device" is a skip-scan: one index seek per metric,
-//!   walking the metrics of a device in descending order (`metric < ?` then the newest
-//!   row), so the cost grows with devices x metrics, not with rows.
+//! - a series is one statement that seeks `(bucket, device, metric)` once per 10-second
+//!   bucket of its range (clamped to the series' span), the downsampling done by SQLite's
+//!   GROUP BY; a 24-hour series is 8,640 seeks inside SQLite, not a scan;
+//! - "latest value of every series" is the `series` table joined to the one reading at its
+//!   `last_ns`: one point lookup per series;
+//! - "readings in the last minute" is a range of the leading bucket column;
+//! - hourly means for the AQI are one pass over an hour's buckets for every station at
+//!   once, cached per clock hour (an hour's means do not change once it is over).
 
 use super::error::ApiError;
 use super::model::*;
 use super::params::{self, Agg, SeriesRequest};
 use crate::aqi;
+use ingest::store::{BUCKET_NS, bucket};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 const NS_PER_MS: i64 = 1_000_000;
@@ -186,29 +192,56 @@ pub fn devices(
     })
 }
 
+/// The recorded span `[first_ns, last_ns]` of a series, if it exists.
+fn span(conn: &Connection, device: &str, metric: &str) -> Result<Option<(i64, i64)>, ApiError> {
+    Ok(conn
+        .prepare_cached("SELECT first_ns, last_ns FROM series WHERE device = ?1 AND metric = ?2")?
+        .query_row(params![device, metric], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
 /// `GET /api/series`: each pair downsampled in SQL.
 pub fn series(conn: &Connection, req: &SeriesRequest) -> Result<SeriesResponse, ApiError> {
-    const WHERE: &str = "FROM readings WHERE device = ?1 AND metric = ?2 \
-                         AND ts_ns >= ?3 AND ts_ns < ?4 GROUP BY b ORDER BY b";
+    // The bucket list drives the join (CROSS JOIN keeps it the outer loop): one primary-key
+    // seek per 10-second bucket, each reading only this series' rows.
+    const FROM: &str = "FROM b CROSS JOIN readings r \
+         ON r.bucket = b.x AND r.device = ?1 AND r.metric = ?2 AND r.ts_ns >= ?3 AND r.ts_ns < ?4 \
+         GROUP BY g ORDER BY g";
     let select = match req.agg {
-        Agg::Avg => "SELECT ts_ns / ?5 AS b, avg(value)",
-        Agg::Min => "SELECT ts_ns / ?5 AS b, min(value)",
-        Agg::Max => "SELECT ts_ns / ?5 AS b, max(value)",
-        Agg::Count => "SELECT ts_ns / ?5 AS b, count(*)",
+        Agg::Avg => "SELECT r.ts_ns / ?5 AS g, avg(r.value)",
+        Agg::Min => "SELECT r.ts_ns / ?5 AS g, min(r.value)",
+        Agg::Max => "SELECT r.ts_ns / ?5 AS g, max(r.value)",
+        Agg::Count => "SELECT r.ts_ns / ?5 AS g, count(*)",
         // SQLite gives bare columns the values of the row that max() picked.
-        Agg::Last => "SELECT ts_ns / ?5 AS b, value, max(ts_ns)",
+        Agg::Last => "SELECT r.ts_ns / ?5 AS g, r.value, max(r.ts_ns)",
     };
-    let sql = format!("{select} {WHERE}");
+    let sql = format!(
+        "WITH RECURSIVE b(x) AS (SELECT ?6 UNION ALL SELECT x + 1 FROM b WHERE x < ?7) {select} {FROM}"
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut out = Vec::with_capacity(req.series.len());
     for (device, metric) in &req.series {
         let mut t = Vec::new();
         let mut v = Vec::new();
-        let mut rows = stmt.query(params![device, metric, req.from_ns, req.to_ns, req.step_ns])?;
-        while let Some(row) = rows.next()? {
-            let bucket: i64 = row.get(0)?;
-            t.push(ms(bucket * req.step_ns));
-            v.push(row.get::<_, f64>(1)?);
+        if let Some((first, last)) = span(conn, device, metric)? {
+            let from = req.from_ns.max(first);
+            let to = req.to_ns.min(last.saturating_add(1));
+            if from < to {
+                let mut rows = stmt.query(params![
+                    device,
+                    metric,
+                    from,
+                    to,
+                    req.step_ns,
+                    bucket(from),
+                    bucket(to - 1)
+                ])?;
+                while let Some(row) = rows.next()? {
+                    let g: i64 = row.get(0)?;
+                    t.push(ms(g * req.step_ns));
+                    v.push(row.get::<_, f64>(1)?);
+                }
+            }
         }
         out.push(Series {
             device: device.clone(),
@@ -231,40 +264,51 @@ pub fn series(conn: &Connection, req: &SeriesRequest) -> Result<SeriesResponse, 
     })
 }
 
-/// The newest reading at or before `at_ns` of every metric of `device` (skip-scan).
-fn latest_of_device(
-    conn: &Connection,
-    device: &str,
-    at_ns: i64,
-) -> Result<Vec<(String, i64, f64)>, ApiError> {
-    let mut first = conn.prepare_cached(
-        "SELECT metric, ts_ns, value FROM readings WHERE device = ?1 \
-         ORDER BY metric DESC, ts_ns DESC LIMIT 1",
-    )?;
-    let mut next = conn.prepare_cached(
-        "SELECT metric, ts_ns, value FROM readings WHERE device = ?1 AND metric < ?2 \
-         ORDER BY metric DESC, ts_ns DESC LIMIT 1",
-    )?;
+/// One reading per series: its newest at or before `at_ns` and not older than `oldest_ns`.
+type Latest = HashMap<String, Vec<(String, i64, f64)>>;
+
+/// The newest reading of every series, by device (one point lookup per series). A series
+/// whose newest reading is after `at_ns` (clock skew, or a past `at`) is searched backwards
+/// bucket by bucket down to `oldest_ns`.
+fn latest_all(conn: &Connection, at_ns: i64, oldest_ns: i64) -> Result<Latest, ApiError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT s.device, s.metric, s.first_ns, s.last_ns, r.value FROM series s \
+         LEFT JOIN readings r ON r.bucket = s.last_ns / {BUCKET_NS} AND r.device = s.device \
+         AND r.metric = s.metric AND r.ts_ns = s.last_ns \
+         WHERE s.last_ns >= ?1"
+    ))?;
     let mut before = conn.prepare_cached(
-        "SELECT ts_ns, value FROM readings WHERE device = ?1 AND metric = ?2 AND ts_ns <= ?3 \
-         ORDER BY ts_ns DESC LIMIT 1",
+        "WITH RECURSIVE b(x) AS (SELECT ?3 UNION ALL SELECT x - 1 FROM b WHERE x > ?4) \
+         SELECT r.ts_ns, r.value FROM b CROSS JOIN readings r \
+         ON r.bucket = b.x AND r.device = ?1 AND r.metric = ?2 AND r.ts_ns <= ?5 AND r.ts_ns >= ?6 \
+         ORDER BY r.ts_ns DESC LIMIT 1",
     )?;
-    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
-    let mut out = Vec::new();
-    let mut cur: Option<(String, i64, f64)> = first.query_row([device], row).optional()?;
-    while let Some((metric, ts, v)) = cur {
-        if ts <= at_ns {
-            out.push((metric.clone(), ts, v));
-        } else if let Some((ts, v)) = before
-            .query_row(params![device, metric, at_ns], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?
-        {
-            // Readings stamped after `at` (clock skew, or a past `at`): the one before.
-            out.push((metric.clone(), ts, v));
+    let mut out: Latest = HashMap::new();
+    let mut rows = stmt.query([oldest_ns])?;
+    while let Some(row) = rows.next()? {
+        let device: String = row.get(0)?;
+        let metric: String = row.get(1)?;
+        let (first, last): (i64, i64) = (row.get(2)?, row.get(3)?);
+        let value: Option<f64> = row.get(4)?;
+        let found = match value {
+            Some(v) if last <= at_ns => Some((last, v)),
+            _ => {
+                let lo = oldest_ns.max(first);
+                if lo > at_ns {
+                    None
+                } else {
+                    before
+                        .query_row(
+                            params![device, metric, bucket(at_ns), bucket(lo), at_ns, lo],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
+                        .optional()?
+                }
+            }
+        };
+        if let Some((ts, v)) = found {
+            out.entry(device).or_default().push((metric, ts, v));
         }
-        cur = next.query_row(params![device, metric], row).optional()?;
     }
     Ok(out)
 }
@@ -308,6 +352,7 @@ pub fn latest(
     type Key = (String, String);
     let mut groups: BTreeMap<Key, (LatestGroup, BTreeMap<String, Acc>)> = BTreeMap::new();
     let mut details = Vec::new();
+    let mut latest = latest_all(conn, at_ns, oldest)?;
     for row in load_devices(conn)? {
         let district = row.district().unwrap_or_else(|| "unknown".into());
         let kind = row.kind().unwrap_or_else(|| "unknown".into());
@@ -335,10 +380,8 @@ pub fn latest(
         if row.status.as_deref() == Some("online") {
             group.online += 1;
         }
-        let values: Vec<_> = latest_of_device(conn, &row.device, at_ns)?
-            .into_iter()
-            .filter(|(_, ts, _)| *ts >= oldest)
-            .collect();
+        let mut values = latest.remove(&row.device).unwrap_or_default();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
         if !values.is_empty() {
             group.reporting += 1;
         }
@@ -392,32 +435,71 @@ pub fn latest(
     })
 }
 
-/// Hourly means of one metric of one device over the 24 hours before `at_ns`, most recent
-/// hour first: slot i is [at - (i+1) h, at - i h).
-fn hourly_means(
-    conn: &Connection,
-    device: &str,
-    metric: &str,
-    at_ns: i64,
-) -> Result<Vec<Option<f64>>, ApiError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT (?3 - ts_ns - 1) / ?4 AS h, avg(value) FROM readings \
-         WHERE device = ?1 AND metric = ?2 AND ts_ns >= ?3 - 24 * ?4 AND ts_ns < ?3 \
-         GROUP BY h",
-    )?;
-    let mut hours = vec![None; aqi::DAILY_HOURS];
-    let mut rows = stmt.query(params![device, metric, at_ns, NS_PER_HOUR])?;
-    while let Some(row) = rows.next()? {
-        let h: i64 = row.get(0)?;
-        if let Some(slot) = usize::try_from(h).ok().and_then(|h| hours.get_mut(h)) {
-            *slot = Some(row.get(1)?);
+/// Mean PM2.5 and PM10 of every device over one clock hour.
+pub type HourMeans = HashMap<(String, aqi::Pollutant), f64>;
+
+/// How long after an hour ends its means may still change (late readings from device
+/// backlogs); after that a computed hour is final.
+const HOUR_SETTLE_NS: i64 = 15 * 60 * NS_PER_S;
+/// How long a not yet final hour's means are reused.
+const HOUR_REFRESH_NS: i64 = 60 * NS_PER_S;
+/// Hours kept.
+const HOURS_KEPT: usize = 48;
+
+/// Hourly particulate means per clock hour, shared by the AQI answers: an hour is read
+/// once (one pass over its buckets for all stations) and reused until it could change.
+#[derive(Debug, Default)]
+pub struct HourCache {
+    hours: Mutex<BTreeMap<i64, (i64, Arc<HourMeans>)>>,
+}
+
+impl HourCache {
+    fn get(&self, hour_ns: i64, now_ns: i64) -> Option<Arc<HourMeans>> {
+        let hours = self.hours.lock().unwrap_or_else(PoisonError::into_inner);
+        let (computed, means) = hours.get(&hour_ns)?;
+        let final_ = *computed >= hour_ns + NS_PER_HOUR + HOUR_SETTLE_NS;
+        (final_ || now_ns - computed < HOUR_REFRESH_NS).then(|| means.clone())
+    }
+
+    fn put(&self, hour_ns: i64, now_ns: i64, means: Arc<HourMeans>) {
+        let mut hours = self.hours.lock().unwrap_or_else(PoisonError::into_inner);
+        hours.insert(hour_ns, (now_ns, means));
+        while hours.len() > HOURS_KEPT {
+            hours.pop_first();
         }
     }
-    Ok(hours)
+}
+
+/// Mean PM2.5 and PM10 per device over `[hour_ns, hour_ns + 1 h)`.
+fn hour_means(conn: &Connection, hour_ns: i64) -> Result<HourMeans, ApiError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT device, metric, avg(value) FROM readings \
+         WHERE bucket >= ?1 AND bucket < ?2 AND metric IN ('pm25', 'pm10') \
+         GROUP BY device, metric",
+    )?;
+    let mut out = HashMap::new();
+    let mut rows = stmt.query(params![bucket(hour_ns), bucket(hour_ns + NS_PER_HOUR)])?;
+    while let Some(row) = rows.next()? {
+        let metric: String = row.get(1)?;
+        let pollutant = if metric == "pm25" {
+            aqi::Pollutant::Pm25
+        } else {
+            aqi::Pollutant::Pm10
+        };
+        out.insert((row.get(0)?, pollutant), row.get(2)?);
+    }
+    Ok(out)
 }
 
 /// `GET /api/aqi`: indices of every station that has (or should have) particulates.
-pub fn aqi(conn: &Connection, p: &params::AqiParams, now_ns: i64) -> Result<AqiResponse, ApiError> {
+/// Hour 1 of the NowCast is the last complete clock hour before `at`; hourly means come
+/// from `cache` when it has them.
+pub fn aqi(
+    conn: &Connection,
+    p: &params::AqiParams,
+    now_ns: i64,
+    cache: &HourCache,
+) -> Result<AqiResponse, ApiError> {
     if let Some(d) = &p.district {
         params::check_slug("district", d)?;
     }
@@ -425,6 +507,25 @@ pub fn aqi(conn: &Connection, p: &params::AqiParams, now_ns: i64) -> Result<AqiR
         params::check_slug("device", d)?;
     }
     let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
+    let this_hour = at_ns.div_euclid(NS_PER_HOUR) * NS_PER_HOUR;
+    // hours[i] covers [this_hour - (i+1) h, this_hour - i h).
+    let mut hours = Vec::with_capacity(aqi::DAILY_HOURS);
+    for i in 0..aqi::DAILY_HOURS as i64 {
+        let start = this_hour - (i + 1) * NS_PER_HOUR;
+        let means = match cache.get(start, now_ns) {
+            Some(m) => m,
+            None => {
+                let m = Arc::new(hour_means(conn, start)?);
+                cache.put(start, now_ns, m.clone());
+                m
+            }
+        };
+        hours.push(means);
+    }
+    let column = |device: &str, p: aqi::Pollutant| -> Vec<Option<f64>> {
+        let key = (device.to_owned(), p);
+        hours.iter().map(|h| h.get(&key).copied()).collect()
+    };
     let mut stations = Vec::new();
     for row in load_devices(conn)? {
         let district = row.district();
@@ -433,8 +534,8 @@ pub fn aqi(conn: &Connection, p: &params::AqiParams, now_ns: i64) -> Result<AqiR
         {
             continue;
         }
-        let pm25 = hourly_means(conn, &row.device, aqi::Pollutant::Pm25.metric(), at_ns)?;
-        let pm10 = hourly_means(conn, &row.device, aqi::Pollutant::Pm10.metric(), at_ns)?;
+        let pm25 = column(&row.device, aqi::Pollutant::Pm25);
+        let pm10 = column(&row.device, aqi::Pollutant::Pm10);
         let has_pm = pm25.iter().chain(&pm10).any(Option::is_some);
         if !has_pm && row.kind().as_deref() != Some("airquality") {
             continue;
@@ -493,14 +594,18 @@ pub fn stats(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )?;
 
-    // Readings per second over the last minute: one counted range per (device, metric).
-    let mut count = conn.prepare_cached(
-        "SELECT count(*) FROM readings WHERE device = ?1 AND metric = ?2 \
-         AND ts_ns >= ?3 AND ts_ns < ?4",
-    )?;
+    // Readings per second over the last minute: a range of the leading bucket column.
     let window_start = at_ns - 60 * NS_PER_S;
+    let recent: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM readings WHERE bucket >= ?1 AND bucket <= ?2 \
+             AND ts_ns >= ?3 AND ts_ns < ?4",
+        )?
+        .query_row(
+            params![bucket(window_start), bucket(at_ns), window_start, at_ns],
+            |r| r.get(0),
+        )?;
     let rows = load_devices(conn)?;
-    let mut recent = 0i64;
     let (mut online, mut stale) = (0u64, 0u64);
     for row in &rows {
         if row.status.as_deref() == Some("online") {
@@ -508,14 +613,6 @@ pub fn stats(
         }
         if is_stale(row, at_ns, stale_after(row, default_stale)) {
             stale += 1;
-        }
-        for (metric, ts, _) in latest_of_device(conn, &row.device, at_ns)? {
-            if ts >= window_start {
-                recent += count
-                    .query_row(params![row.device, metric, window_start, at_ns], |r| {
-                        r.get::<_, i64>(0)
-                    })?;
-            }
         }
     }
     let newest = rows.iter().filter_map(|r| r.last_seen_ns).max();

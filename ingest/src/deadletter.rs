@@ -116,7 +116,10 @@ impl DeadLetters {
     /// [`crate::Pipeline::replay_dead_letters`]: with this call, a crash before the returned
     /// messages are committed loses them.
     pub fn take_for_replay(&mut self, ids: &[i64]) -> Result<Vec<Inbound>> {
-        let tx = self.conn.transaction().map_err(IngestError::sql("begin"))?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(IngestError::sql("begin"))?;
         let letters = load(&tx, ids)?;
         for d in &letters {
             tx.execute("DELETE FROM dead_letters WHERE id = ?1", [d.id])

@@ -144,7 +144,7 @@ impl Forwarder {
     }
 
     /// Runs until `shutdown` is cancelled: drains the outbox, waits when it is empty, backs
-    /// off when the store fails. Returns `Err` only for local (SQLite) failures.
+    /// off when the store (or the local database) fails. Returns `Ok` at shutdown.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         loop {
             if shutdown.is_cancelled() {
@@ -158,7 +158,13 @@ impl Forwarder {
                     tracing::warn!(error = %why, retry_in_ms = d.as_millis() as u64, "store write failed; will retry");
                     d
                 }
-                Err(Local(e)) => return Err(e),
+                // A local failure (the pipeline holding the lock past the busy timeout, a full
+                // disk) may clear; the outbox is intact, so wait and try again.
+                Err(Local(e)) => {
+                    let d = self.backoff();
+                    tracing::error!(error = %e, retry_in_ms = d.as_millis() as u64, "outbox access failed; will retry");
+                    d
+                }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
@@ -224,7 +230,7 @@ impl Forwarder {
             entries: ids.len(),
             ..DrainOutcome::default()
         };
-        match self.send(&body).await {
+        match send(&self.client, &self.sink, &body).await {
             Sent::Ok => {
                 out.readings = readings;
                 self.finish(&ids, &[]).map_err(Local)?;
@@ -336,7 +342,7 @@ impl Forwarder {
                 chunk.extend_from_slice(l);
                 chunk.push(b'\n');
             }
-            match self.send(&chunk).await {
+            match send(&self.client, &self.sink, &chunk).await {
                 Sent::Ok => good += (b - a) as u64,
                 Sent::Retry(why) => return Err(Retry(why)),
                 Sent::Rejected(why) if b - a == 1 => {
@@ -352,50 +358,51 @@ impl Forwarder {
         }
         Ok((good, bad))
     }
+}
 
-    async fn send(&self, body: &[u8]) -> Sent {
-        let payload = if self.sink.gzip {
-            let mut gz = flate2::write::GzEncoder::new(
-                Vec::with_capacity(body.len() / 4),
-                flate2::Compression::fast(),
-            );
-            if let Err(e) = gz.write_all(body) {
-                return Sent::Retry(format!("gzip: {e}"));
-            }
-            match gz.finish() {
-                Ok(v) => v,
-                Err(e) => return Sent::Retry(format!("gzip: {e}")),
-            }
-        } else {
-            body.to_vec()
-        };
-        let started = Instant::now();
-        let res = self
-            .client
-            .write_line_protocol_with_precision(
-                &self.sink.org,
-                &self.sink.bucket,
-                payload,
-                TimestampPrecision::Nanoseconds,
-            )
-            .await;
-        ::metrics::histogram!(m::FORWARD_STORE_SECONDS).record(started.elapsed().as_secs_f64());
-        let sent = match res {
-            Ok(()) => Sent::Ok,
-            Err(influxdb2::RequestError::Http { status, text }) => {
-                let why = format!("HTTP {}: {}", status.as_u16(), text.trim());
-                match status.as_u16() {
-                    400 | 413 | 422 => Sent::Rejected(why),
-                    _ => Sent::Retry(why),
-                }
-            }
-            Err(e) => Sent::Retry(e.to_string()),
-        };
-        if matches!(sent, Sent::Retry(_)) {
-            ::metrics::counter!(m::FORWARD_RETRIES).increment(1);
+/// One write. A free function over the client and config (both `Sync`), so the
+/// forwarder's futures stay `Send` although its SQLite connection is not `Sync`.
+async fn send(client: &influxdb2::Client, sink: &SinkConfig, body: &[u8]) -> Sent {
+    let payload = if sink.gzip {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        if let Err(e) = gz.write_all(body) {
+            return Sent::Retry(format!("gzip: {e}"));
         }
-        sent
+        match gz.finish() {
+            Ok(v) => v,
+            Err(e) => return Sent::Retry(format!("gzip: {e}")),
+        }
+    } else {
+        body.to_vec()
+    };
+    let started = Instant::now();
+    let res = client
+        .write_line_protocol_with_precision(
+            &sink.org,
+            &sink.bucket,
+            payload,
+            TimestampPrecision::Nanoseconds,
+        )
+        .await;
+    ::metrics::histogram!(m::FORWARD_STORE_SECONDS).record(started.elapsed().as_secs_f64());
+    let sent = match res {
+        Ok(()) => Sent::Ok,
+        Err(influxdb2::RequestError::Http { status, text }) => {
+            let why = format!("HTTP {}: {}", status.as_u16(), text.trim());
+            match status.as_u16() {
+                400 | 413 | 422 => Sent::Rejected(why),
+                _ => Sent::Retry(why),
+            }
+        }
+        Err(e) => Sent::Retry(e.to_string()),
+    };
+    if matches!(sent, Sent::Retry(_)) {
+        ::metrics::counter!(m::FORWARD_RETRIES).increment(1);
     }
+    sent
 }
 
 /// Why a drain step did not finish.

@@ -519,3 +519,114 @@ fn retention_deletes_old_readings_and_dead_letters() {
     .unwrap();
     assert_eq!(query::series_list(p.connection()).unwrap().len(), 1);
 }
+
+#[test]
+fn dead_letter_api_lists_filters_and_replays_store_rejected_lines_to_the_outbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IngestConfig {
+        forward_enabled: true,
+        ..IngestConfig::default()
+    };
+    let mut p = open(dir.path(), cfg);
+    p.process(&[
+        msg("a/b", "1"),
+        msg("c/d", "2"),
+        msg("weather-1/sensor/temperature/state", "nan"),
+    ])
+    .unwrap();
+    p.connection()
+        .execute(
+            "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes)
+             VALUES (1, '$store', CAST('pm25,device=x value=1 1' AS BLOB), 'store-rejected', 'HTTP 400', 24)",
+            [],
+        )
+        .unwrap();
+    let mut letters = deadletter::DeadLetters::open(dir.path()).unwrap();
+    let all = letters.list(&ListFilter::default()).unwrap();
+    assert_eq!(all.len(), 4);
+    let no_route = letters
+        .list(&ListFilter {
+            reason: Some("no-route".into()),
+            ..ListFilter::default()
+        })
+        .unwrap();
+    assert_eq!(no_route.len(), 2);
+    let page = letters
+        .list(&ListFilter {
+            after_id: Some(all[0].id),
+            limit: 1,
+            ..ListFilter::default()
+        })
+        .unwrap();
+    assert_eq!(page[0].id, all[1].id);
+    assert_eq!(
+        letters.get(all[2].id).unwrap().unwrap().reason,
+        "non-finite"
+    );
+    assert_eq!(
+        letters.counts().unwrap(),
+        [
+            ("no-route".to_owned(), 2),
+            ("non-finite".to_owned(), 1),
+            ("store-rejected".to_owned(), 1)
+        ]
+    );
+    // take_for_replay hands the messages back with their original time of receipt.
+    let taken = letters.take_for_replay(&[all[0].id]).unwrap();
+    assert_eq!(
+        (taken[0].topic.as_str(), taken[0].received_at_ns),
+        ("a/b", all[0].received_at_ns)
+    );
+    assert!(letters.get(all[0].id).unwrap().is_none());
+    // A store-rejected line goes back to the outbox as it is.
+    let out = p.replay_dead_letters(&[all[3].id, 12345]).unwrap();
+    assert_eq!(out.readings_committed, 1);
+    let depth = query::outbox_depth(p.connection()).unwrap();
+    assert_eq!((depth.entries, depth.readings), (1, 1));
+    assert_eq!(dead(&p).len(), 2);
+}
+
+#[test]
+fn query_reader_sees_the_pipelines_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(dir.path(), IngestConfig::default());
+    let reader = query::Reader::open(dir.path()).unwrap();
+    let t = now_s() - 100;
+    for i in 0..50 {
+        p.process(&[msg(
+            &senml_topic("aq-0500"),
+            senml_cbor("aq-0500", i as u32, t + i, &[("pm10", "ug/m3", i as f64)]),
+        )])
+        .unwrap();
+    }
+    let pts = reader
+        .series(
+            "aq-0500",
+            "pm10",
+            (t + 10) * 1_000_000_000,
+            (t + 20) * 1_000_000_000,
+            100,
+        )
+        .unwrap();
+    assert_eq!(pts.len(), 10);
+    assert_eq!(pts[0].value, 10.0);
+    assert_eq!(
+        reader
+            .series("aq-0500", "pm10", i64::MIN, i64::MAX, 7)
+            .unwrap()
+            .len(),
+        7
+    );
+    assert!(
+        reader
+            .series("aq-0500", "nope", i64::MIN, i64::MAX, 7)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        reader.series_list().unwrap(),
+        [("aq-0500".to_owned(), "pm10".to_owned())]
+    );
+    assert_eq!(reader.device_states().unwrap()[0].last_seq, Some(49));
+    assert_eq!(reader.outbox_depth().unwrap().entries, 0);
+}

@@ -322,3 +322,49 @@ async fn a_line_the_store_refuses_is_dead_lettered_and_the_rest_written() {
         [(s[0].timestamps[0], 20.0)]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forwarder_task_drains_as_batches_commit_and_stops_on_shutdown() {
+    let vm = VictoriaMetrics::start().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Pipeline::open(dir.path(), forwarding()).unwrap();
+    let f = Forwarder::new(dir.path(), sink(&vm)).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(f.run(shutdown.clone()));
+    let t = now_s() - 300;
+    for seq in 0..30u32 {
+        p.process(&[msg(
+            &senml_topic("aq-0400"),
+            senml_cbor(
+                "aq-0400",
+                seq,
+                t + i64::from(seq),
+                &[("co2", "ppm", 400.0 + f64::from(seq))],
+            ),
+        )])
+        .unwrap();
+    }
+    let s = vm
+        .wait_for_export(r#"co2_value{device="aq-0400"}"#, WAIT, |s| {
+            s.first().is_some_and(|s| s.values.len() == 30)
+        })
+        .unwrap();
+    assert_eq!(one(&s, "co2").values[29], 429.0);
+    shutdown.cancel();
+    tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(query::outbox_depth(p.connection()).unwrap().entries, 0);
+}
+
+#[test]
+fn a_bad_store_url_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in ["not a url", "ftp://127.0.0.1:1"] {
+        let e = Forwarder::new(dir.path(), SinkConfig::new(url)).unwrap_err();
+        assert!(matches!(e, IngestError::Sink(_)), "{url}: {e}");
+        assert!(e.to_string().contains(url), "{e}");
+    }
+}

@@ -77,9 +77,11 @@ pub struct HostConfig {
     pub node: NodeConfig,
     /// Keep-alive asked of the broker, seconds. Default: 30.
     pub keep_alive_s: u16,
-    /// Bound on a TCP connect, CONNACK, PUBACK, PINGRESP, in device ms. Default: 10 000.
+    /// Bound on a TCP connect, CONNACK, PUBACK, PINGRESP, in real ms (like the
+    /// keep-alive, whatever the speed-up). Default: 10 000.
     pub op_timeout_ms: u32,
-    /// Reconnect schedule (in device ms). Default: [`BackoffConfig::default`].
+    /// Reconnect schedule, in device ms (it is the device's policy, so it speeds up
+    /// with the clock). Default: [`BackoffConfig::default`].
     pub backoff: BackoffConfig,
     /// Broker user name. Default: none.
     pub username: Option<String>,
@@ -173,6 +175,7 @@ pub async fn run_node<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize>(
         password: config.password.as_deref().map(str::as_bytes),
         keep_alive_s: config.keep_alive_s,
         op_timeout_ms: config.op_timeout_ms,
+        time_scale: config.speedup,
         backoff: config.backoff,
     };
     run_link(node, broker, link, &clock, config.seed, shutdown).await

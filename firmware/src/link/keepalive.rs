@@ -29,10 +29,11 @@ pub struct KeepAlive {
 
 impl KeepAlive {
     /// Starts the bookkeeping for a connection that came up at `now_ms`, with the
-    /// keep-alive interval agreed in CONNECT/CONNACK. An interval of 0 disables it.
-    pub fn new(interval_s: u16, now_ms: u64) -> Self {
+    /// keep-alive interval agreed in CONNECT/CONNACK (in ms of the caller's clock).
+    /// An interval of 0 disables it.
+    pub fn new(interval_ms: u64, now_ms: u64) -> Self {
         Self {
-            interval_ms: u64::from(interval_s) * 1_000,
+            interval_ms,
             last_tx_ms: now_ms,
             ping_sent_ms: None,
         }
@@ -85,7 +86,7 @@ mod tests {
 
     #[test]
     fn pings_after_half_an_idle_interval() {
-        let mut k = KeepAlive::new(30, 1_000);
+        let mut k = KeepAlive::new(30_000, 1_000);
         assert_eq!(k.poll(15_999), KeepAliveAction::Idle);
         assert_eq!(k.next_deadline(), 16_000);
         assert_eq!(k.poll(16_000), KeepAliveAction::SendPing);
@@ -97,7 +98,7 @@ mod tests {
 
     #[test]
     fn traffic_postpones_the_ping() {
-        let mut k = KeepAlive::new(10, 0);
+        let mut k = KeepAlive::new(10_000, 0);
         k.on_sent(4_000);
         assert_eq!(k.poll(5_000), KeepAliveAction::Idle);
         assert_eq!(k.poll(9_000), KeepAliveAction::SendPing);
@@ -108,7 +109,7 @@ mod tests {
 
     #[test]
     fn an_unanswered_ping_kills_the_connection() {
-        let mut k = KeepAlive::new(10, 0);
+        let mut k = KeepAlive::new(10_000, 0);
         k.on_ping_sent(5_000);
         assert_eq!(k.next_deadline(), 15_000);
         assert_eq!(k.poll(14_999), KeepAliveAction::Idle);

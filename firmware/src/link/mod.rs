@@ -125,6 +125,11 @@ pub struct LinkConfig<'a> {
     pub keep_alive_s: u16,
     /// Bound on a TCP connect, the CONNACK and each PUBACK. Default: 10 000 ms.
     pub op_timeout_ms: u32,
+    /// Clock milliseconds per real millisecond. 1 on a board (default). A simulation
+    /// whose [`Clock`] runs N times faster sets N: the keep-alive and the timeouts are
+    /// the broker's business, measured in real time, while sampling and backoff follow
+    /// the device's clock.
+    pub time_scale: u32,
     /// Reconnect schedule.
     pub backoff: BackoffConfig,
 }
@@ -137,8 +142,21 @@ impl Default for LinkConfig<'_> {
             password: None,
             keep_alive_s: 30,
             op_timeout_ms: 10_000,
+            time_scale: 1,
             backoff: BackoffConfig::default(),
         }
+    }
+}
+
+impl LinkConfig<'_> {
+    /// [`op_timeout_ms`](Self::op_timeout_ms) on the link's clock.
+    pub(crate) fn op_timeout(&self) -> u64 {
+        self.clock_ms(u64::from(self.op_timeout_ms))
+    }
+
+    /// A real-time span in ms on the link's clock.
+    pub(crate) fn clock_ms(&self, real_ms: u64) -> u64 {
+        real_ms.saturating_mul(u64::from(self.time_scale.max(1)))
     }
 }
 

@@ -83,9 +83,9 @@ impl Outbox {
     }
 
     /// When the PUBACK becomes overdue, given how long the broker may take.
-    pub fn deadline(&self, ack_timeout_ms: u32) -> u64 {
+    pub fn deadline(&self, ack_timeout_ms: u64) -> u64 {
         self.in_flight
-            .map_or(u64::MAX, |f| f.sent_ms + u64::from(ack_timeout_ms))
+            .map_or(u64::MAX, |f| f.sent_ms.saturating_add(ack_timeout_ms))
     }
 
     /// Forgets the in-flight publish: the connection is gone and the pack, still the

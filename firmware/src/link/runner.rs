@@ -85,7 +85,7 @@ impl<'a> Link<'a> {
 
             self.backoff.on_attempt();
             self.stats.attempts += 1;
-            let deadline = now + u64::from(self.cfg.op_timeout_ms);
+            let deadline = now + self.cfg.op_timeout();
             let result: Result<(), LinkError> =
                 match sample_while(device, clock, stop.as_mut(), deadline, connector.connect())
                     .await

@@ -80,7 +80,7 @@ where
         options = options.password(binary(password)?);
     }
     let client_id = string(cfg.client_id)?;
-    let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
+    let deadline = clock.now_ms() + cfg.op_timeout();
     match sample_while(
         device,
         clock,
@@ -102,7 +102,7 @@ where
         MqttKeepAlive::Infinite => 0,
         MqttKeepAlive::Seconds(s) => s.get(),
     };
-    let mut keepalive = KeepAlive::new(agreed_keep_alive, now);
+    let mut keepalive = KeepAlive::new(cfg.clock_ms(u64::from(agreed_keep_alive) * 1_000), now);
     let aliases = client.server_config().topic_alias_maximum >= UP_ALIAS.get();
 
     // Birth: retained status and description. Their PUBACKs are not waited for: the
@@ -144,7 +144,7 @@ where
                 staged.copy_from_slice(pack);
                 let staged = &*staged;
                 let options = publication(&up_topic, false, alias)?;
-                let deadline = now + u64::from(cfg.op_timeout_ms);
+                let deadline = now + cfg.op_timeout();
                 let sent = sample_while(
                     device,
                     clock,
@@ -176,7 +176,7 @@ where
         match keepalive.poll(now) {
             KeepAliveAction::Idle => {}
             KeepAliveAction::SendPing => {
-                let deadline = now + u64::from(cfg.op_timeout_ms);
+                let deadline = now + cfg.op_timeout();
                 with_deadline(clock, deadline, client.ping())
                     .await?
                     .map_err(classify)?;
@@ -184,14 +184,14 @@ where
             }
             KeepAliveAction::Dead => return Err(LinkError::Timeout),
         }
-        if now >= outbox.deadline(cfg.op_timeout_ms) {
+        if now >= outbox.deadline(cfg.op_timeout()) {
             return Err(LinkError::Timeout);
         }
 
         let wake = device
             .next_deadline()
             .min(keepalive.next_deadline())
-            .min(outbox.deadline(cfg.op_timeout_ms));
+            .min(outbox.deadline(cfg.op_timeout()));
         // Only the header read may be abandoned: rust-mqtt documents it as cancel-safe.
         let header =
             match select3(client.poll_header(), stop.as_mut(), clock.sleep_until(wake)).await {
@@ -203,7 +203,7 @@ where
                 }
                 Either3::Third(()) => continue,
             };
-        let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
+        let deadline = clock.now_ms() + cfg.op_timeout();
         let event = with_deadline(clock, deadline, client.poll_body(header))
             .await?
             .map_err(classify)?;
@@ -250,7 +250,7 @@ async fn settle<T, D, K>(
     D: Device,
     K: Clock,
 {
-    let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
+    let deadline = clock.now_ms() + cfg.op_timeout();
     while !outbox.can_send() {
         let Ok(Ok(event)) = with_deadline(clock, deadline, client.poll()).await else {
             return;
@@ -277,7 +277,7 @@ where
     K: Clock,
 {
     let options = publication(topic, retain, alias)?;
-    let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
+    let deadline = clock.now_ms() + cfg.op_timeout();
     let id = with_deadline(
         clock,
         deadline,
@@ -319,7 +319,7 @@ async fn goodbye<T, K>(
         .await
         .is_ok()
     {
-        let deadline = clock.now_ms() + u64::from(cfg.op_timeout_ms);
+        let deadline = clock.now_ms() + cfg.op_timeout();
         let _ = with_deadline(
             clock,
             deadline,

@@ -28,6 +28,7 @@
 #![no_main]
 
 mod config;
+mod executor;
 mod nic;
 mod semihosting;
 mod sensors;
@@ -71,13 +72,21 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     semihosting::exit(false)
 }
 
-#[embassy_executor::main]
-async fn main(spawner: Spawner) {
+#[cortex_m_rt::entry]
+fn main() -> ! {
     let Some(core) = cortex_m::Peripherals::take() else {
         fatal("core peripherals already taken")
     };
     time::start(core.SYST, CORE_HZ);
+    executor::run(|spawner| match board_task(spawner) {
+        Ok(task) => spawner.spawn(task),
+        Err(_) => fatal("cannot spawn the board task"),
+    })
+}
 
+/// Brings the board up and runs the core and its link until the configured stop.
+#[embassy_executor::task]
+async fn board_task(spawner: Spawner) {
     let mut line = [0u8; CMDLINE_MAX];
     let cmdline = semihosting::cmdline(&mut line).unwrap_or("");
     let cfg = match BoardConfig::parse(cmdline) {

@@ -22,7 +22,12 @@ pub struct Nic {
     tx: [u8; MAX_FRAME],
     /// Frames smoltcp produced that the chip did not take.
     pub tx_failed: u32,
+    /// Last PHY link state read, and when (ms); the stack asks on every poll.
+    link: (bool, u64),
 }
+
+/// How often the PHY is asked for the link state.
+const LINK_CHECK_MS: u64 = 250;
 
 impl Nic {
     /// Wraps a brought-up chip.
@@ -33,6 +38,7 @@ impl Nic {
             rx_len: None,
             tx: [0; MAX_FRAME],
             tx_failed: 0,
+            link: (false, 0),
         }
     }
 
@@ -123,12 +129,17 @@ impl embassy_net_driver::Driver for Nic {
     }
 
     fn link_state(&mut self, cx: &mut Context<'_>) -> LinkState {
-        match self.dev.link_up() {
-            Ok(true) => LinkState::Up,
-            _ => {
-                NIC_WAKER.register(cx.waker());
-                LinkState::Down
-            }
+        let now = embassy_time::Instant::now().as_millis();
+        let (up, checked) = self.link;
+        if !up || now.saturating_sub(checked) >= LINK_CHECK_MS {
+            // A PHY read is a handful of MAC CSR round trips: not on every poll.
+            self.link = (self.dev.link_up().unwrap_or(false), now);
+        }
+        if self.link.0 {
+            LinkState::Up
+        } else {
+            NIC_WAKER.register(cx.waker());
+            LinkState::Down
         }
     }
 

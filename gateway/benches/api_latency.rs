@@ -1,0 +1,270 @@
+//! Latency of the query API on a city-sized hot tier: 1,000 devices x 7 days of 1-minute
+//! data (10 million rows per metric), served by the real router over loopback HTTP.
+//!
+//! Measures p50/p99 of
+//! - a 24-hour series of one device downsampled to 5-minute buckets (`/api/series`);
+//! - the district overview, latest values of every device per district and kind (`/api/latest`);
+//! and reports `/api/aqi` cold (reads every station's last 24 hours) and warm (hourly means
+//! cached), and `/api/devices`.
+//!
+//! ```text
+//! cargo bench -p gateway --bench api_latency
+//! API_BENCH_DEVICES=1000 API_BENCH_DAYS=7 API_BENCH_METRICS=2 API_BENCH_REQUESTS=300 \
+//!   API_BENCH_DIR=target/api-bench cargo bench -p gateway --bench api_latency
+//! ```
+//!
+//! The hot tier is built once in `API_BENCH_DIR` (default `target/api-bench`, about 0.7 GB
+//! for the defaults) and reused by later runs with the same shape.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use gateway::api::{self, ApiConfig};
+use rusqlite::params;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+const NS: i64 = 1_000_000_000;
+const MINUTE: i64 = 60 * NS;
+const DISTRICTS: &[&str] = schemas::topic::HANOI_DISTRICTS;
+const METRICS: &[&str] = &["pm25", "pm10", "temperature", "relativeHumidity"];
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Shape {
+    devices: usize,
+    days: i64,
+    metrics: usize,
+}
+
+/// Fills the hot tier (if not already filled with this shape); returns the end of the data.
+fn build(dir: &PathBuf, shape: &Shape) -> i64 {
+    let marker = dir.join(format!(
+        "filled-{}x{}dx{}m",
+        shape.devices, shape.days, shape.metrics
+    ));
+    if let Ok(end) = std::fs::read_to_string(&marker) {
+        eprintln!("reusing the hot tier in {}", dir.display());
+        return end.trim().parse().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let mut conn =
+        ingest::store::open(dir, ingest::Synchronous::Normal, Duration::from_secs(5)).unwrap();
+    conn.execute_batch("PRAGMA synchronous = OFF;").unwrap();
+    // Whole minutes, ending now: the data looks live to "now"-relative queries.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let end = now / MINUTE * MINUTE;
+    let points = shape.days * 24 * 60;
+    let start = end - points * MINUTE;
+    let t = Instant::now();
+    let metrics = &METRICS[..shape.metrics];
+    let tx = conn.transaction().unwrap();
+    for d in 0..shape.devices {
+        let device = format!("aq-{d:04}");
+        let district = DISTRICTS[d % DISTRICTS.len()];
+        let lat = 20.95 + (d % 40) as f64 * 0.004;
+        let lon = 105.75 + (d / 40) as f64 * 0.006;
+        tx.execute(
+            "INSERT INTO devices(device, district, kind, format, first_seen, last_seen, last_seq,
+                 status, status_at, meta_json)
+             VALUES (?1, ?2, 'airquality', 'senml', ?3, ?4, ?5, 'online', ?3, ?6)",
+            params![
+                device,
+                district,
+                start,
+                end,
+                points,
+                format!(
+                    r#"{{"fw":"0.1.0","kind":"airquality","district":"{district}","lat":{lat},"lon":{lon},"periodS":60}}"#
+                )
+            ],
+        )
+        .unwrap();
+        for metric in metrics {
+            tx.execute(
+                "INSERT INTO series(device, metric, first_ns, last_ns) VALUES (?1, ?2, ?3, ?4)",
+                params![device, metric, start, end - MINUTE],
+            )
+            .unwrap();
+        }
+    }
+    tx.commit().unwrap();
+    // Time outermost, as the pipeline writes them: keys arrive in primary-key order
+    // (bucket, device, metric, ts), so the fill appends instead of splitting pages.
+    let names: Vec<String> = (0..shape.devices).map(|d| format!("aq-{d:04}")).collect();
+    let mut rows = 0u64;
+    let hours = points / 60;
+    for h in 0..hours {
+        let tx = conn.transaction().unwrap();
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .unwrap();
+            for i in h * 60..(h + 1) * 60 {
+                let ts = start + i * MINUTE;
+                for (d, device) in names.iter().enumerate() {
+                    for metric in metrics {
+                        // A daily cycle plus a per-device offset: values vary like real air.
+                        let v = 40.0
+                            + 25.0 * ((i as f64) * std::f64::consts::TAU / 1440.0).sin()
+                            + (d % 17) as f64;
+                        ins.execute(params![ingest::store::bucket(ts), device, metric, ts, v])
+                            .unwrap();
+                        rows += 1;
+                    }
+                }
+            }
+        }
+        tx.commit().unwrap();
+        if h % 24 == 23 {
+            eprintln!(
+                "  {} h, {rows} rows, {:.0} s",
+                h + 1,
+                t.elapsed().as_secs_f64()
+            );
+        }
+    }
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); ANALYZE;")
+        .unwrap();
+    std::fs::write(&marker, end.to_string()).unwrap();
+    eprintln!("filled {rows} rows in {:.0} s", t.elapsed().as_secs_f64());
+    end
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn get(addr: &str, path: &str) -> Duration {
+    let t = Instant::now();
+    let mut resp = ureq::get(&format!("http://{addr}{path}")).call().unwrap();
+    let body = resp.body_mut().read_to_string().unwrap();
+    let took = t.elapsed();
+    assert!(body.starts_with('{'), "{path}: {body}");
+    took
+}
+
+fn measure(name: &str, addr: &str, n: usize, path: impl Fn(usize) -> String) {
+    for i in 0..5 {
+        get(addr, &path(i));
+    }
+    let mut times: Vec<Duration> = (0..n).map(|i| get(addr, &path(i))).collect();
+    times.sort();
+    println!(
+        "{name:<42} n={n:<4} p50={:>8.2} ms  p99={:>8.2} ms  max={:>8.2} ms",
+        percentile(&times, 0.50).as_secs_f64() * 1e3,
+        percentile(&times, 0.99).as_secs_f64() * 1e3,
+        times[times.len() - 1].as_secs_f64() * 1e3,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: then only a
+    // tiny shape, so that test runs stay quick.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let shape = Shape {
+        devices: env("API_BENCH_DEVICES", if benching { 1000 } else { 20 }),
+        days: env("API_BENCH_DAYS", if benching { 7 } else { 1 }),
+        metrics: env("API_BENCH_METRICS", 2usize).clamp(1, METRICS.len()),
+    };
+    let requests = env("API_BENCH_REQUESTS", if benching { 300 } else { 20 });
+    let dir: PathBuf = std::env::var("API_BENCH_DIR").map_or_else(
+        |_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../target")
+                .join(if benching {
+                    "api-bench"
+                } else {
+                    "api-bench-small"
+                })
+        },
+        PathBuf::from,
+    );
+    let end = build(&dir, &shape);
+    let end_ms = end / 1_000_000;
+    println!(
+        "hot tier: {} devices x {} days of 1-minute data x {} metrics ({} rows per metric)",
+        shape.devices,
+        shape.days,
+        shape.metrics,
+        shape.devices as i64 * shape.days * 1440
+    );
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let config = ApiConfig::new(ingest::store::db_path(&dir));
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            axum::serve(listener, api::router(config)).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    let devices = shape.devices;
+    let from = end_ms - 24 * 3600 * 1000;
+
+    let t = Instant::now();
+    get(&addr, &format!("/api/aqi?at={end_ms}"));
+    println!(
+        "{:<42} cold   {:>8.2} ms",
+        "/api/aqi (every station, 24 h)",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    measure(
+        "/api/aqi warm (hourly means cached)",
+        &addr,
+        requests.min(50),
+        |_| format!("/api/aqi?at={end_ms}"),
+    );
+    let t = Instant::now();
+    get(&addr, &format!("/api/devices?at={end_ms}"));
+    println!(
+        "{:<42} once   {:>8.2} ms",
+        "/api/devices",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+
+    measure(
+        "/api/series 24 h of one device, step 5m",
+        &addr,
+        requests,
+        |i| {
+            let d = (i * 7919) % devices;
+            format!("/api/series?series=aq-{d:04}:pm25&from={from}&to={end_ms}&step=5m&agg=avg")
+        },
+    );
+    measure(
+        "/api/series 24 h of one device, step 1m",
+        &addr,
+        requests,
+        |i| {
+            let d = (i * 7919) % devices;
+            format!("/api/series?series=aq-{d:04}:pm25&from={from}&to={end_ms}&step=1m&agg=avg")
+        },
+    );
+    measure(
+        "/api/latest district overview (all)",
+        &addr,
+        requests.min(100),
+        |_| format!("/api/latest?at={end_ms}"),
+    );
+    measure("/api/latest one district", &addr, requests, |i| {
+        format!(
+            "/api/latest?at={end_ms}&district={}",
+            DISTRICTS[i % DISTRICTS.len()]
+        )
+    });
+}

@@ -4,8 +4,9 @@
 //! Measures p50/p99 of
 //! - a 24-hour series of one device downsampled to 5-minute buckets (`/api/series`);
 //! - the district overview, latest values of every device per district and kind (`/api/latest`);
-//! and reports `/api/aqi` cold (reads every station's last 24 hours) and warm (hourly means
-//! cached), and `/api/devices`.
+//!
+//! It also reports `/api/aqi` cold (reads every station's last 24 hours) and warm (hourly
+//! means cached), and `/api/devices`.
 //!
 //! ```text
 //! cargo bench -p gateway --bench api_latency

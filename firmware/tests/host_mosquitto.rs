@@ -498,3 +498,31 @@ async fn a_thousandfold_clock_keeps_protocol_timing_in_real_time() -> Result<()>
     assert!(r.link.acked + 1 >= r.node.packs, "{r:?}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packs_above_the_brokers_packet_limit_are_dropped_and_counted_not_retried_forever()
+-> Result<()> {
+    // Packs larger than the broker's 100-byte packet limit would block the backlog for
+    // good if the link retried them. It drops them, counted as dropped readings, on one
+    // healthy session (the status still goes out: it is small).
+    let broker = Mosquitto::start_with(MosquittoOptions {
+        extra_config: vec!["max_packet_size 100".into()],
+        ..MosquittoOptions::default()
+    })?;
+    let mut watcher = Watcher::start(broker.port(), "watcher-small", false).await?;
+    let fleet =
+        firmware::host::Fleet::spawn(vec![(config("aq-big")?, sensors(11))], addr(&broker))?;
+    let m = watcher
+        .next_where("status", |m| m.topic.ends_with("aq-big/status"))
+        .await?;
+    assert_eq!(m.payload, b"online");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let reports = fleet.stop().await;
+    let r = reports.first().context("no report")?;
+    assert_eq!(r.link.connects, 1, "{r:?}");
+    assert!(r.link.discarded >= 2, "{r:?}");
+    assert!(r.dropped_total >= u64::from(r.link.discarded), "{r:?}");
+    assert!(r.backlog_len <= 1, "{r:?}");
+    watcher.stop().await;
+    Ok(())
+}

@@ -52,6 +52,12 @@ pub trait Device {
     fn oldest(&mut self) -> Option<&[u8]>;
     /// The broker acknowledged the oldest pack: drop it from the backlog.
     fn ack_oldest(&mut self);
+    /// The broker can never take the oldest pack (it exceeds the broker's maximum
+    /// packet size): drop it, counting its readings as dropped so that the next pack
+    /// reports them. The default drops it without counting.
+    fn discard_oldest(&mut self) {
+        self.ack_oldest();
+    }
     /// The device's topic for `channel` (`city/{district}/{kind}/{device}/{channel}`).
     fn topic(&self, channel: Channel) -> TopicString;
     /// Writes the retained `meta` payload into `buf`; returns its length, or `None` if it
@@ -77,6 +83,14 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Device
 
     fn ack_oldest(&mut self) {
         self.backlog().ack_oldest();
+    }
+
+    fn discard_oldest(&mut self) {
+        let backlog = self.backlog();
+        let before = backlog.queued_readings();
+        backlog.ack_oldest();
+        let lost = before.saturating_sub(backlog.queued_readings());
+        backlog.count_dropped(lost);
     }
 
     fn topic(&self, channel: Channel) -> TopicString {
@@ -181,6 +195,9 @@ pub enum LinkError {
     /// The broker refused a publish (PUBACK reason code); the pack stays in the backlog.
     #[error("broker rejected a publish (reason code {0:#04x})")]
     Rejected(u8),
+    /// A packet exceeds the broker's maximum packet size (a pack is then discarded).
+    #[error("packet larger than the broker's maximum packet size")]
+    TooLarge,
     /// The client id, a topic or a credential is not a valid MQTT string.
     #[error("client id, topic or credential is not a valid MQTT string")]
     InvalidConfig,

@@ -18,6 +18,9 @@ pub struct LinkStats {
     pub published: u32,
     /// Packs acknowledged and removed from the backlog.
     pub acked: u32,
+    /// Packs dropped because the broker's maximum packet size is below their size
+    /// (their readings are reported as dropped).
+    pub discarded: u32,
     /// Why the last connection ended, if it failed.
     pub last_error: Option<LinkError>,
 }

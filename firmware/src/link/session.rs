@@ -120,7 +120,13 @@ where
     .await?;
     if let Some(len) = meta_len {
         let meta = stage.get(..len).unwrap_or_default();
-        publish(&mut client, clock, cfg, &meta_topic, meta, true, None).await?;
+        match publish(&mut client, clock, cfg, &meta_topic, meta, true, None).await {
+            // A broker that takes only small packets gets no description, but readings.
+            Err(LinkError::TooLarge) => {}
+            other => {
+                other?;
+            }
+        }
     }
     keepalive.on_sent(clock.now_ms());
 
@@ -154,6 +160,11 @@ where
                 )
                 .await;
                 let id = match sent {
+                    Waited::Done(Err(e)) if classify(e.clone()) == LinkError::TooLarge => {
+                        device.discard_oldest();
+                        stats.discarded += 1;
+                        continue;
+                    }
                     Waited::Done(r) => r.map_err(classify)?,
                     // Mid-packet: no clean goodbye possible; the will says `offline`.
                     Waited::Stopped => return Ok(()),
@@ -163,7 +174,15 @@ where
                 outbox.on_published(id, staged, now);
             } else {
                 // Larger than the staging buffer: published in place, sampling waits.
-                let id = publish(&mut client, clock, cfg, &up_topic, pack, false, alias).await?;
+                let id = match publish(&mut client, clock, cfg, &up_topic, pack, false, alias).await
+                {
+                    Err(LinkError::TooLarge) => {
+                        device.discard_oldest();
+                        stats.discarded += 1;
+                        continue;
+                    }
+                    other => other?,
+                };
                 // QoS 1 always yields an identifier; its absence would be a client bug.
                 let id = id.ok_or(LinkError::Client)?;
                 outbox.on_published(id, pack, now);
@@ -346,6 +365,10 @@ fn classify<const P: usize>(e: MqttError<'_, P>) -> LinkError {
         MqttError::Network(kind) => LinkError::Network(kind),
         MqttError::Server => LinkError::Protocol,
         MqttError::Disconnect { reason, .. } => LinkError::Refused(reason.value()),
+        // Recoverable: the connection stays usable, only this packet cannot go.
+        MqttError::ServerMaximumPacketSizeExceeded | MqttError::PacketMaximumLengthExceeded => {
+            LinkError::TooLarge
+        }
         _ => LinkError::Client,
     }
 }

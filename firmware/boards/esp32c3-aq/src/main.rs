@@ -331,6 +331,10 @@ impl Device for TimedNode {
         Device::ack_oldest(self.node);
     }
 
+    fn discard_oldest(&mut self) {
+        Device::discard_oldest(self.node);
+    }
+
     fn topic(&self, channel: Channel) -> TopicString {
         Device::topic(self.node, channel)
     }

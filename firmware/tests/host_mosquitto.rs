@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use firmware::{
     Metric, NodeConfig,
     host::{DeviceReport, HostConfig, Synthetic, Waveform, run_device},
-    link::BackoffConfig,
+    link::{BackoffConfig, LinkError},
 };
 use rumqttc::v5::{
     AsyncClient, Event, MqttOptions,
@@ -524,5 +524,35 @@ async fn packs_above_the_brokers_packet_limit_are_dropped_and_counted_not_retrie
     assert!(r.dropped_total >= u64::from(r.link.discarded), "{r:?}");
     assert!(r.backlog_len <= 1, "{r:?}");
     watcher.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_presented_and_a_refusal_is_reported() -> Result<()> {
+    let broker = Mosquitto::start_with(
+        MosquittoOptions::default()
+            .with_user("aq-auth", "s3cret-pass")
+            .deny_anonymous(),
+    )?;
+    let mut good = config("aq-auth")?;
+    good.username = Some("aq-auth".into());
+    good.password = Some("s3cret-pass".into());
+    let mut bad = config("aq-auth-bad")?;
+    bad.username = Some("aq-auth".into());
+    bad.password = Some("wrong".into());
+    let fleet =
+        firmware::host::Fleet::spawn(vec![(good, sensors(12)), (bad, sensors(13))], addr(&broker))?;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let reports = fleet.stop().await;
+    let (good, bad) = (&reports[0], &reports[1]);
+    assert_eq!(good.link.connects, 1, "{good:?}");
+    assert!(good.link.acked >= 1, "{good:?}");
+    assert_eq!(bad.link.connects, 0, "{bad:?}");
+    assert!(bad.link.attempts >= 2, "a refused device retries: {bad:?}");
+    // MQTT 5: 0x86 bad user name or password, 0x87 not authorized.
+    assert!(
+        matches!(bad.link.last_error, Some(LinkError::Refused(0x86 | 0x87))),
+        "{bad:?}"
+    );
     Ok(())
 }

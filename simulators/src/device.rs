@@ -163,8 +163,13 @@ impl FleetPlan {
                 let u = |k: u64| model::city_uniform(h, k, 0);
                 let district = HANOI_DISTRICTS[(i + (h as usize % 5)) % HANOI_DISTRICTS.len()];
                 let place = pick_place(kind, district, u(1));
+                // A format that cannot carry any of the kind's metrics (Tasmota for a
+                // Wi-Fi access point) falls back to native.
+                let format = Some(self.mix.pick(u(2)))
+                    .filter(|f| formats::kind_speaks(kind, *f))
+                    .unwrap_or(Format::Native);
                 out.push(DeviceSpec {
-                    format: self.mix.pick(u(2)),
+                    format,
                     phase_s: (u(3) * f64::from(self.period_s)) as u32,
                     period_s: self.period_s,
                     site: Site { district, place },
@@ -481,6 +486,7 @@ impl SimDevice {
                 retain: false,
                 readings: w
                     .readings
+                    .into_iter()
                     .map(|i| SentReading {
                         metric: kept[i].metric.name,
                         ts_ms: ts * 1000,

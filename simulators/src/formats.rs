@@ -60,7 +60,7 @@ impl Format {
 
     /// Whether the message carries its own timestamp (else the gateway stamps it).
     pub fn carries_time(self) -> bool {
-        !matches!(self, Format::Esphome | Format::Ultralight)
+        !matches!(self, Format::Esphome)
     }
 }
 
@@ -144,8 +144,8 @@ pub struct Wire {
     pub topic: String,
     /// Payload.
     pub payload: Vec<u8>,
-    /// Indices into the pack's readings.
-    pub readings: std::ops::Range<usize>,
+    /// Indices of the pack's readings the message carries.
+    pub readings: Vec<usize>,
 }
 
 /// Why a pack could not be encoded.
@@ -165,6 +165,8 @@ pub fn up_topic(s: &Sender<'_>) -> Result<String, FormatError> {
 }
 
 /// Encodes one pack (the readings of one period, time in Unix seconds, `seq` since boot).
+/// Foreign formats carry only the metrics their vocabulary names ([`foreign_name`]); the
+/// others are left out, as such a device would not have them.
 pub fn encode(
     format: Format,
     s: &Sender<'_>,
@@ -172,75 +174,200 @@ pub fn encode(
     seq: u32,
     readings: &[Reading],
 ) -> Result<Vec<Wire>, FormatError> {
-    let all = 0..readings.len();
+    let carried: Vec<usize> = (0..readings.len())
+        .filter(|&i| foreign_name(format, readings[i].metric.name).is_some())
+        .collect();
+    let name = |i: usize| foreign_name(format, readings[i].metric.name).unwrap_or_default();
     Ok(match format {
         Format::Native => {
             vec![Wire {
                 topic: up_topic(s)?,
                 payload: native_pack(s.device, unix_s, seq, readings)?,
-                readings: all,
+                readings: carried,
             }]
         }
+        _ if carried.is_empty() => Vec::new(),
         Format::Tasmota => {
+            let mut root = serde_json::Map::new();
+            root.insert("Time".into(), local_time(unix_s).into());
+            for &i in &carried {
+                let sensor = tasmota_sensor(readings[i].metric.name);
+                let obj = root
+                    .entry(sensor)
+                    .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
+                if let serde_json::Value::Object(o) = obj {
+                    o.insert(name(i).into(), serde_json::json!(readings[i].value));
+                }
+            }
+            root.insert("TempUnit".into(), "C".into());
             vec![Wire {
                 topic: format!("tele/{}/SENSOR", s.device),
-                payload: tasmota_json(unix_s, readings).into_bytes(),
-                readings: all,
+                payload: serde_json::Value::Object(root).to_string().into_bytes(),
+                readings: carried,
             }]
         }
-        Format::Esphome => readings
+        Format::Esphome => carried
             .iter()
-            .enumerate()
-            .map(|(i, r)| Wire {
-                topic: format!("{}/sensor/{}/state", s.device, r.metric.name),
-                payload: r.value.to_string().into_bytes(),
-                readings: i..i + 1,
+            .map(|&i| Wire {
+                topic: format!("{}/sensor/{}/state", s.device, name(i)),
+                payload: readings[i].value.to_string().into_bytes(),
+                readings: vec![i],
             })
             .collect(),
         Format::Ultralight => {
-            let mut p = String::new();
-            for (i, r) in readings.iter().enumerate() {
-                if i > 0 {
-                    p.push('|');
-                }
-                let _ = write!(p, "{}|{}", r.metric.name, r.value);
+            // A leading timestamp makes the group's field count odd: the IoT Agent then
+            // takes it as the time of the measures.
+            let mut p = utc_time(unix_s);
+            for &i in &carried {
+                let _ = write!(p, "|{}|{}", name(i), readings[i].value);
             }
             vec![Wire {
                 topic: format!("/{}/{}/attrs", s.apikey, s.device),
                 payload: p.into_bytes(),
-                readings: all,
+                readings: carried,
             }]
         }
-        Format::Line => readings
+        Format::Line => carried
             .iter()
-            .enumerate()
-            .map(|(i, r)| Wire {
-                topic: format!("telegraf/{}/{}", s.device, r.metric.name),
+            .map(|&i| Wire {
+                topic: format!("telegraf/{}/{}", s.device, name(i)),
                 payload: format!(
                     "{},device={},district={},kind={} value={} {}",
-                    r.metric.name,
+                    name(i),
                     s.device,
                     s.district,
                     s.kind.as_str(),
-                    r.value,
+                    readings[i].value,
                     unix_s as i128 * 1_000_000_000
                 )
                 .into_bytes(),
-                readings: i..i + 1,
+                readings: vec![i],
             })
             .collect(),
     })
 }
 
-/// The SenML-CBOR pack, laid out as the firmware core lays it out (`firmware::encode`):
-/// base name `"{device}:"`, `bt` in whole seconds and `seq` on the first record, bare
-/// catalog names and units on every record.
+/// The name of catalog metric `metric` in `format`, or `None` when the format's devices
+/// do not report it. These are the names the gateway's decoders map back to the catalog.
+pub fn foreign_name(format: Format, metric: &str) -> Option<&'static str> {
+    let pairs: &[(&str, &str)] = match format {
+        Format::Native | Format::Line => {
+            return schemas::catalog::lookup(metric).map(|m| m.name);
+        }
+        Format::Tasmota => &[
+            ("pm1", "PM1"),
+            ("pm25", "PM2.5"),
+            ("pm10", "PM10"),
+            ("temperature", "Temperature"),
+            ("relativeHumidity", "Humidity"),
+            ("pressure", "Pressure"),
+            ("LAeq", "Noise"),
+        ],
+        Format::Esphome => &[
+            ("pm1", "pm_1_0"),
+            ("pm25", "pm_2_5"),
+            ("pm10", "pm_10_0"),
+            ("temperature", "temperature"),
+            ("relativeHumidity", "humidity"),
+            ("pressure", "pressure"),
+            ("LAeq", "noise_level"),
+        ],
+        Format::Ultralight => &[
+            ("pm1", "pm1"),
+            ("pm25", "pm25"),
+            ("pm10", "pm10"),
+            ("temperature", "t"),
+            ("relativeHumidity", "h"),
+            ("pressure", "p"),
+            ("LAeq", "n"),
+        ],
+    };
+    pairs.iter().find(|(c, _)| *c == metric).map(|(_, f)| *f)
+}
+
+/// The catalog metric of a foreign name (the inverse of [`foreign_name`]).
+pub fn catalog_name(format: Format, foreign: &str) -> Option<&'static str> {
+    schemas::catalog::METRICS
+        .iter()
+        .find(|m| foreign_name(format, m.name) == Some(foreign))
+        .map(|m| m.name)
+}
+
+/// Whether a device of `kind` can speak `format` at all.
+pub fn kind_speaks(kind: DeviceKind, format: Format) -> bool {
+    crate::model::metrics_of(kind)
+        .iter()
+        .any(|m| foreign_name(format, m).is_some())
+}
+
+/// Tasmota's sensor object for a catalog metric.
+fn tasmota_sensor(metric: &str) -> &'static str {
+    match metric {
+        "pm1" | "pm25" | "pm10" => "PMS5003",
+        "LAeq" => "ANALOG",
+        _ => "BME280",
+    }
+}
+
+/// Tasmota's `Time`: local time without a zone; the gateway's `tasmota_utc_offset`
+/// (Hanoi's +07:00 by default) converts it back.
+pub fn local_time(unix_s: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_s + crate::model::calendar::HANOI_UTC_OFFSET_S, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S")
+        .to_string()
+}
+
+fn utc_time(unix_s: i64) -> String {
+    chrono::DateTime::from_timestamp(unix_s, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+/// The SenML-CBOR pack of a native device.
+///
+/// The firmware core encodes it ([`firmware::encode::encode_pack`]) whenever every
+/// metric is one the firmware knows, so simulated packs are byte for byte what a board
+/// sends. Metrics the boards do not measure yet (wind, rain, LAmax) fall back to the same
+/// layout written here: base name `"{device}:"`, `bt` in whole seconds and `seq` on the
+/// first record, bare catalog names and units on every record.
 pub fn native_pack(
     device: &str,
     unix_s: i64,
     seq: u32,
     readings: &[Reading],
 ) -> Result<Vec<u8>, FormatError> {
+    let mut buf = vec![0u8; 96 + 48 * readings.len()];
+    let fw: Option<Vec<firmware::Reading>> = readings
+        .iter()
+        .map(|r| {
+            firmware::Metric::from_name(r.metric.name).map(|metric| firmware::Reading {
+                metric,
+                value: r.value,
+            })
+        })
+        .collect();
+    if let Some(fw) = fw {
+        let bn = firmware::encode::base_name(device);
+        let header = firmware::encode::PackHeader {
+            base_name: &bn,
+            unix_ms: u64::try_from(unix_s).ok().map(|s| s * 1000),
+            seq,
+        };
+        match firmware::encode::encode_pack(&header, &fw, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            // Non-finite values are refused by both encoders alike; other errors
+            // (pack longer than a board's) fall through to the host encoder.
+            Err(firmware::encode::PackError::NonFinite) => {
+                return Err(senml::EncodeError::NonFinite.into());
+            }
+            Err(_) => {}
+        }
+    }
     let bn = format!("{device}:");
     let mut records: Vec<Record<'_>> = readings
         .iter()
@@ -251,49 +378,9 @@ pub fn native_pack(
         first.base_time = Some(unix_s as f64);
         first.seq = Some(seq);
     }
-    let mut buf = vec![0u8; 96 + 48 * readings.len()];
     let n = senml::cbor::encode(&records, &mut buf)?;
     buf.truncate(n);
     Ok(buf)
-}
-
-/// Tasmota's sensor object and field for a catalog metric.
-fn tasmota_field(metric: &str) -> (&'static str, &'static str) {
-    match metric {
-        "pm1" => ("PMS5003", "PM1"),
-        "pm25" => ("PMS5003", "PM2.5"),
-        "pm10" => ("PMS5003", "PM10"),
-        "temperature" => ("BME280", "Temperature"),
-        "relativeHumidity" => ("BME280", "Humidity"),
-        "pressure" => ("BME280", "Pressure"),
-        _ => ("SENSOR", ""),
-    }
-}
-
-fn tasmota_json(unix_s: i64, readings: &[Reading]) -> String {
-    let time = chrono::DateTime::from_timestamp(unix_s, 0)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S");
-    let mut root = serde_json::Map::new();
-    root.insert("Time".into(), time.to_string().into());
-    for r in readings {
-        let (sensor, field) = tasmota_field(r.metric.name);
-        let field = if field.is_empty() {
-            r.metric.name
-        } else {
-            field
-        };
-        let obj = root
-            .entry(sensor)
-            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()));
-        if let serde_json::Value::Object(o) = obj {
-            o.insert(field.into(), serde_json::json!(r.value));
-        }
-    }
-    if readings.iter().any(|r| r.metric.name == "temperature") {
-        root.insert("TempUnit".into(), "C".into());
-    }
-    serde_json::Value::Object(root).to_string()
 }
 
 /// The retained `meta` document of a native device (same fields as the firmware's).
@@ -310,6 +397,7 @@ pub fn meta_json(s: &Sender<'_>, period_s: u32, metrics: &[&str]) -> Vec<u8> {
         "firmware": concat!("simulators/", env!("CARGO_PKG_VERSION")),
         "format": senml::CONTENT_TYPE_CBOR,
         "period_s": period_s,
+        "backlog_slots": crate::device::BACKLOG_PACKS,
         "metrics": metrics,
     })
     .to_string()
@@ -348,20 +436,61 @@ mod tests {
     }
 
     #[test]
+    fn firmware_and_host_encoders_agree() {
+        // Air-quality metrics are all known to the firmware; LAmax is not.
+        let fw = native_pack("aq-0001", 1_767_574_800, 3, &readings()).unwrap();
+        let bn = "aq-0001:";
+        let mut host: Vec<Record<'_>> = readings()
+            .iter()
+            .map(|r| Record::measurement(r.metric.name, r.metric.unit, r.value))
+            .collect();
+        host[0].base_name = Some(bn);
+        host[0].base_time = Some(1_767_574_800.0);
+        host[0].seq = Some(3);
+        let mut buf = [0u8; 256];
+        let n = senml::cbor::encode(&host, &mut buf).unwrap();
+        assert_eq!(fw, &buf[..n]);
+        let mixed = native_pack(
+            "nz-0001",
+            1_767_574_800,
+            0,
+            &[Reading::of("LAeq", 70.5), Reading::of("LAmax", 80.0)],
+        )
+        .unwrap();
+        assert_eq!(senml::decode_any(&mixed).unwrap().records.len(), 2);
+    }
+
+    #[test]
     fn foreign_formats() {
         let s = sender();
         let t = encode(Format::Tasmota, &s, 1_767_574_800, 0, &readings()).unwrap();
         assert_eq!(t[0].topic, "tele/aq-0001/SENSOR");
         let v: serde_json::Value = serde_json::from_slice(&t[0].payload).unwrap();
         assert_eq!(v["PMS5003"]["PM2.5"], 41.5);
-        assert_eq!(v["Time"], "2026-01-05T01:00:00");
+        assert_eq!(v["BME280"]["Temperature"], 17.25);
+        assert_eq!(v["Time"], "2026-01-05T08:00:00", "Hanoi local time");
         let e = encode(Format::Esphome, &s, 0, 0, &readings()).unwrap();
         assert_eq!(e[1].topic, "aq-0001/sensor/temperature/state");
         assert_eq!(e[1].payload, b"17.25");
-        assert_eq!(e[1].readings, 1..2);
-        let u = encode(Format::Ultralight, &s, 0, 0, &readings()).unwrap();
+        assert_eq!(e[1].readings, vec![1]);
+        let u = encode(Format::Ultralight, &s, 1_767_574_800, 0, &readings()).unwrap();
         assert_eq!(u[0].topic, "/city/aq-0001/attrs");
-        assert_eq!(u[0].payload, b"pm25|41.5|temperature|17.25");
+        assert_eq!(u[0].payload, b"2026-01-05T01:00:00Z|pm25|41.5|t|17.25");
+        // Metrics outside a format's vocabulary are left out.
+        let wifi = [
+            Reading::of("clientsConnected", 3.0),
+            Reading::of("LAeq", 70.0),
+        ];
+        let e = encode(Format::Esphome, &s, 0, 0, &wifi).unwrap();
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].topic, "aq-0001/sensor/noise_level/state");
+        assert_eq!(e[0].readings, vec![1]);
+        assert!(!kind_speaks(DeviceKind::Wifi, Format::Tasmota));
+        assert!(kind_speaks(DeviceKind::Wifi, Format::Line));
+        assert_eq!(
+            catalog_name(Format::Ultralight, "h"),
+            Some("relativeHumidity")
+        );
         let l = encode(Format::Line, &s, 1_767_574_800, 0, &readings()).unwrap();
         assert_eq!(l[0].topic, "telegraf/aq-0001/pm25");
         assert_eq!(

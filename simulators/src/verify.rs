@@ -31,7 +31,7 @@ use crate::device::flags;
 use crate::manifest::{self, ManifestRow};
 
 /// Relative tolerance when comparing values: stores may round in the last digits.
-pub const VALUE_TOLERANCE: f64 = 1e-6;
+pub const VALUE_TOLERANCE: f64 = 1e-12;
 
 /// Where the readings landed.
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,8 @@ use schemas::senml::{self, OwnedPack, Resolver};
 use schemas::topic::{Channel, Topic};
 
 use crate::device::{SentReading, flags};
-use crate::formats::Format;
+use crate::formats::{Format, catalog_name};
+use crate::model::calendar::HANOI_UTC_OFFSET_S;
 
 /// Where the device id sits in a topic of a known format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,32 +98,27 @@ pub fn readings(topic: &str, payload: &[u8], now_ms: i64) -> Vec<(String, SentRe
             let Some(v) = serde_json::from_slice::<serde_json::Value>(payload).ok() else {
                 return Vec::new();
             };
+            // `Time` is Hanoi local time (see `formats::local_time`).
             let ts = v["Time"]
                 .as_str()
                 .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
-                .map(|t| t.and_utc().timestamp_millis());
+                .map(|t| (t.and_utc().timestamp() - HANOI_UTC_OFFSET_S) * 1000);
             let (ts, fl) = match ts {
                 Some(ts) => (ts, 0),
                 None => (now_ms, flags::RECEIPT_TIME),
             };
             let mut out = Vec::new();
             if let Some(obj) = v.as_object() {
-                for (sensor, fields) in obj {
+                for fields in obj.values() {
                     let Some(fields) = fields.as_object() else {
                         continue;
                     };
                     for (field, val) in fields {
-                        let Some(x) = val.as_f64() else { continue };
-                        let metric = match (sensor.as_str(), field.as_str()) {
-                            ("PMS5003", "PM1") => "pm1",
-                            ("PMS5003", "PM2.5") => "pm25",
-                            ("PMS5003", "PM10") => "pm10",
-                            ("BME280", "Temperature") => "temperature",
-                            ("BME280", "Humidity") => "relativeHumidity",
-                            ("BME280", "Pressure") => "pressure",
-                            (_, f) => f,
-                        };
-                        out.extend(one(metric, ts, x, fl));
+                        if let (Some(x), Some(metric)) =
+                            (val.as_f64(), catalog_name(Format::Tasmota, field))
+                        {
+                            out.extend(one(metric, ts, x, fl));
+                        }
                     }
                 }
             }
@@ -130,12 +126,10 @@ pub fn readings(topic: &str, payload: &[u8], now_ms: i64) -> Vec<(String, SentRe
         }
         Format::Esphome => {
             let levels: Vec<&str> = topic.split('/').collect();
-            match (
-                levels.get(2),
-                text.and_then(|t| t.trim().parse::<f64>().ok()),
-            ) {
-                (Some(name), Some(v)) if levels.len() == 4 => {
-                    one(name, now_ms, v, flags::RECEIPT_TIME)
+            let metric = levels.get(2).and_then(|n| catalog_name(Format::Esphome, n));
+            match (metric, text.and_then(|t| t.trim().parse::<f64>().ok())) {
+                (Some(metric), Some(v)) if levels.len() == 4 => {
+                    one(metric, now_ms, v, flags::RECEIPT_TIME)
                         .into_iter()
                         .collect()
                 }
@@ -143,15 +137,30 @@ pub fn readings(topic: &str, payload: &[u8], now_ms: i64) -> Vec<(String, SentRe
             }
         }
         Format::Ultralight => {
-            let Some(text) = text else { return Vec::new() };
-            let parts: Vec<&str> = text.trim().split('|').collect();
-            parts
-                .chunks(2)
-                .filter_map(|kv| match kv {
-                    [k, v] => one(k, now_ms, v.parse().ok()?, flags::RECEIPT_TIME),
-                    _ => None,
-                })
-                .collect()
+            let Some(text) = text else {
+                return Vec::new();
+            };
+            let mut out = Vec::new();
+            for group in text.trim().split('#') {
+                let parts: Vec<&str> = group.split('|').collect();
+                let (ts, fl, pairs) = if parts.len() % 2 == 1 {
+                    match chrono::DateTime::parse_from_rfc3339(parts[0]) {
+                        Ok(t) => (t.timestamp_millis(), 0, &parts[1..]),
+                        Err(_) => continue,
+                    }
+                } else {
+                    (now_ms, flags::RECEIPT_TIME, &parts[..])
+                };
+                for kv in pairs.chunks(2) {
+                    if let [k, v] = kv
+                        && let (Some(metric), Ok(v)) =
+                            (catalog_name(Format::Ultralight, k), v.parse())
+                    {
+                        out.extend(one(metric, ts, v, fl));
+                    }
+                }
+            }
+            out
         }
         Format::Line => {
             let Some(text) = text else { return Vec::new() };
@@ -268,6 +277,7 @@ mod tests {
         let rs = vec![
             Reading::of("pm25", 41.5),
             Reading::of("relativeHumidity", 81.2),
+            Reading::of("windSpeed", 2.5),
         ];
         for f in Format::ALL {
             let wires = encode(f, &s, 1_767_574_800, 3, &rs).unwrap();
@@ -286,7 +296,13 @@ mod tests {
             // Tasmota's JSON objects come back in key order, not pack order.
             let mut values: Vec<f64> = back.iter().map(|(_, r)| r.value).collect();
             values.sort_by(f64::total_cmp);
-            assert_eq!(values, vec![41.5, 81.2], "{f:?}");
+            // Wind speed has a name only in the native format and line protocol.
+            let want = if matches!(f, Format::Native | Format::Line) {
+                vec![2.5, 41.5, 81.2]
+            } else {
+                vec![41.5, 81.2]
+            };
+            assert_eq!(values, want, "{f:?}");
             assert!(back.iter().all(|(d, _)| d == "aq-0001"));
             let expect_ts = if f.carries_time() {
                 1_767_574_800_000

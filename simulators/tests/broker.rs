@@ -284,7 +284,9 @@ fn same_seed_gives_identical_traffic() {
 }
 
 fn write_hot_tier(path: &Path, rows: &[ManifestRow], duplicates: i64) {
-    let db = rusqlite::Connection::open(path).unwrap();
+    let mut conn = rusqlite::Connection::open(path).unwrap();
+    // One transaction: thousands of autocommits would each wait for a sync.
+    let db = conn.transaction().unwrap();
     db.execute_batch(
         "CREATE TABLE readings(device TEXT NOT NULL, metric TEXT NOT NULL, ts_ns INTEGER NOT NULL, value REAL NOT NULL,
              PRIMARY KEY(device, metric, ts_ns)) WITHOUT ROWID;
@@ -307,8 +309,10 @@ fn write_hot_tier(path: &Path, rows: &[ManifestRow], duplicates: i64) {
         ins.execute(rusqlite::params![r.device, r.metric, ts_ns, r.value])
             .unwrap();
     }
+    drop(ins);
     db.execute("INSERT INTO devices VALUES ('aq-0001', ?1)", [duplicates])
         .unwrap();
+    db.commit().unwrap();
 }
 
 fn line_protocol(rows: &[ManifestRow]) -> String {
@@ -372,7 +376,7 @@ fn verify_finds_loss_duplicates_and_wrong_values() {
     let native: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].flags == 0).collect();
     let (lose, corrupt) = (native[10], native[20]);
     let mut damaged: Vec<ManifestRow> = rows.clone();
-    damaged[corrupt].value += 1.5;
+    damaged[corrupt].value = damaged[corrupt].value * 1.1 + 1.5;
     damaged.remove(lose);
     let bad = dir.path().join("bad.sqlite3");
     write_hot_tier(&bad, &damaged, 1);

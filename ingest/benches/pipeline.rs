@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo bench -p ingest --bench pipeline
-//! BENCH_MESSAGES=400000 BENCH_BATCH=2000 cargo bench -p ingest --bench pipeline
+//! BENCH_MESSAGES=400000 BENCH_BATCH=2000 BENCH_DEVICES=1000 BENCH_FORMATS=tasmota \
+//!     cargo bench -p ingest --bench pipeline
 //! ```
 //!
 //! Prints readings/s (wall clock) and CPU time per reading (user + system, from
@@ -129,9 +130,14 @@ fn main() {
     let batch = env("BENCH_BATCH", 1000);
     // Readings one hour back, one second apart per device: inside the hot retention.
     let t0 = now_ns() / 1_000_000_000 - 3600;
-    let senml = senml_messages(n, t0);
-    run("senml-cbor", &senml, batch);
-    drop(senml);
-    let tasmota = tasmota_messages(n, t0);
-    run("tasmota", &tasmota, batch);
+    // BENCH_FORMATS: comma-separated subset of `senml-cbor,tasmota` (default both).
+    let formats = std::env::var("BENCH_FORMATS").unwrap_or_else(|_| "senml-cbor,tasmota".into());
+    if formats.contains("senml-cbor") {
+        let senml = senml_messages(n, t0);
+        run("senml-cbor", &senml, batch);
+    }
+    if formats.contains("tasmota") {
+        let tasmota = tasmota_messages(n, t0);
+        run("tasmota", &tasmota, batch);
+    }
 }

@@ -8,7 +8,7 @@
 //! names (a stable choice: a redelivered message gets the same names) gets the catalog
 //! name and later ones fall back to `<sensor>_<field>`, so no reading is lost to a clash.
 //! Numeric top-level fields pass through as `<field>` snake-cased. `Time` is local time
-//! without a zone: the configured `tasmota_utc_offset` converts it (absent `Time`: time of
+//! without a zone: the configured `tasmota_utc_offset` converts it (a `Time` with its own zone is taken as is; absent `Time`: time of
 //! receipt). `TempUnit` `F` converts temperatures to Celsius; `PressureUnit` `mmHg`/`inHg`
 //! convert to hPa.
 
@@ -123,8 +123,14 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
     Ok(out)
 }
 
-/// `2026-01-05T08:00:00` (optionally with fractional seconds) in local time to UTC ns.
+/// `2026-01-05T08:00:00` (optionally with fractional seconds) in local time to UTC ns. A
+/// time that carries its own zone (`...+07:00`, `...Z`, as some builds send) is taken as is.
 fn local_time_ns(t: &str, offset_s: i32) -> Result<i64, Rejection> {
+    if let Ok(zoned) = chrono::DateTime::parse_from_rfc3339(t) {
+        return zoned
+            .timestamp_nanos_opt()
+            .ok_or_else(|| malformed(format!("`Time` {t:?} out of range")));
+    }
     let local = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
         .map_err(|e| malformed(format!("`Time` {t:?}: {e}")))?;
     let utc = local
@@ -202,6 +208,14 @@ mod tests {
                 ("temperature".into(), 40.0),
             ]
         );
+    }
+
+    #[test]
+    fn a_time_with_its_own_zone_is_not_shifted() {
+        let p = br#"{"Time":"2026-01-05T08:00:00+07:00","SHT3X":{"Temperature":20.5}}"#;
+        let d = decode(p, &ctx()).unwrap();
+        let want = chrono::DateTime::parse_from_rfc3339("2026-01-05T01:00:00Z").unwrap();
+        assert_eq!(d.readings[0].ts_ns, want.timestamp_nanos_opt().unwrap());
     }
 
     #[test]

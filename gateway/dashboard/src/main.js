@@ -150,7 +150,14 @@ function drawOverview() {
   ctx.font = '11px system-ui, sans-serif';
   ctx.fillStyle = '#8a96a3';
   ctx.textAlign = 'center';
-  for (const [d, [x, y, n]] of centres) ctx.fillText(d ?? '?', x / n, y / n - r - 6);
+  // Skip a name that would overprint one already drawn (districts interleave on a map).
+  const drawn = [];
+  for (const [d, [x, y, n]] of centres) {
+    const [cx, cy] = [x / n, y / n - r - 6];
+    if (drawn.some(([px, py]) => Math.abs(px - cx) < 70 && Math.abs(py - cy) < 14)) continue;
+    drawn.push([cx, cy]);
+    ctx.fillText(d ?? '?', cx, cy);
+  }
   let coloured = 0;
   state.hit = [];
   stations.forEach((s, i) => {

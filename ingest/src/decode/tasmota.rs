@@ -8,9 +8,9 @@
 //! names (a stable choice: a redelivered message gets the same names) gets the catalog
 //! name and later ones fall back to `<sensor>_<field>`, so no reading is lost to a clash.
 //! Numeric top-level fields pass through as `<field>` snake-cased. `Time` is local time
-//! without a zone: the configured `tasmota_utc_offset` converts it (a `Time` with its own zone is taken as is; absent `Time`: time of
-//! receipt). `TempUnit` `F` converts temperatures to Celsius; `PressureUnit` `mmHg`/`inHg`
-//! convert to hPa.
+//! without a zone: the configured `tasmota_utc_offset` converts it (a `Time` with its own
+//! zone is taken as is; absent `Time`: time of receipt). `TempUnit` `F` converts
+//! temperatures to Celsius; `PressureUnit` `mmHg`/`inHg` convert to hPa.
 
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};

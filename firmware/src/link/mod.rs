@@ -77,8 +77,9 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Device
     }
 
     fn oldest(&mut self) -> Option<&[u8]> {
-        // Marks the pack as in flight: overflow then drops the next-oldest instead.
-        self.backlog().begin_publish().map(|(_, pack)| pack)
+        // Marks the pack as in flight (overflow then drops the next-oldest instead) and,
+        // before SNTP, stamps it with its age so a backlog flushed in a burst keeps its times.
+        Node::begin_publish(self)
     }
 
     fn ack_oldest(&mut self) {

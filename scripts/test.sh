@@ -81,8 +81,10 @@ step_system_packages() {
     command -v openssl >/dev/null 2>&1 || missing+=(openssl)
     # Cargo needs a C toolchain to link, and bundled C libraries need it to build.
     command -v cc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+    # The firmware-in-the-loop tests run the Cortex-M image under QEMU (mps2-an386).
+    command -v qemu-system-arm >/dev/null 2>&1 || missing+=(qemu-system-arm)
     if [ "${#missing[@]}" -eq 0 ]; then
-        note "mosquitto, victoria-metrics, openssl, cc: already installed"
+        note "mosquitto, victoria-metrics, openssl, cc, qemu-system-arm: already installed"
         return 0
     fi
     command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them"

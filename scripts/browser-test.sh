@@ -42,8 +42,12 @@ if [ ! -x "$CHROMIUM" ]; then
     as_root apt-get update -q </dev/null >/dev/null
     as_root apt-get install -y -q --no-install-recommends chromium </dev/null >/dev/null
 fi
-command -v node >/dev/null 2>&1 || die "node not found (Node.js 20+ is needed for playwright-core)"
-command -v npm >/dev/null 2>&1 || die "npm not found"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    command -v apt-get >/dev/null 2>&1 || die "node/npm missing and no apt-get: install Node.js 20+"
+    note "installing nodejs and npm (apt-get)"
+    as_root apt-get update -q </dev/null >/dev/null
+    as_root apt-get install -y -q --no-install-recommends nodejs npm </dev/null >/dev/null
+fi
 MOSQUITTO=/usr/sbin/mosquitto
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     note "npm ci in tests/browser (playwright-core)"
@@ -85,13 +89,20 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Only bash and node are assumed (no python, no curl on a fresh Debian).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
 }
-wait_http() { # url seconds pid
-    for _ in $(seq $(($2 * 10))); do
-        curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-        kill -0 "$3" 2>/dev/null || return 1
+http_ok() ( # port path: true when GET answers 200 (a subshell: a refused connection only fails it)
+    exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+    IFS= read -r -t 5 line <&3 || true
+    [[ "$line" == *" 200 "* ]]
+) 2>/dev/null
+wait_http() { # port path seconds pid
+    for _ in $(seq $(($3 * 10))); do
+        http_ok "$1" "$2" && return 0
+        kill -0 "$4" 2>/dev/null || return 1
         sleep 0.1
     done
     return 1
@@ -107,7 +118,7 @@ note "gateway with the embedded broker on 127.0.0.1:$MQTT_PORT"
 "$GATEWAY" run --embedded-broker "127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
     --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
-if ! wait_http "$URL/health/live" 30 "${PIDS[-1]}"; then
+if ! wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}"; then
     wait "${PIDS[-1]}" 2>/dev/null || true
     unset 'PIDS[-1]'
     [ -x "$MOSQUITTO" ] || die "no embedded broker in this build and $MOSQUITTO missing: apt-get install mosquitto"
@@ -119,7 +130,7 @@ if ! wait_http "$URL/health/live" 30 "${PIDS[-1]}"; then
     "$GATEWAY" run --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
         --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
     PIDS+=($!)
-    wait_http "$URL/health/live" 30 "${PIDS[-1]}" || die "the gateway did not start (see gateway.log)"
+    wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}" || die "the gateway did not start (see gateway.log)"
 fi
 
 if [ -n "$SIMULATORS" ]; then
@@ -141,6 +152,10 @@ fi
 # --- the browser ---------------------------------------------------------------------
 mkdir -p artifacts
 note "loading $URL/ in headless Chromium"
+# In the background and waited for, so that a TERM (the time limit) reaches the trap at
+# once and the trap stops the browser too.
 DASHBOARD_URL="$URL/" SCREENSHOT="$ROOT/artifacts/dashboard.png" CHROMIUM_PATH="$CHROMIUM" \
-    node tests/browser/dashboard.test.mjs
+    node tests/browser/dashboard.test.mjs &
+PIDS+=($!)
+wait "${PIDS[-1]}"
 note "screenshot: artifacts/dashboard.png"

@@ -350,6 +350,13 @@ fn api_answers_known_data() {
     );
     // The ramp: hourly means of the last 12 hours rise to 1409.5; NowCast above the cap.
     assert_eq!(by_id("aq-1")["vn_aqi_hourly"]["value"], 500);
+    // Hourly means are per clock hour and hour 1 is the last complete one: half an hour
+    // later, aq-2's reading of 999 in the current (partial) hour does not count yet.
+    let r = s.ok(&format!("/api/aqi?at={}&device=aq-2", AT_MS + 1_800_000));
+    assert_eq!(r["stations"][0]["vn_aqi_hourly"]["value"], 41, "{r}");
+    // An hour later it is hour 1: the NowCast jumps (w = 1/2, the new hour weighs most).
+    let r = s.ok(&format!("/api/aqi?at={}&device=aq-2", AT_MS + 3_600_000));
+    assert_eq!(r["stations"][0]["vn_aqi_hourly"]["value"], 500, "{r}");
     let r = s.ok(&format!("/api/aqi?at={AT_MS}&district=ba-dinh"));
     assert_eq!(r["stations"].as_array().unwrap().len(), 3);
 

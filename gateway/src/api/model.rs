@@ -161,7 +161,7 @@ pub struct Reading {
 /// `GET /api/aqi`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AqiResponse {
-    /// Evaluation time: hour 1 of the NowCast is the hour before it.
+    /// Evaluation time: hour 1 of the NowCast is the last complete clock hour before it.
     pub at_ms: i64,
     /// One entry per station with PM2.5 or PM10 readings, by device id.
     pub stations: Vec<StationAqi>,

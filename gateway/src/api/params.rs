@@ -104,7 +104,8 @@ pub struct AqiParams {
     /// Only this device.
     #[arg(long)]
     pub device: Option<String>,
-    /// Evaluate as of this time (default now). Hour i of the NowCast is [at - i h, at - (i-1) h).
+    /// Evaluate as of this time (default now). Hourly means are per clock hour; hour 1 of the
+    /// NowCast is the last complete one before this time.
     #[arg(long, allow_hyphen_values = true)]
     pub at: Option<String>,
 }

@@ -133,6 +133,13 @@ fn decode_and_validate(format: Format, payload: &[u8], ctx: &Context<'_>) {
     };
     assert!(!groups.is_empty(), "{format}: decoded to no device at all");
     let readings: usize = groups.iter().map(|g| g.readings.len()).sum();
+    let rejected: usize = groups.iter().map(|g| g.rejected.len()).sum();
+    // Issue 3: every message ends as readings or as a dead letter with its reason. A
+    // decode that yields neither would be dropped without a trace.
+    assert!(
+        readings + rejected > 0,
+        "{format}: decoded to no readings and no rejection"
+    );
     // A reading takes at least a byte of payload (ESPHome's one number: one byte). More
     // readings than bytes would be readings made from nothing.
     assert!(

@@ -60,6 +60,16 @@ pub struct Pipeline {
     known_series: HashMap<String, HashMap<String, (i64, i64)>>,
 }
 
+/// What a replay adds to a batch's transaction.
+struct Replay<'a> {
+    /// Dead letters to delete with the commit.
+    delete_dead_letters: &'a [i64],
+    /// Store-rejected lines going back to the outbox.
+    requeue_lines: &'a str,
+    /// How many lines that is.
+    requeue_readings: i64,
+}
+
 /// What one message turned into, before the transaction.
 enum Outcome {
     Readings {
@@ -184,7 +194,7 @@ impl Pipeline {
     /// Decodes, validates and commits the batch in one transaction. See the module docs.
     /// `Err(OutboxFull)` (policy `block`): nothing committed, do not acknowledge.
     pub fn process(&mut self, batch: &[Inbound]) -> Result<BatchOutcome> {
-        self.process_inner(batch, &[])
+        self.process_inner(batch, None)
     }
 
     /// Re-injects dead letters (after a fix: a new route, a wider limit) and deletes them, in
@@ -202,30 +212,21 @@ impl Pipeline {
             }
         }
         let all: Vec<i64> = letters.iter().map(|d| d.id).collect();
-        let mut out = self.process_inner(&batch, &all)?;
-        if !requeue.is_empty() {
-            // A second small transaction: the store-rejected lines go back as one entry.
-            let tx = self.begin()?;
-            let mut body = Vec::new();
-            let mut n = 0i64;
-            for d in letters.iter().filter(|d| requeue.contains(&d.id)) {
-                body.extend_from_slice(&d.payload);
-                if !d.payload.ends_with(b"\n") {
-                    body.push(b'\n');
-                }
-                n += 1;
+        let mut lines = String::new();
+        let mut n = 0i64;
+        for d in letters.iter().filter(|d| requeue.contains(&d.id)) {
+            lines.push_str(&String::from_utf8_lossy(&d.payload));
+            if !lines.ends_with('\n') {
+                lines.push('\n');
             }
-            insert_outbox(&tx, &body, n)?;
-            tx.commit().map_err(IngestError::sql("commit replay"))?;
-            out.readings_committed += n as usize;
+            n += 1;
         }
-        Ok(out)
-    }
-
-    fn begin(&mut self) -> Result<Transaction<'_>> {
-        self.conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(IngestError::sql("begin transaction"))
+        let replay = Replay {
+            delete_dead_letters: &all,
+            requeue_lines: &lines,
+            requeue_readings: n,
+        };
+        self.process_inner(&batch, Some(replay))
     }
 
     fn classify(&self, msg: &Inbound) -> Outcome {
@@ -332,7 +333,7 @@ impl Pipeline {
     fn process_inner(
         &mut self,
         batch: &[Inbound],
-        delete_dead_letters: &[i64],
+        replay: Option<Replay<'_>>,
     ) -> Result<BatchOutcome> {
         let forwarding = self.cfg.forward_enabled;
         if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
@@ -475,7 +476,9 @@ impl Pipeline {
                                     span.1 = span.1.max(r.ts_ns);
                                 }
                             }
-                            if let Some(seq) = g.seq {
+                            // Replayed messages are out of band: their old sequence numbers
+                            // say nothing about the device's current run.
+                            if let Some(seq) = g.seq.filter(|_| replay.is_none()) {
                                 let ev = seq_event(row.last_seq, seq, newest > i64::MIN);
                                 match ev {
                                     SeqEvent::First | SeqEvent::InOrder => row.last_seq = Some(seq),
@@ -538,6 +541,14 @@ impl Pipeline {
                 s.execute(params![d, mm, first, last])
                     .map_err(IngestError::sql("upsert series"))?;
             }
+        }
+        let delete_dead_letters = replay.as_ref().map_or(&[][..], |r| r.delete_dead_letters);
+        if let Some(r) = &replay
+            && r.requeue_readings > 0
+        {
+            body.push_str(r.requeue_lines);
+            body_readings += r.requeue_readings;
+            out.readings_committed += r.requeue_readings as usize;
         }
         if !delete_dead_letters.is_empty() {
             let mut s = tx

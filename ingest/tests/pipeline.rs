@@ -630,3 +630,32 @@ fn query_reader_sees_the_pipelines_commits() {
     assert_eq!(reader.device_states().unwrap()[0].last_seq, Some(49));
     assert_eq!(reader.outbox_depth().unwrap().entries, 0);
 }
+
+#[test]
+fn replayed_messages_do_not_move_the_sequence_tracking() {
+    let dir = tempfile::tempdir().unwrap();
+    let strict = IngestConfig {
+        max_future_skew_s: 30,
+        ..IngestConfig::default()
+    };
+    let mut p = open(dir.path(), strict);
+    let t = now_s();
+    let pack = |seq: u32, at: i64| {
+        msg(
+            &senml_topic("aq-0600"),
+            senml_cbor("aq-0600", seq, at, &[("pm1", "ug/m3", 4.0)]),
+        )
+    };
+    // seq 3 comes from a board whose clock runs 100 s ahead: refused.
+    p.process(&[pack(2, t), pack(3, t + 100)]).unwrap();
+    for seq in 4..=10 {
+        p.process(&[pack(seq, t + i64::from(seq))]).unwrap();
+    }
+    drop(p);
+    let mut p = open(dir.path(), IngestConfig::default());
+    let id = deadletter::list(p.connection(), &ListFilter::default()).unwrap()[0].id;
+    assert_eq!(p.replay_dead_letters(&[id]).unwrap().readings_committed, 1);
+    let d = &query::device_states(p.connection()).unwrap()[0];
+    assert_eq!((d.last_seq, d.reboots, d.gaps), (Some(10), 0, 0));
+    assert_eq!(points(&p, "aq-0600", "pm1").len(), 9);
+}

@@ -233,6 +233,20 @@ impl Qemu {
         self.guard.kill().unwrap();
     }
 
+    /// The NIC's counters printed at the graceful stop, by name.
+    fn nic_line(&self) -> BTreeMap<String, i64> {
+        let log = self.log_text();
+        let line = log
+            .lines()
+            .find_map(|l| l.split_once("nic: ").map(|(_, rest)| rest.to_owned()))
+            .unwrap_or_else(|| panic!("{} printed no nic line; log:\n{log}", self.device));
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .chunks(2)
+            .map(|kv| (kv[0].to_owned(), kv[1].parse().unwrap()))
+            .collect()
+    }
+
     /// The counters of the graceful stop.
     fn stop_line(&self) -> StopLine {
         let log = self.log_text();
@@ -591,6 +605,18 @@ fn image_boots_gets_dhcp_and_its_readings_reach_hot_tier_and_store() {
     );
     assert_eq!(stop.dropped_readings, 0, "{stop:?}");
     assert_eq!(stop.acked, stop.next_seq - stop.backlog, "{stop:?}");
+    // The LAN9118 driver under real traffic: frames both ways, none refused or lost.
+    let nic = qemu.nic_line();
+    assert!(nic["rx_frames"] > 0 && nic["tx_frames"] > 0, "{nic:?}");
+    for counter in [
+        "rx_errors",
+        "rx_too_large",
+        "rx_dumped",
+        "tx_errors",
+        "tx_failed",
+    ] {
+        assert_eq!(nic[counter], 0, "{counter}: {nic:?}");
+    }
 
     // Birth and goodbye: `online` before the first pack, retained `offline` and `meta`.
     let row = gateway.wait_device(
@@ -692,6 +718,7 @@ fn broker_outage_fills_the_backlog_and_it_drains_oldest_first() {
         "the image exits 0 after a graceful stop, got {status}"
     );
     let stop = qemu.stop_line();
+    eprintln!("outage: {stop:?}");
     assert!(
         stop.dropped_readings > 0,
         "a 25 s outage overflows a 16-pack backlog: {stop:?}"
@@ -712,7 +739,7 @@ fn broker_outage_fills_the_backlog_and_it_drains_oldest_first() {
     let row = gateway.wait_device(device, "the last pack and the dropped count", |r| {
         r.last_seq == Some(sent - 1) && r.dropped_readings >= stop.dropped_readings
     });
-    eprintln!("outage: {stop:?}\ngateway: {row:?}");
+    eprintln!("gateway: {row:?}");
     assert!(before.messages >= 4);
     // Exactly the packs the backlog dropped are missing, and the device said so.
     assert_eq!(row.dropped_readings, stop.dropped_readings, "{row:?}");
@@ -780,6 +807,11 @@ fn several_images_at_once_and_a_power_cut_raises_the_last_will() {
     for (board, device) in boards.iter_mut().zip(devices).take(2) {
         let status = board.wait_exit(WAIT);
         assert!(status.success(), "{device} exits 0, got {status}");
+        // The same address on every board: each QEMU is its own user network.
+        assert!(
+            board.log_text().contains("dhcp: address 10.0.2.15/24"),
+            "{device}"
+        );
         let stop = board.stop_line();
         let row = gateway.wait_device(device, "every acknowledged pack", |r| {
             r.last_seq == Some(stop.acked - 1) && r.status.as_deref() == Some("offline")

@@ -199,6 +199,18 @@ async fn board_task(spawner: Spawner) {
         backlog.len(),
         backlog.dropped_total()
     );
+    let nic = nic::stats();
+    log!(
+        "nic: rx_frames {} rx_errors {} rx_too_large {} rx_dumped {} rx_chip_dropped {} tx_frames {} tx_errors {} tx_failed {}",
+        nic.driver.rx_frames,
+        nic.driver.rx_errors,
+        nic.driver.rx_too_large,
+        nic.driver.rx_dumped,
+        nic.driver.rx_chip_dropped,
+        nic.driver.tx_frames,
+        nic.driver.tx_errors,
+        nic.tx_failed
+    );
     semihosting::exit(true)
 }
 

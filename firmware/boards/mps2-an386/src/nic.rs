@@ -7,12 +7,42 @@
 //! driver's [`Stats`](lan9118::Stats) and in `tx_failed` here: smoltcp's tokens cannot
 //! carry an error, TCP retransmits, and the counters say what happened.
 
+use core::cell::Cell;
 use core::task::Context;
 
+use critical_section::Mutex;
 use embassy_net_driver::{Capabilities, HardwareAddress, LinkState};
-use lan9118::{Lan9118, MAX_FRAME, Mmio};
+use lan9118::{Lan9118, MAX_FRAME, Mmio, Stats};
 
 use crate::time::NIC_WAKER;
+
+/// The NIC's counters as of its last poll: the NIC itself belongs to the IP stack's
+/// runner, the board reports these.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NicStats {
+    /// The driver's frame counters.
+    pub driver: Stats,
+    /// Frames the IP stack produced that the chip did not take.
+    pub tx_failed: u32,
+}
+
+static STATS: Mutex<Cell<NicStats>> = Mutex::new(Cell::new(NicStats {
+    driver: Stats {
+        rx_frames: 0,
+        rx_errors: 0,
+        rx_too_large: 0,
+        rx_dumped: 0,
+        rx_chip_dropped: 0,
+        tx_frames: 0,
+        tx_errors: 0,
+    },
+    tx_failed: 0,
+}));
+
+/// The NIC's counters as of its last poll.
+pub fn stats() -> NicStats {
+    critical_section::with(|cs| STATS.borrow(cs).get())
+}
 
 /// The NIC and its frame buffers.
 pub struct Nic {
@@ -40,6 +70,15 @@ impl Nic {
             tx_failed: 0,
             link: (false, 0),
         }
+    }
+
+    /// Publishes the counters for [`stats`].
+    fn publish_stats(&self) {
+        let now = NicStats {
+            driver: self.dev.stats(),
+            tx_failed: self.tx_failed,
+        };
+        critical_section::with(|cs| STATS.borrow(cs).set(now));
     }
 
     /// Reads the next deliverable frame into `rx`, skipping (counted) bad ones.
@@ -99,6 +138,8 @@ impl embassy_net_driver::Driver for Nic {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, cx: &mut Context<'_>) -> Option<(Rx<'_>, Tx<'_>)> {
+        // The counters of what the previous tokens did (a transmit, a frame consumed).
+        self.publish_stats();
         if !self.fill_rx() || !self.dev.tx_ready(MAX_FRAME) {
             NIC_WAKER.register(cx.waker());
             return None;

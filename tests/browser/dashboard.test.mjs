@@ -67,6 +67,21 @@ try {
   console.log(`chart: ${chart.series}, ${chart.points} points, ${chart.stroked} stroke pixels`);
   assert.ok(chart.stroked > 50, 'the chart canvas shows no line');
 
+  // Two devices overlaid: the API answers both series and the chart shows both.
+  const two = await page.evaluate(() => {
+    const ids = [...document.querySelectorAll('#devices option')].map((o) => o.value).filter((d) => d.startsWith('aq-'));
+    return ids.slice(0, 2);
+  });
+  if (two.length === 2) {
+    await page.fill('#device', two.join(','));
+    await page.dispatchEvent('#device', 'change');
+    await page.waitForFunction((want) => document.getElementById('chart').dataset.series === want,
+      two.map((d) => `${d}:pm25`).join(','), { timeout: WAIT_MS });
+    const legend = await page.locator('#chart .u-legend .u-series').count();
+    console.log(`overlay: ${two.join(' + ')}, ${legend - 1} series in the legend`);
+    assert.equal(legend, 3, 'the overlay chart should list time + 2 series');
+  }
+
   // Health panels filled from the API.
   await page.waitForFunction(() => document.querySelectorAll('#tiles .tile').length >= 5, null, { timeout: WAIT_MS });
   await page.waitForFunction(() => document.querySelector('#districts table tr:nth-child(2)') !== null, null, { timeout: WAIT_MS });

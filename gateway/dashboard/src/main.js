@@ -215,7 +215,9 @@ function wireOverview() {
     const [s] = stationAt(ev);
     if (!s) return;
     state.selected = s.device;
-    $('device').value = s.device;
+    // Shift-click adds the station to the chart instead of replacing it.
+    const shown = $('device').value.split(',').map((d) => d.trim()).filter(Boolean);
+    $('device').value = ev.shiftKey && !shown.includes(s.device) ? [...shown, s.device].join(',') : s.device;
     $('metric').value = 'pm25';
     drawOverview();
     refreshChart();
@@ -241,39 +243,50 @@ function resizeChart() {
   if (state.plot) state.plot.setSize({ width: $('chart').clientWidth, height: 340 });
 }
 
+// Line colours of the series, in order (the first is the one the browser test looks for).
+const PALETTE = ['#4ea1ff', '#ff9f43', '#2ed573', '#ff6b81', '#a29bfe', '#feca57', '#48dbfb', '#c8d6e5'];
+
 async function refreshChart() {
-  const device = $('device').value.trim();
+  // Several devices, comma-separated, overlay the same metric.
+  const devices = $('device').value.split(',').map((d) => d.trim()).filter(Boolean).slice(0, PALETTE.length);
   const metric = $('metric').value;
   const el = $('chart');
-  if (!device || !metric) return;
+  if (devices.length === 0 || !metric) return;
   const win = $('window').value;
   const agg = $('agg').value;
-  const r = await api(`/api/series?series=${encodeURIComponent(`${device}:${metric}`)}&from=-${win}&to=now&agg=${agg}`);
-  const s = r.series[0];
-  // uPlot wants seconds, and nulls where buckets are missing so that gaps show as gaps.
-  const xs = [];
-  const ys = [];
+  const pairs = devices.map((d) => `${d}:${metric}`).join(',');
+  const r = await api(`/api/series?series=${encodeURIComponent(pairs)}&from=-${win}&to=now&agg=${agg}`);
   const step = r.step_ms;
-  for (let i = 0; i < s.t.length; i++) {
-    if (i > 0 && s.t[i] - s.t[i - 1] > step * 1.5) { xs.push((s.t[i - 1] + step) / 1000); ys.push(null); }
-    xs.push(s.t[i] / 1000);
-    ys.push(s.v[i]);
+  // uPlot wants one x array (seconds) shared by all series: the union of the bucket
+  // starts, plus a null point where no series has a bucket, so that gaps show as gaps.
+  const times = [...new Set(r.series.flatMap((s) => s.t))].sort((a, b) => a - b);
+  const xs = [];
+  for (let i = 0; i < times.length; i++) {
+    if (i > 0 && times[i] - times[i - 1] > step * 1.5) xs.push(times[i - 1] + step);
+    xs.push(times[i]);
   }
-  el.dataset.points = String(s.t.length);
-  el.dataset.series = `${device}:${metric}`;
-  const label = `${device} ${metric}${s.unit ? ` (${s.unit})` : ''} ${agg} / ${step / 1000}s`;
-  if (s.t.length === 0) {
+  const columns = r.series.map((s) => {
+    const byT = new Map(s.t.map((t, i) => [t, s.v[i]]));
+    return xs.map((t) => byT.get(t) ?? null);
+  });
+  const points = r.series.reduce((n, s) => n + s.t.length, 0);
+  el.dataset.points = String(points);
+  el.dataset.series = pairs;
+  const unit = r.series[0]?.unit ? ` (${r.series[0].unit})` : '';
+  const key = `${pairs}|${agg}|${step}`;
+  if (points === 0) {
     if (state.plot) { state.plot.destroy(); state.plot = null; }
-    el.innerHTML = `<div class="empty">no data for ${esc(device)}:${esc(metric)} in the last ${esc(win)}</div>`;
+    el.innerHTML = `<div class="empty">no data for ${esc(pairs)} in the last ${esc(win)}</div>`;
     return;
   }
-  if (state.plot && state.plotKey === label) {
-    state.plot.setData([xs, ys]);
+  const data = [xs.map((t) => t / 1000), ...columns];
+  if (state.plot && state.plotKey === key) {
+    state.plot.setData(data);
     return;
   }
   if (state.plot) state.plot.destroy();
   el.innerHTML = '';
-  state.plotKey = label;
+  state.plotKey = key;
   state.plot = new uPlot({
     width: el.clientWidth,
     height: 340,
@@ -282,8 +295,14 @@ async function refreshChart() {
       { stroke: '#8a96a3', grid: { stroke: '#2a3440' }, ticks: { stroke: '#2a3440' } },
       { stroke: '#8a96a3', grid: { stroke: '#2a3440' }, ticks: { stroke: '#2a3440' } },
     ],
-    series: [{}, { label, stroke: '#4ea1ff', width: 1.5, fill: '#4ea1ff22', spanGaps: false }],
-  }, [xs, ys], el);
+    series: [{}, ...r.series.map((s, i) => ({
+      label: `${s.device} ${metric}${unit} ${agg}/${step / 1000}s`,
+      stroke: PALETTE[i],
+      width: 1.5,
+      fill: i === 0 && r.series.length === 1 ? `${PALETTE[0]}22` : undefined,
+      spanGaps: false,
+    }))],
+  }, data, el);
 }
 
 async function metricsOf(device) {
@@ -295,7 +314,7 @@ async function metricsOf(device) {
 }
 
 async function fillMetrics() {
-  const device = $('device').value.trim();
+  const device = $('device').value.split(',')[0].trim();
   const metrics = (await metricsOf(device).catch(() => null)) ?? CATALOG;
   const sel = $('metric');
   const keep = sel.value || 'pm25';
@@ -307,7 +326,7 @@ function wireChart() {
   $('metric').innerHTML = CATALOG.map((m) => `<option>${m}</option>`).join('');
   $('metric').value = 'pm25';
   $('device').addEventListener('change', async () => {
-    state.selected = $('device').value.trim();
+    state.selected = $('device').value.split(',')[0].trim();
     await fillMetrics();
     drawOverview();
     refreshChart();

@@ -109,6 +109,9 @@ pub struct FleetReport {
     pub connects: u64,
     /// Wall time until every device had connected once, if they all did.
     pub all_connected_after: Option<Duration>,
+    /// Wall time, messages and readings between the moment every device was connected
+    /// and the stop (or the end): the fleet's rate without its connect phase.
+    pub steady: Option<(Duration, u64, u64)>,
     /// Messages published.
     pub messages: u64,
     /// Readings published.
@@ -146,6 +149,17 @@ impl FleetReport {
             rows.push((
                 "all connected after",
                 format!("{:.2} s ({})", t.as_secs_f64(), rate(self.devices, t)),
+            ));
+        }
+        if let Some((t, m, r)) = self.steady {
+            rows.push((
+                "rate with all connected",
+                format!(
+                    "{} msgs, {} readings over {:.1} s",
+                    rate(m, t),
+                    rate(r, t),
+                    t.as_secs_f64()
+                ),
             ));
         }
         rows.extend([
@@ -247,7 +261,7 @@ impl Conn {
         if let Some((topic, payload)) = dev.will() {
             opts.set_last_will(LastWill::new(topic, payload, QoS::AtLeastOnce, true, None));
         }
-        let (client, mut el) = AsyncClient::new(opts, 64);
+        let (client, mut el) = AsyncClient::new(opts, 16);
         let pending = Arc::new(AtomicU64::new(0));
         let up = Arc::new(AtomicBool::new(false));
         let (counters, p, u) = (ctx.counters.clone(), pending.clone(), up.clone());
@@ -459,14 +473,31 @@ pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetR
     let usage0 = ResourceUsage::now();
     let t0 = Instant::now();
     let n = specs.len() as u64;
+    // Marks when every device has connected, and the counters then and at the stop
+    // signal: the publish rate of the whole fleet, without the connect phase.
+    type Mark = Option<(Duration, u64, u64)>;
+    let marks: Arc<std::sync::Mutex<(Mark, Mark)>> = Arc::default();
     let watcher = {
-        let c = counters.clone();
+        let (c, m) = (counters.clone(), marks.clone());
+        let mut stop = ctx.stop.clone();
         tokio::spawn(async move {
-            loop {
-                if Counters::get(&c.peak_connected) >= n {
-                    return Some(t0.elapsed());
-                }
+            let snap = || {
+                (
+                    t0.elapsed(),
+                    Counters::get(&c.messages),
+                    Counters::get(&c.readings),
+                )
+            };
+            while Counters::get(&c.peak_connected) < n {
                 tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            if let Ok(mut g) = m.lock() {
+                g.0 = Some(snap());
+            }
+            if stop.changed().await.is_ok()
+                && let Ok(mut g) = m.lock()
+            {
+                g.1 = Some(snap());
             }
         })
     };
@@ -485,12 +516,22 @@ pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetR
         let _ = t.await;
     }
     let elapsed = t0.elapsed();
-    let all_connected_after = if watcher.is_finished() {
-        watcher.await.ok().flatten()
-    } else {
-        watcher.abort();
-        None
-    };
+    watcher.abort();
+    let (connected, stopped) = marks.lock().map(|g| *g).unwrap_or_default();
+    let end = (
+        elapsed,
+        Counters::get(&counters.messages),
+        Counters::get(&counters.readings),
+    );
+    let all_connected_after = connected.map(|c| c.0);
+    let steady = connected.map(|(t, m, r)| {
+        let (t1, m1, r1) = stopped.unwrap_or(end);
+        (
+            t1.saturating_sub(t),
+            m1.saturating_sub(m),
+            r1.saturating_sub(r),
+        )
+    });
     let faults = ctx.faults_total.lock().map(|g| *g).unwrap_or_default();
     let simulated_s = ctx.max_sim_s.load(Ordering::Relaxed) as i64;
     drop(ctx);
@@ -506,6 +547,7 @@ pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetR
         peak_connected: g(&counters.peak_connected),
         connects: g(&counters.connects),
         all_connected_after,
+        steady,
         messages: g(&counters.messages),
         readings: g(&counters.readings),
         acked: g(&counters.acked),

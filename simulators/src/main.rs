@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use schemas::topic::DeviceKind;
+use simulators::bench;
 use simulators::device::FleetPlan;
 use simulators::faults::FaultRates;
 use simulators::fleet::{self, FleetConfig, Speed};
@@ -17,7 +18,6 @@ use simulators::record::{self, RecordConfig};
 use simulators::replay::{self, Pace, ReplayConfig};
 use simulators::report::{bytes, rate, table};
 use simulators::verify::{self, Landing};
-use simulators::{bench, report};
 use tokio::sync::watch;
 
 /// City-scale sensor traffic for the smart-city pipeline: simulate a fleet of devices
@@ -433,6 +433,8 @@ async fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         ),
     ];
     println!("{}", table(&gen_rows));
+    // Before the broker starts, so that it inherits the raised limit too.
+    net::raise_fd_limit();
     let broker = match &a.broker {
         Some(b) => {
             let (h, p) = b.rsplit_once(':').context("--broker must be HOST:PORT")?;
@@ -482,7 +484,6 @@ async fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         ));
     }
     println!("{}", table(&rows));
-    let _ = report::ResourceUsage::now();
     Ok(ExitCode::SUCCESS)
 }
 

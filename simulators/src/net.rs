@@ -113,7 +113,7 @@ pub struct ClientSettings {
     pub persistent: bool,
     /// Keep-alive interval. Default 60 s.
     pub keep_alive: Duration,
-    /// QoS 1 messages in flight per client before publishing waits. Default 100.
+    /// QoS 1 messages in flight per client before publishing waits. Default 32, the firmware backlog: a device never has more packs unacknowledged.
     pub inflight: u16,
     /// Username and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
@@ -124,7 +124,7 @@ impl Default for ClientSettings {
         Self {
             persistent: false,
             keep_alive: Duration::from_secs(60),
-            inflight: 100,
+            inflight: 32,
             credentials: None,
         }
     }

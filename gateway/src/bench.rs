@@ -110,8 +110,8 @@ impl Load {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds.
-fn iso_local(unix_s: i64) -> String {
+/// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (the shape of Tasmota's `Time`).
+pub fn iso_local(unix_s: i64) -> String {
     let days = unix_s.div_euclid(86_400);
     let tod = unix_s.rem_euclid(86_400);
     let z = days + 719_468;

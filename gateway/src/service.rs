@@ -25,6 +25,7 @@ use crate::{broker, mqtt, telemetry};
 pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let resolved = cfg.resolve()?;
     let metrics = telemetry::metrics_handle()?;
+    telemetry::spawn_upkeep(metrics.clone());
     ingest::metrics::describe();
     let health = Arc::new(Health::new());
     let shutdown = CancellationToken::new();

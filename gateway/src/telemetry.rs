@@ -50,6 +50,19 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
+/// Folds recorded histogram samples into their buckets every few seconds.
+/// Without it the exporter keeps every raw sample until the next scrape,
+/// which under load and without a scraper grows without bound.
+pub fn spawn_upkeep(handle: PrometheusHandle) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            handle.run_upkeep();
+        }
+    });
+}
+
 fn describe() {
     metrics::describe_counter!(
         "mqtt_messages_received_total",

@@ -337,3 +337,123 @@ fn embedded_broker_serves_a_one_box_gateway_and_stops_with_it() {
     );
     assert!(gw.terminate().expect("exited").success());
 }
+
+#[test]
+fn full_outbox_with_policy_block_stops_acking_and_loses_nothing() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let mut store = VictoriaMetrics::start().unwrap();
+    let config = dir.path().join("gateway.toml");
+    // About 150 readings of line protocol: the outbox fills within a few batches.
+    std::fs::write(
+        &config,
+        "[ingest]\noutbox_max_bytes = 16000\noutbox_policy = \"block\"\n",
+    )
+    .unwrap();
+    let mut opts = GatewayOptions::new(&broker, "block", &dir.path().join("data"));
+    opts.store = Some(store.url());
+    opts.extra = vec!["--config".into(), config.display().to_string()];
+    let mut gw = Gateway::start(&opts);
+
+    store.stop().unwrap();
+    let load = senml(600, 6, "blk-");
+    // One message makes an outbox entry; the rest cannot fit beside it.
+    publish(&broker, &load, 0..1, "pub-block-a");
+    wait_until(
+        "the first reading",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n == 5,
+    );
+    publish(&broker, &load, 1..600, "pub-block-b");
+    // Back-pressure: commits are refused, so acks stop short of what was sent.
+    wait_until(
+        "commits refused for a full outbox",
+        WAIT,
+        || gw.metric("gateway_commit_retries_total{reason=\"backpressure\"}"),
+        |n| n.is_some_and(|n| n >= 1.0),
+    );
+    let acked = gw.metric("mqtt_acks_total").unwrap_or(0.0);
+    assert!(acked < 600.0, "acked {acked} of 600 with the store down");
+    assert!(reading_count(&gw.data_dir) < 3_000);
+
+    store.start_again().unwrap();
+    wait_until(
+        "3,000 readings in the hot tier",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n == 3_000,
+    );
+    let selector = r#"{__name__=~".+_value",device=~"blk-.*"}"#;
+    wait_until(
+        "3,000 readings in the store",
+        WAIT,
+        || distinct_points(&store, selector),
+        |n| *n >= 3_000,
+    );
+    assert_eq!(distinct_points(&store, selector), 3_000);
+    assert_eq!(gw.metric("mqtt_acks_total"), Some(600.0));
+    assert!(gw.terminate().expect("exited").success());
+}
+
+#[test]
+fn json_logs_and_dead_letter_replay_after_a_fix() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let mut opts = GatewayOptions::new(&broker, "replay", &dir.path().join("data"));
+    opts.extra = vec!["--log-format".into(), "json".into()];
+    let mut gw = Gateway::start(&opts);
+    // A Tasmota device set to New Zealand time (+12:00) while the gateway
+    // assumes Hanoi's +07:00: its readings look 5 hours ahead and are refused.
+    let now_s = ingest::message::now_ns() / 1_000_000_000;
+    let payload = format!(
+        "{{\"Time\":\"{}\",\"BME280\":{{\"Temperature\":21.5}},\"TempUnit\":\"C\"}}",
+        gateway::bench::iso_local(now_s + 12 * 3600)
+    );
+    publish_raw(
+        &broker,
+        &[("tele/nz-0001/SENSOR".to_owned(), payload.into_bytes())],
+    );
+    wait_until(
+        "a dead letter",
+        WAIT,
+        || {
+            query_u64(
+                &gw.data_dir,
+                "SELECT COUNT(*) FROM dead_letters WHERE reason = 'future-timestamp'",
+            )
+        },
+        |n| *n == 1,
+    );
+    assert!(gw.terminate().expect("exited").success());
+    // Every log line is one JSON object.
+    let log = gw.log_text();
+    for line in log.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+
+    // The fix: the right offset; replay stores the reading and removes the dead letter.
+    let config = dir.path().join("fixed.toml");
+    std::fs::write(&config, "[ingest]\ntasmota_utc_offset = \"+12:00\"\n").unwrap();
+    let out = std::process::Command::new(gateway_bin())
+        .args(["deadletters", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&gw.data_dir)
+        .args(["replay"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 readings stored"), "{text}");
+    assert_eq!(
+        query_u64(&gw.data_dir, "SELECT COUNT(*) FROM dead_letters"),
+        0
+    );
+    assert_eq!(reading_count(&gw.data_dir), 1);
+}

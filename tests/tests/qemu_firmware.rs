@@ -597,9 +597,18 @@ fn wait_final(gateway: &Gateway, device: &str, stop: &StopLine) -> (DeviceRow, i
 
 // --- the tests ----------------------------------------------------------------------
 
+/// Fails fast, before any server starts, when QEMU, the image or the gateway cannot be
+/// had; builds the image and the gateway on first use.
+fn prerequisites() {
+    qemu_bin();
+    image();
+    gateway_bin();
+}
+
 #[test]
 fn image_boots_gets_dhcp_and_its_readings_reach_hot_tier_and_store() {
     let _serial = serial();
+    prerequisites();
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let store = VictoriaMetrics::start().unwrap();
@@ -710,6 +719,7 @@ fn image_boots_gets_dhcp_and_its_readings_reach_hot_tier_and_store() {
 #[test]
 fn broker_outage_fills_the_backlog_and_it_drains_oldest_first() {
     let _serial = serial();
+    prerequisites();
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start().unwrap();
     let store = VictoriaMetrics::start().unwrap();
@@ -781,6 +791,7 @@ fn broker_outage_fills_the_backlog_and_it_drains_oldest_first() {
 #[test]
 fn several_images_at_once_and_a_power_cut_raises_the_last_will() {
     let _serial = serial();
+    prerequisites();
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let store = VictoriaMetrics::start().unwrap();

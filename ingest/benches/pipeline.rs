@@ -128,8 +128,10 @@ fn run(name: &str, msgs: &[Inbound], batch: usize) {
 fn main() {
     let n = env("BENCH_MESSAGES", 200_000);
     let batch = env("BENCH_BATCH", 1000);
-    // Readings one hour back, one second apart per device: inside the hot retention.
-    let t0 = now_ns() / 1_000_000_000 - 3600;
+    // One second apart per device, ending a minute ago: inside the hot retention and never
+    // in the future, whatever the device count.
+    let per_device = n.div_ceil(devices()) as i64;
+    let t0 = now_ns() / 1_000_000_000 - per_device - 60;
     // BENCH_FORMATS: comma-separated subset of `senml-cbor,tasmota` (default both).
     let formats = std::env::var("BENCH_FORMATS").unwrap_or_else(|_| "senml-cbor,tasmota".into());
     if formats.contains("senml-cbor") {

@@ -13,9 +13,6 @@ pub const MAX_FRAME: usize = 1514;
 pub const MIN_FRAME: usize = 14;
 /// Bytes of FCS the chip appends to every received frame.
 const FCS: usize = 4;
-/// Largest length an RX status may carry (14-bit field); anything above [`MAX_FRAME`] +
-/// FCS is still drained whole.
-const MAX_STATUS_LEN: usize = 0x3fff;
 
 /// Which bounded wait gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +47,9 @@ pub enum Error {
     /// and counted in [`Stats::rx_too_large`].
     #[error("received frame of {0} bytes does not fit the buffer")]
     BufferTooSmall(usize),
-    /// The RX status FIFO held an impossible entry (zero length), so the data FIFO's
-    /// frame boundaries were unknown; both FIFOs were dumped and the frames they held
-    /// counted in [`Stats::rx_dumped`].
+    /// The RX status FIFO held an impossible entry (zero length, or longer than what the
+    /// data FIFO holds), so the data FIFO's frame boundaries were unknown; both FIFOs
+    /// were dumped and the frames they held counted in [`Stats::rx_dumped`].
     #[error("RX FIFO out of step ({0} frames dumped)")]
     RxDesync(u32),
 }
@@ -199,13 +196,16 @@ impl<B: RegisterBus> Lan9118<B> {
     pub fn receive(&mut self, buf: &mut [u8]) -> Result<Option<usize>, Error> {
         let dropped = self.bus.read(Reg::RxDrop);
         self.stats.rx_chip_dropped = self.stats.rx_chip_dropped.wrapping_add(dropped);
-        let pending = self.rx_pending();
+        let inf = RxFifoInf(self.bus.read(Reg::RxFifoInf));
+        let pending = inf.statuses();
         if pending == 0 {
             return Ok(None);
         }
         let status = RxStatus(self.bus.read(Reg::RxStatus));
         let len = status.length();
-        if len == 0 || len > MAX_STATUS_LEN {
+        // The chip writes a frame's status after its data: a status whose frame is not
+        // all in the data FIFO (or has no length) means the FIFOs are out of step.
+        if len == 0 || len.div_ceil(4) * 4 > inf.data_bytes() as usize {
             // The frame boundaries in the data FIFO are unknown: start both FIFOs afresh.
             self.bus.write(Reg::RxCfg, rx_cfg::RX_DUMP);
             self.stats.rx_dumped = self.stats.rx_dumped.wrapping_add(pending);
@@ -501,6 +501,18 @@ mod tests {
         model.inject(&frame(70, 3));
         let mut nic = up_keeping(&mut model);
         assert_eq!(nic.receive(&mut buf).unwrap(), Some(70));
+    }
+
+    #[test]
+    fn a_status_longer_than_the_data_fifo_dumps_instead_of_underflowing() {
+        let mut model = Model::new();
+        model.inject(&frame(80, 1));
+        model.stretch_next_status(1500);
+        let mut nic = up_keeping(&mut model);
+        let mut buf = [0u8; MAX_FRAME];
+        assert_eq!(nic.receive(&mut buf), Err(Error::RxDesync(1)));
+        drop(nic);
+        assert_eq!(model.rx_words_left(), 0);
     }
 
     #[test]

@@ -101,6 +101,13 @@ impl Model {
         }
     }
 
+    /// The next RX status claims `len` bytes, more than its frame has.
+    pub fn stretch_next_status(&mut self, len: u32) {
+        if let Some(s) = self.rx_status.front_mut() {
+            *s = (*s & 0xffff) | (len << 16);
+        }
+    }
+
     pub fn rx_words_left(&self) -> usize {
         self.rx_data.len()
     }

@@ -183,10 +183,14 @@ impl Qemu {
     /// Boots the image as `device`, publishing to `broker` every second; `extra` are
     /// more `key=value` board arguments (see the board's `config` module).
     fn start(dir: &Path, broker: &Mosquitto, device: &str, extra: &[String]) -> Self {
+        Self::start_with(dir, broker.port(), device, extra, "user,model=lan9118")
+    }
+
+    /// Boots the image with QEMU's `-nic` set to `nic` (`none`: a cable unplugged).
+    fn start_with(dir: &Path, port: u16, device: &str, extra: &[String], nic: &str) -> Self {
         let mut semihosting = format!(
-            "enable=on,target=native,arg=mps2-an386,arg=port={},arg=device={device},\
-             arg=district={DISTRICT},arg=period=1",
-            broker.port()
+            "enable=on,target=native,arg=mps2-an386,arg=port={port},arg=device={device},\
+             arg=district={DISTRICT},arg=period=1"
         );
         for arg in extra {
             semihosting.push_str(",arg=");
@@ -195,7 +199,7 @@ impl Qemu {
         let log = dir.join(format!("{device}.qemu.log"));
         let mut cmd = Command::new(qemu_bin());
         cmd.args(["-M", "mps2-an386", "-nographic", "-monitor", "none"])
-            .args(["-serial", "null", "-nic", "user,model=lan9118"])
+            .args(["-serial", "null", "-nic", nic])
             .arg("-kernel")
             .arg(image())
             .args(["-semihosting-config", &semihosting]);
@@ -877,4 +881,48 @@ fn several_images_at_once_and_a_power_cut_raises_the_last_will() {
             "{d}"
         );
     }
+}
+
+#[test]
+fn without_a_network_the_image_keeps_sampling_into_its_backlog() {
+    let _serial = serial();
+    qemu_bin();
+    image();
+    let dir = tempfile::tempdir().unwrap();
+    let device = "qemu-aq-unplugged";
+    // No backend behind the LAN9118: no DHCP answer, no broker.
+    let mut qemu = Qemu::start_with(dir.path(), 1883, device, &["run=6".into()], "none");
+    let status = qemu.wait_exit(WAIT);
+    assert!(status.success(), "a graceful stop exits 0, got {status}");
+    let stop = qemu.stop_line();
+    assert_eq!(stop.connects, 0, "{stop:?}");
+    assert!(
+        stop.next_seq >= 5,
+        "a pack a second while offline: {stop:?}"
+    );
+    assert_eq!(stop.backlog, stop.next_seq, "every pack kept: {stop:?}");
+    assert_eq!((stop.published, stop.dropped_readings), (0, 0), "{stop:?}");
+    assert!(!qemu.log_text().contains("dhcp: address"));
+}
+
+#[test]
+fn bad_arguments_stop_the_image_with_exit_code_1() {
+    let _serial = serial();
+    qemu_bin();
+    image();
+    let dir = tempfile::tempdir().unwrap();
+    let mut qemu = Qemu::start_with(
+        dir.path(),
+        1883,
+        "qemu-aq-bad-args",
+        &["colour=blue".into()],
+        "none",
+    );
+    let status = qemu.wait_exit(WAIT);
+    assert_eq!(status.code(), Some(1), "{status}");
+    let console = qemu.log_text();
+    assert!(
+        console.contains(r#"UnknownKey("colour")"#),
+        "the console names the bad key: {console}"
+    );
 }

@@ -150,7 +150,7 @@ pub fn check_reading(r: &Reading, received_at_ns: i64, limits: &Limits) -> Resul
             format!(
                 "{}: {} s after receipt",
                 what(),
-                (r.ts_ns - received_at_ns) / 1_000_000_000
+                (i128::from(r.ts_ns) - i128::from(received_at_ns)) / 1_000_000_000
             ),
         ));
     }
@@ -160,7 +160,7 @@ pub fn check_reading(r: &Reading, received_at_ns: i64, limits: &Limits) -> Resul
             format!(
                 "{}: {} s before receipt, older than the hot retention",
                 what(),
-                (received_at_ns - r.ts_ns) / 1_000_000_000
+                (i128::from(received_at_ns) - i128::from(r.ts_ns)) / 1_000_000_000
             ),
         ));
     }

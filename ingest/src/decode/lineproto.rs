@@ -55,10 +55,13 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Vec<Decoded>, Rejecti
             )),
         }
     }
+    // Lines with only string or boolean fields add nothing; a message of nothing else is
+    // `empty` rather than silently dropped.
+    out.retain(|d| !d.readings.is_empty());
     if out.is_empty() {
         return Err(match rejected.into_iter().next() {
             Some(first) => first,
-            None => Rejection::new(Reason::Empty, "no lines"),
+            None => Rejection::new(Reason::Empty, "no numeric fields"),
         });
     }
     // Per-line refusals ride on the first device's result so they are dead-lettered once.
@@ -167,5 +170,10 @@ mod tests {
             Reason::MalformedPayload
         );
         assert_eq!(decode(b"\n\n", &ctx()).unwrap_err().reason, Reason::Empty);
+        let only_strings = b"status,host=a state=\"ok\",up=true 1";
+        assert_eq!(
+            decode(only_strings, &ctx()).unwrap_err().reason,
+            Reason::Empty
+        );
     }
 }

@@ -137,7 +137,8 @@ fn local_time_ns(t: &str, offset_s: i32) -> Result<i64, Rejection> {
         .and_utc()
         .timestamp_nanos_opt()
         .ok_or_else(|| malformed(format!("`Time` {t:?} out of range")))?;
-    Ok(utc - i64::from(offset_s) * 1_000_000_000)
+    utc.checked_sub(i64::from(offset_s) * 1_000_000_000)
+        .ok_or_else(|| malformed(format!("`Time` {t:?} out of range")))
 }
 
 #[cfg(test)]

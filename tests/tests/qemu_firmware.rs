@@ -9,7 +9,9 @@
 //! - a broker outage: the image keeps sampling into its backlog, reconnects with backoff,
 //!   publishes the backlog oldest first; the gaps are exactly what the backlog dropped;
 //! - several images at once, each its own device id and user network; one loses power
-//!   and its last will marks it offline.
+//!   and its last will marks it offline;
+//! - no network at all: the image keeps every pack in its backlog; bad arguments stop it
+//!   with exit code 1.
 //!
 //! Each test builds what it needs first (the image with `cargo build --release` in the
 //! board's own workspace, the gateway with `cargo build -p gateway`) and fails with a

@@ -165,6 +165,12 @@ pub struct BatchConfig {
     /// Seconds between hot-tier and dead-letter retention passes.
     /// Default: 300.
     pub retention_interval_s: u64,
+    /// Most messages held in memory between receipt and ack. A broker should
+    /// never send more than `mqtt.receive_maximum` unacked, but Mosquitto 2.0
+    /// delivers a whole queued session at once on reconnect; beyond this
+    /// bound messages stay unacked with the broker and are taken after a
+    /// reconnect. Bounds memory to roughly this many payloads. Default: 20000.
+    pub max_buffered_messages: usize,
 }
 
 impl Default for BatchConfig {
@@ -173,6 +179,7 @@ impl Default for BatchConfig {
             max_messages: 1000,
             max_bytes: 4 * 1024 * 1024,
             retention_interval_s: 300,
+            max_buffered_messages: 20_000,
         }
     }
 }
@@ -471,6 +478,15 @@ impl Config {
         }
         if self.batch.max_messages == 0 {
             return Err(invalid("batch.max_messages", None, "must be at least 1"));
+        }
+        if self.batch.max_buffered_messages < self.batch.max_messages
+            || self.batch.max_buffered_messages < usize::from(m.receive_maximum)
+        {
+            return Err(invalid(
+                "batch.max_buffered_messages",
+                None,
+                "must be at least batch.max_messages and mqtt.receive_maximum",
+            ));
         }
         if self.batch.max_bytes == 0 {
             return Err(invalid("batch.max_bytes", None, "must be at least 1"));

@@ -21,7 +21,7 @@
 //! stale ack could otherwise acknowledge a newer message that reused the id.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use ingest::message::Inbound;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
@@ -85,6 +85,23 @@ pub struct ConsumerConfig {
     pub reconnect_max: Duration,
     /// Interval of [`Committer::housekeeping`].
     pub housekeeping_interval: Duration,
+    /// Most messages received but not yet acked that the gateway holds in
+    /// memory; beyond it, publishes are left unacked (see [`Shedding`]).
+    pub max_buffered: usize,
+}
+
+/// Memory bound against brokers that ignore the Receive Maximum (Mosquitto
+/// 2.0 delivers a whole queued session at once on reconnect): publishes
+/// beyond `max_buffered` are not forwarded and not acked; once everything
+/// forwarded is acked, the consumer reconnects and the broker redelivers the
+/// shed messages from the persistent session. Nothing is lost; memory stays
+/// bounded.
+#[derive(Debug, Default)]
+struct Shedding {
+    /// Forwarded to the batcher and not yet acked.
+    buffered: AtomicUsize,
+    /// The batcher acked everything it had.
+    drained: Notify,
 }
 
 /// One received message waiting for its commit and ack.
@@ -118,6 +135,7 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel::<Received>();
     let generation = Arc::new(AtomicU64::new(0));
     let batcher_done = CancellationToken::new();
+    let shedding = Arc::new(Shedding::default());
 
     let event_task = tokio::spawn(event_loop(
         eventloop,
@@ -128,6 +146,7 @@ pub async fn run(
         Arc::clone(&health),
         shutdown.clone(),
         batcher_done.clone(),
+        Arc::clone(&shedding),
     ));
     let batch_result = batcher(
         rx,
@@ -137,6 +156,7 @@ pub async fn run(
         generation,
         Arc::clone(&health),
         shutdown,
+        shedding,
     )
     .await;
     batcher_done.cancel();
@@ -156,14 +176,27 @@ async fn event_loop(
     health: Arc<Health>,
     shutdown: CancellationToken,
     batcher_done: CancellationToken,
+    shedding: Arc<Shedding>,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut subscribed_once = false;
     let mut last_error: Option<String> = None;
+    // Messages left unacked on this connection because the buffer was full.
+    let mut shed: u64 = 0;
+    let mut reconnect_requested = false;
     loop {
         let event = tokio::select! {
             biased;
             () = batcher_done.cancelled() => break,
+            () = shedding.drained.notified(), if shed > 0 && !reconnect_requested => {
+                if shedding.buffered.load(Ordering::Acquire) == 0 {
+                    // Every forwarded message is acked (those acks are queued
+                    // ahead of the DISCONNECT): reconnect for the shed ones.
+                    tracing::info!(shed, "buffer drained; reconnecting so the broker redelivers the messages left unacked");
+                    reconnect_requested = client.try_disconnect().is_ok();
+                }
+                continue;
+            }
             event = eventloop.poll() => event,
         };
         match event {
@@ -173,6 +206,18 @@ async fn event_loop(
                     // Not acked: the broker keeps it for the next session.
                     continue;
                 }
+                if shed > 0 || shedding.buffered.load(Ordering::Acquire) >= cfg.max_buffered {
+                    if shed == 0 {
+                        tracing::warn!(
+                            buffered = cfg.max_buffered,
+                            "the broker sends beyond the in-flight window; leaving further messages unacked until the buffer drains"
+                        );
+                    }
+                    shed += 1;
+                    metrics::counter!("mqtt_shed_total").increment(1);
+                    continue;
+                }
+                shedding.buffered.fetch_add(1, Ordering::AcqRel);
                 let received = received(p, generation.load(Ordering::Acquire));
                 if tx.send(received).is_err() {
                     break;
@@ -180,6 +225,8 @@ async fn event_loop(
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
+                shed = 0;
+                reconnect_requested = false;
                 health.set_mqtt_connected(true);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -326,8 +373,10 @@ struct Batcher {
     health: Arc<Health>,
     retry: Backoff,
     shutdown: CancellationToken,
+    shedding: Arc<Shedding>,
 }
 
+#[allow(clippy::too_many_arguments)] // the batcher's share of what `run` wires up
 async fn batcher(
     mut rx: mpsc::UnboundedReceiver<Received>,
     client: AsyncClient,
@@ -336,6 +385,7 @@ async fn batcher(
     generation: Arc<AtomicU64>,
     health: Arc<Health>,
     shutdown: CancellationToken,
+    shedding: Arc<Shedding>,
 ) -> anyhow::Result<()> {
     let max_messages = cfg
         .max_messages
@@ -350,6 +400,7 @@ async fn batcher(
         health,
         retry: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
         shutdown: shutdown.clone(),
+        shedding,
     };
     let mut pending = Pending::default();
     loop {
@@ -466,6 +517,7 @@ impl Batcher {
         pending.batch = batch;
         pending.bytes = 0;
         let current = self.generation.load(Ordering::Acquire);
+        let done = pending.acks.len();
         let mut acked = 0u64;
         let mut stale = 0u64;
         for (pkid, qos, generation) in pending.acks.drain(..) {
@@ -482,6 +534,9 @@ impl Batcher {
             acked += 1;
         }
         metrics::counter!("mqtt_acks_total").increment(acked);
+        if self.shedding.buffered.fetch_sub(done, Ordering::AcqRel) <= done {
+            self.shedding.drained.notify_one();
+        }
         if stale > 0 {
             metrics::counter!("mqtt_stale_acks_skipped_total").increment(stale);
             tracing::debug!(stale, "skipped acks of messages from a previous connection");

@@ -26,9 +26,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Checked before logging starts so that a bad value is one clear line.
             cfg.resolve()?;
             telemetry::init_logging(cfg.log.format, &cfg.log.filter);
-            // Commits run on the blocking pool one at a time; a small pool
-            // keeps them on the same threads (warm caches, and fewer malloc
-            // arenas holding freed batches: lower resident memory).
+            // Commits run on the blocking pool one at a time and /health reads
+            // are rare: two blocking threads keep commits on warm threads.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .max_blocking_threads(2)

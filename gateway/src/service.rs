@@ -83,6 +83,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         reconnect_min: Duration::from_millis(cfg.mqtt.reconnect_min_ms),
         reconnect_max: Duration::from_millis(cfg.mqtt.reconnect_max_ms),
         housekeeping_interval: Duration::from_secs(cfg.batch.retention_interval_s),
+        max_buffered: cfg.batch.max_buffered_messages,
     };
     let consumed = consumer::run(
         options,

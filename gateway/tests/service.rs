@@ -457,3 +457,36 @@ fn json_logs_and_dead_letter_replay_after_a_fix() {
     );
     assert_eq!(reading_count(&gw.data_dir), 1);
 }
+
+#[test]
+fn a_queued_session_larger_than_the_buffer_is_taken_in_full() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[batch]\nmax_messages = 200\nmax_buffered_messages = 1000\n",
+    )
+    .unwrap();
+    let mut opts = GatewayOptions::new(&broker, "queued", &dir.path().join("data"));
+    opts.extra = vec!["--config".into(), config.display().to_string()];
+    let mut gw = Gateway::start(&opts);
+    // Away while 10,000 messages queue up in its session.
+    assert!(gw.terminate().expect("exited").success());
+    let load = tasmota(10_000, 100, "q-");
+    publish(&broker, &load, 0..10_000, "pub-queued");
+    gw.restart();
+    wait_until(
+        "50,000 readings",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n >= 50_000,
+    );
+    assert_eq!(reading_count(&gw.data_dir), 50_000);
+    // Mosquitto 2.0 sends the whole queue at once: the gateway sheds past its
+    // buffer and reconnects for the rest.
+    let shed = gw.metric("mqtt_shed_total").unwrap_or(0.0);
+    eprintln!("shed {shed} publishes past the buffer");
+    assert!(gw.terminate().expect("exited").success());
+}

@@ -58,6 +58,12 @@ pub struct Pipeline {
     /// What the `series` table records, device -> metric -> (first, last) bucket: a series
     /// row is written only when a reading falls outside that span (new series, new bucket).
     known_series: HashMap<String, HashMap<String, (i64, i64)>>,
+    /// Device rows as this pipeline last committed them, saving a read per device per
+    /// batch. Valid while `PRAGMA data_version` is unchanged, i.e. no other connection
+    /// (another pipeline replaying dead letters, the forwarder) has committed since.
+    device_cache: HashMap<String, DeviceRow>,
+    /// `PRAGMA data_version` when `device_cache` was last known valid.
+    data_version: Option<i64>,
 }
 
 /// What a replay adds to a batch's transaction.
@@ -178,6 +184,8 @@ impl Pipeline {
             limits,
             tasmota_offset_s,
             known_series: HashMap::new(),
+            device_cache: HashMap::new(),
+            data_version: None,
         })
     }
 
@@ -366,6 +374,13 @@ impl Pipeline {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(IngestError::sql("begin transaction"))?;
+        let data_version: i64 = tx
+            .query_row("PRAGMA data_version", [], |r| r.get(0))
+            .map_err(IngestError::sql("read data version"))?;
+        if self.data_version != Some(data_version) {
+            self.device_cache.clear();
+        }
+        let cache = &mut self.device_cache;
         {
             let mut insert = tx
                 .prepare_cached("INSERT OR IGNORE INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)")
@@ -386,12 +401,15 @@ impl Pipeline {
                     } => {
                         let row = device_row(
                             &tx,
+                            cache,
                             &mut devices,
                             device,
-                            Some(district),
-                            Some(kind),
-                            Format::Senml,
-                            msg.received_at_ns,
+                            Sighting {
+                                district: Some(district),
+                                kind: Some(kind),
+                                format: Format::Senml,
+                                received_at_ns: msg.received_at_ns,
+                            },
                         )?;
                         row.status = Some(if *online { "online" } else { "offline" }.to_owned());
                         row.status_at = Some(msg.received_at_ns);
@@ -404,12 +422,15 @@ impl Pipeline {
                     } => {
                         let row = device_row(
                             &tx,
+                            cache,
                             &mut devices,
                             device,
-                            Some(district),
-                            Some(kind),
-                            Format::Senml,
-                            msg.received_at_ns,
+                            Sighting {
+                                district: Some(district),
+                                kind: Some(kind),
+                                format: Format::Senml,
+                                received_at_ns: msg.received_at_ns,
+                            },
                         )?;
                         row.meta_json = Some(json.clone());
                         row.meta_at = Some(msg.received_at_ns);
@@ -422,12 +443,15 @@ impl Pipeline {
                         for g in groups {
                             let row = device_row(
                                 &tx,
+                                cache,
                                 &mut devices,
                                 &g.device,
-                                g.district.as_deref(),
-                                g.kind.as_deref(),
-                                *format,
-                                msg.received_at_ns,
+                                Sighting {
+                                    district: g.district.as_deref(),
+                                    kind: g.kind.as_deref(),
+                                    format: *format,
+                                    received_at_ns: msg.received_at_ns,
+                                },
                             )?;
                             row.messages += 1;
                             let tags = Tags {
@@ -581,6 +605,8 @@ impl Pipeline {
         }
         let (depth, outbox_bytes, _) = store::outbox_stats(&tx)?;
         tx.commit().map_err(IngestError::sql("commit batch"))?;
+        self.data_version = Some(data_version);
+        self.device_cache.extend(devices);
 
         // Committed: now the in-memory caches and the metrics.
         for ((d, mm), (first, last)) in series_span {
@@ -722,19 +748,36 @@ fn drop_oldest(tx: &Transaction<'_>, free: u64) -> Result<u64> {
     Ok(dropped)
 }
 
+/// What a message says about its device.
+#[derive(Debug, Clone, Copy)]
+struct Sighting<'a> {
+    district: Option<&'a str>,
+    kind: Option<&'a str>,
+    format: Format,
+    received_at_ns: i64,
+}
+
 /// The batch's row for `device`, read from the database on first use.
 fn device_row<'m>(
     tx: &Transaction<'_>,
+    cache: &mut HashMap<String, DeviceRow>,
     devices: &'m mut HashMap<String, DeviceRow>,
     device: &str,
-    district: Option<&str>,
-    kind: Option<&str>,
-    format: Format,
-    received_at_ns: i64,
+    seen: Sighting<'_>,
 ) -> Result<&'m mut DeviceRow> {
+    let Sighting {
+        district,
+        kind,
+        format,
+        received_at_ns,
+    } = seen;
     let row = match devices.entry(device.to_owned()) {
         Entry::Occupied(e) => e.into_mut(),
         Entry::Vacant(v) => {
+            // Taken out of the cache: if this batch rolls back, the row is read again.
+            if let Some(row) = cache.remove(device) {
+                return Ok(finish_row(v.insert(row), district, kind, received_at_ns));
+            }
             let existing = tx
             .prepare_cached(
                 "SELECT district, kind, format, first_seen, last_seen, last_seq, messages, readings, gaps,
@@ -776,14 +819,27 @@ fn device_row<'m>(
             v.insert(row)
         }
     };
+    Ok(finish_row(row, district, kind, received_at_ns))
+}
+
+fn finish_row<'m>(
+    row: &'m mut DeviceRow,
+    district: Option<&str>,
+    kind: Option<&str>,
+    received_at_ns: i64,
+) -> &'m mut DeviceRow {
     row.last_seen = row.last_seen.max(received_at_ns);
-    if let Some(d) = district {
+    if let Some(d) = district
+        && row.district.as_deref() != Some(d)
+    {
         row.district = Some(d.to_owned());
     }
-    if let Some(k) = kind {
+    if let Some(k) = kind
+        && row.kind.as_deref() != Some(k)
+    {
         row.kind = Some(k.to_owned());
     }
-    Ok(row)
+    row
 }
 
 fn write_device(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> Result<()> {

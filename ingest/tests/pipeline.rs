@@ -659,3 +659,32 @@ fn replayed_messages_do_not_move_the_sequence_tracking() {
     assert_eq!((d.last_seq, d.reboots, d.gaps), (Some(10), 0, 0));
     assert_eq!(points(&p, "aq-0600", "pm1").len(), 9);
 }
+
+#[test]
+fn two_pipelines_on_one_database_keep_device_counters_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = open(dir.path(), IngestConfig::default());
+    let mut b = open(dir.path(), IngestConfig::default());
+    let t = now_s() - 100;
+    let pack = |seq: u32| {
+        msg(
+            &senml_topic("aq-0700"),
+            senml_cbor(
+                "aq-0700",
+                seq,
+                t + i64::from(seq),
+                &[("pm25", "ug/m3", 1.0)],
+            ),
+        )
+    };
+    a.process(&[pack(0)]).unwrap();
+    b.process(&[pack(1)]).unwrap();
+    a.process(&[pack(2)]).unwrap();
+    b.process(&[pack(5)]).unwrap();
+    a.process(&[pack(6)]).unwrap();
+    let d = &query::device_states(a.connection()).unwrap()[0];
+    assert_eq!(
+        (d.messages, d.readings, d.last_seq, d.gaps),
+        (5, 5, Some(6), 2)
+    );
+}

@@ -342,6 +342,15 @@ impl SimDevice {
         }
     }
 
+    /// Powers the device on: it connects at once, before its first report is due.
+    /// [`Self::step`] does this itself if it was not done.
+    pub fn boot(&mut self, out: &mut Vec<Event>) {
+        if !self.started {
+            self.started = true;
+            out.push(Event::LinkUp);
+        }
+    }
+
     /// Runs the report due at [`Self::next_due_s`] and schedules the next one.
     pub fn step(&mut self, out: &mut Vec<Event>) {
         let now = self.next_s;

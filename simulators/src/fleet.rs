@@ -96,6 +96,9 @@ pub struct FleetConfig {
     pub apikey: String,
     /// No progress line.
     pub quiet: bool,
+    /// End the run as soon as every device has connected once (to measure the connect
+    /// rate alone). Default false.
+    pub stop_when_connected: bool,
 }
 
 /// What a fleet run did.
@@ -373,13 +376,8 @@ async fn device_task(mut dev: SimDevice, addr: SocketAddr, delay: Duration, ctx:
     let mut conn: Option<Conn> = None;
     let mut events = Vec::new();
     let mut last = ctx.start_s;
-    while ctx.end_s.is_none_or(|end| dev.next_due_s() < end) {
-        let due = dev.next_due_s();
-        if !ctx.wait_until(due, &mut stop).await {
-            break;
-        }
-        last = due;
-        dev.step(&mut events);
+    dev.boot(&mut events);
+    loop {
         for e in events.drain(..) {
             match e {
                 Event::LinkUp => {
@@ -403,6 +401,12 @@ async fn device_task(mut dev: SimDevice, addr: SocketAddr, delay: Duration, ctx:
                 }
             }
         }
+        let due = dev.next_due_s();
+        if ctx.end_s.is_some_and(|end| due >= end) || !ctx.wait_until(due, &mut stop).await {
+            break;
+        }
+        last = due;
+        dev.step(&mut events);
     }
     if let Some(c) = conn {
         c.close().await;
@@ -421,7 +425,24 @@ async fn device_task(mut dev: SimDevice, addr: SocketAddr, delay: Duration, ctx:
 }
 
 /// Runs a fleet until its simulated duration is covered or `stop` turns true.
-pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetReport> {
+pub async fn run(
+    cfg: FleetConfig,
+    mut external_stop: watch::Receiver<bool>,
+) -> Result<FleetReport> {
+    // The run's own stop signal: the caller's, or every device connected when asked.
+    let (stop_tx, stop) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let forward = {
+        let tx = stop_tx.clone();
+        tokio::spawn(async move {
+            while external_stop.changed().await.is_ok() {
+                if *external_stop.borrow() {
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+        })
+    };
     let fd_limit = net::raise_fd_limit();
     let specs = cfg.plan.specs();
     let per_client = if cfg.source_ips.is_empty() { 1 } else { 3 };
@@ -480,6 +501,7 @@ pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetR
     let watcher = {
         let (c, m) = (counters.clone(), marks.clone());
         let mut stop = ctx.stop.clone();
+        let (stop_tx, stop_when_connected) = (stop_tx.clone(), cfg.stop_when_connected);
         tokio::spawn(async move {
             let snap = || {
                 (
@@ -493,6 +515,9 @@ pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetR
             }
             if let Ok(mut g) = m.lock() {
                 g.0 = Some(snap());
+            }
+            if stop_when_connected {
+                let _ = stop_tx.send(true);
             }
             if stop.changed().await.is_ok()
                 && let Ok(mut g) = m.lock()
@@ -517,6 +542,7 @@ pub async fn run(cfg: FleetConfig, stop: watch::Receiver<bool>) -> Result<FleetR
     }
     let elapsed = t0.elapsed();
     watcher.abort();
+    forward.abort();
     let (connected, stopped) = marks.lock().map(|g| *g).unwrap_or_default();
     let end = (
         elapsed,

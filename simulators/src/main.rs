@@ -307,6 +307,7 @@ async fn cmd_fleet(a: FleetArgs) -> Result<ExitCode> {
         connect_rate: a.connect_rate,
         apikey: a.ul_apikey.clone(),
         quiet: a.conn.quiet,
+        stop_when_connected: false,
     };
     let rep = fleet::run(cfg, stop_on_ctrl_c()).await?;
     println!("{}", table(&rep.rows()));
@@ -445,6 +446,46 @@ async fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
             (b.addr, Some(b))
         }
     };
+    let source_ips = a
+        .source_ips
+        .as_deref()
+        .map(net::parse_source_ips)
+        .transpose()?
+        .unwrap_or_default();
+    // Connect phase: hourly reporters, so hardly anything is published while the
+    // clients connect; the run ends once all are connected.
+    let connect_cfg = FleetConfig {
+        broker: broker.0,
+        plan: mk_plan(3600),
+        faults: FaultRates::default(),
+        start_s: 1_767_225_600,
+        duration_s: None,
+        speed: Speed::Realtime,
+        manifest: None,
+        client: ClientSettings::default(),
+        source_ips: source_ips.clone(),
+        connect_rate: a.connect_rate,
+        apikey: DEFAULT_UL_APIKEY.into(),
+        quiet: a.quiet,
+        stop_when_connected: true,
+    };
+    let (_keep, idle) = watch::channel(false);
+    let c = fleet::run(connect_cfg, idle).await?;
+    let connect_rows = [
+        (
+            "connect phase: devices connected",
+            c.peak_connected.to_string(),
+        ),
+        (
+            "connect phase: all connected after",
+            c.all_connected_after
+                .map(|t| format!("{:.2} s ({})", t.as_secs_f64(), rate(c.devices, t)))
+                .unwrap_or_else(|| "not all connected".into()),
+        ),
+        ("connect phase: errors", c.errors.to_string()),
+        ("connect phase: simulator peak memory", bytes(c.peak_rss)),
+    ];
+    println!("{}", table(&connect_rows));
     let cpu0 = broker.1.as_ref().map(|b| b.cpu_s());
     let (tx, rx) = watch::channel(false);
     let cfg = FleetConfig {
@@ -456,15 +497,11 @@ async fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         speed: Speed::Max,
         manifest: None,
         client: ClientSettings::default(),
-        source_ips: a
-            .source_ips
-            .as_deref()
-            .map(net::parse_source_ips)
-            .transpose()?
-            .unwrap_or_default(),
+        source_ips,
         connect_rate: a.connect_rate,
         apikey: DEFAULT_UL_APIKEY.into(),
         quiet: a.quiet,
+        stop_when_connected: false,
     };
     let wall = a.duration;
     tokio::spawn(async move {

@@ -161,7 +161,7 @@ pub async fn run(
                     if Counters::get(&counters.connected) > 0 {
                         counters.disconnected();
                     }
-                    if ready.is_some() {
+                    if Counters::get(&counters.connects) == 0 {
                         // Never connected: the broker address is wrong; say so instead of retrying forever.
                         bail!("cannot connect to {}: {e}", cfg.broker);
                     }

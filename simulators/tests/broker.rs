@@ -83,6 +83,7 @@ fn fleet_config(
         connect_rate: 0,
         apikey: "city".into(),
         quiet: true,
+        stop_when_connected: false,
     }
 }
 

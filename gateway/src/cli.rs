@@ -230,7 +230,8 @@ impl DeadlettersArgs {
 /// `deadletters` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DeadletterAction {
-    /// List dead letters, newest first: id, time, reason, topic, size.
+    /// List dead letters, oldest first: id, time, reason, topic, size, and
+    /// the counts by reason.
     List {
         /// Only those with this reason (e.g. malformed-payload). [default: all]
         #[arg(long, value_name = "REASON")]

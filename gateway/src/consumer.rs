@@ -125,11 +125,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // The event loop must never wait on the batcher: while it waits it does
     // not drain rumqttc's request channel, the batcher's acks back up, and
-    // both stop. So the forwarding channel is unbounded; what bounds it is
-    // the broker's in-flight window (Receive Maximum), since nothing more is
-    // sent before we ack. On a resumed session a broker may exceed the window
-    // once (redelivered plus new messages), which an unbounded channel
-    // absorbs. The request channel holds the acks of a few batches.
+    // both stop. So the forwarding channel is unbounded, and memory is
+    // bounded by `max_buffered` instead (see `Shedding`). The request channel
+    // holds the acks of a few batches.
     let window = usize::from(cfg.receive_maximum).max(1);
     let (client, eventloop) = AsyncClient::new(options, window * 2 + 64);
     let (tx, rx) = mpsc::unbounded_channel::<Received>();
@@ -283,8 +281,14 @@ async fn event_loop(
                 metrics::counter!("mqtt_disconnects_total").increment(1);
                 let delay = backoff.next_delay();
                 let text = e.to_string();
-                // One warning per distinct cause, not one per retry.
-                if last_error.as_deref() != Some(text.as_str()) {
+                // One warning per distinct cause, not one per retry; our own
+                // reconnect after shedding is routine.
+                if reconnect_requested {
+                    tracing::info!(
+                        retry_in_ms = delay.as_millis() as u64,
+                        "reconnecting to take the messages left unacked"
+                    );
+                } else if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(error = %text, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost or refused");
                     last_error = Some(text);
                 } else {

@@ -23,6 +23,10 @@ NAMES = {
     "Pressure": "pressure",
     "PM2.5": "pm25",
     "PM10": "pm10",
+    "PM1": "pm1",
+    "CarbonDioxide": "co2",
+    "CO2": "co2",
+    "Noise": "LAeq",
 }
 
 host, port, store = sys.argv[1], int(sys.argv[2]), sys.argv[3]

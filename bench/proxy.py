@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 LISTEN, UPSTREAM, OUT = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 SCALE_TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 acks = []
+raw = []
 
 
 async def read_message(reader):
@@ -52,13 +53,13 @@ def rebuild(start, headers, body):
     return b"\r\n".join(out) + b"\r\n\r\n" + body
 
 
-def record(path, hmap, body, ack_ns):
+def record(path, encoding, body, ack_ns):
     url = urlsplit(path.decode())
     if not url.path.startswith("/api/v2/write"):
         return
     precision = parse_qs(url.query).get("precision", ["ns"])[0]
     scale = SCALE_TO_MS.get(precision, 1e-6)
-    if hmap.get(b"content-encoding", b"").lower() == b"gzip":
+    if encoding.lower() == b"gzip":
         body = gzip.decompress(body)
     for line in body.split(b"\n"):
         if not line:
@@ -90,7 +91,8 @@ async def handle(reader, writer):
             writer.write(rebuild(rstart, rheaders, rbody))
             await writer.drain()
             if rstart.split(b" ")[1].startswith(b"2"):
-                record(start.split(b" ")[1], hmap, body, ack_ns)
+                # Parsed at exit: the hot path only keeps the bytes.
+                raw.append((start.split(b" ")[1], hmap.get(b"content-encoding", b""), body, ack_ns))
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
     finally:
@@ -100,6 +102,8 @@ async def handle(reader, writer):
 
 
 def dump(*_):
+    for r in raw:
+        record(*r)
     seen = set()
     with open(OUT, "w") as f:
         f.write("device,metric,ts_ms,ack_ns\n")

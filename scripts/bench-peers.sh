@@ -16,7 +16,7 @@
 # bench/results/latest.{md,png,json}. Needs mosquitto and victoria-metrics
 # (Debian packages; scripts/test.sh installs them), node/npm and python3.
 # Environment: BENCH_BURST_MESSAGES (200000), BENCH_STEADY_SECONDS (30),
-# BENCH_STALL_S (30), BENCH_DRAIN_CAP_S (300).
+# BENCH_STALL_S (30), BENCH_DRAIN_CAP_S (300), BENCH_NO_BUILD=1 (use target/release as it is).
 #
 # Not part of scripts/test.sh: it takes too long and its figures are
 # measurements, not pass/fail checks.
@@ -65,7 +65,11 @@ note "peers: node $("$NODE_BIN/node" --version), node-red $(nodered_version)," \
     "node-red-contrib-influxdb $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$WORK/nodered/node_modules/node-red-contrib-influxdb/package.json" | head -1)," \
     "$("$WORK/venv/bin/pip" list 2>/dev/null | grep -iE '^(paho-mqtt|influxdb-client) ' | tr -s ' ' | paste -sd, -)"
 
-note "building the release gateway and simulators"
-cargo build --release -p gateway -p simulators
+if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x target/release/gateway ] && [ -x target/release/simulators ]; then
+    note "BENCH_NO_BUILD=1: using the release binaries already in target/release"
+else
+    note "building the release gateway and simulators"
+    cargo build --release -p gateway -p simulators
+fi
 
 exec "$WORK/venv/bin/python" bench/run.py "$@"

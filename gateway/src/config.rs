@@ -508,6 +508,13 @@ impl Config {
                     format!("`{url}` is not an http:// or https:// URL"),
                 ));
             }
+            if url.starts_with("https://") && !cfg!(feature = "https-store") {
+                return Err(invalid(
+                    "store.url",
+                    Some("--store, GATEWAY_STORE"),
+                    "https:// needs a gateway built with `--features https-store`",
+                ));
+            }
             if self.store.bucket.is_empty() {
                 return Err(invalid(
                     "store.bucket",
@@ -749,6 +756,22 @@ mod tests {
         assert!(BrokerUrl::parse("mqtt://host:0").is_err());
         assert!(BrokerUrl::parse("mqtt://u:p@host").is_err());
         assert!(BrokerUrl::parse("tcp://host").is_err());
+    }
+
+    #[test]
+    fn https_store_needs_the_feature() {
+        let mut c = Config::default();
+        c.store.url = Some("https://store.example".into());
+        let r = c.resolve();
+        if cfg!(feature = "https-store") {
+            r.unwrap();
+        } else {
+            let err = r.unwrap_err().to_string();
+            assert!(
+                err.contains("store.url") && err.contains("https-store"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

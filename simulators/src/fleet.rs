@@ -99,6 +99,10 @@ pub struct FleetConfig {
     /// End the run as soon as every device has connected once (to measure the connect
     /// rate alone). Default false.
     pub stop_when_connected: bool,
+    /// Devices connect, then wait until every device is connected before their first
+    /// report, so that publishing does not slow the connect storm and the publish rate
+    /// is measured with the whole fleet online. Default false.
+    pub start_together: bool,
 }
 
 /// What a fleet run did.
@@ -222,6 +226,8 @@ struct Ctx {
     wall0: tokio::time::Instant,
     manifest: Option<mpsc::Sender<ManifestBatch>>,
     stop: watch::Receiver<bool>,
+    /// Turns true when every device has connected (used with `start_together`).
+    go: Option<watch::Receiver<bool>>,
     max_sim_s: AtomicU64,
 }
 
@@ -377,6 +383,7 @@ async fn device_task(mut dev: SimDevice, addr: SocketAddr, delay: Duration, ctx:
     let mut events = Vec::new();
     let mut last = ctx.start_s;
     dev.boot(&mut events);
+    let mut first = true;
     loop {
         for e in events.drain(..) {
             match e {
@@ -399,6 +406,14 @@ async fn device_task(mut dev: SimDevice, addr: SocketAddr, delay: Duration, ctx:
                         publish(c, m, &id, &ctx).await;
                     }
                 }
+            }
+        }
+        if std::mem::take(&mut first)
+            && let Some(mut go) = ctx.go.clone()
+        {
+            tokio::select! {
+                _ = go.wait_for(|g| *g) => {}
+                _ = stop.wait_for(|s| *s) => {}
             }
         }
         let due = dev.next_due_s();
@@ -477,6 +492,7 @@ pub async fn run(
         }
         None => (None, None),
     };
+    let (go_tx, go_rx) = watch::channel(false);
     let ctx = Arc::new(Ctx {
         counters: counters.clone(),
         faults_total: std::sync::Mutex::new(DeviceStats::default()),
@@ -488,6 +504,7 @@ pub async fn run(
         wall0: tokio::time::Instant::now(),
         manifest: manifest_tx,
         stop,
+        go: cfg.start_together.then_some(go_rx),
         max_sim_s: AtomicU64::new(0),
     });
     let progress = crate::report::Progress::start(counters.clone(), "fleet", cfg.quiet);
@@ -516,6 +533,7 @@ pub async fn run(
             if let Ok(mut g) = m.lock() {
                 g.0 = Some(snap());
             }
+            let _ = go_tx.send(true);
             if stop_when_connected {
                 let _ = stop_tx.send(true);
             }

@@ -308,6 +308,7 @@ async fn cmd_fleet(a: FleetArgs) -> Result<ExitCode> {
         apikey: a.ul_apikey.clone(),
         quiet: a.conn.quiet,
         stop_when_connected: false,
+        start_together: false,
     };
     let rep = fleet::run(cfg, stop_on_ctrl_c()).await?;
     println!("{}", table(&rep.rows()));
@@ -468,6 +469,7 @@ async fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         apikey: DEFAULT_UL_APIKEY.into(),
         quiet: a.quiet,
         stop_when_connected: true,
+        start_together: false,
     };
     let (_keep, idle) = watch::channel(false);
     let c = fleet::run(connect_cfg, idle).await?;
@@ -502,6 +504,7 @@ async fn cmd_bench(a: BenchArgs) -> Result<ExitCode> {
         apikey: DEFAULT_UL_APIKEY.into(),
         quiet: a.quiet,
         stop_when_connected: false,
+        start_together: true,
     };
     let wall = a.duration;
     tokio::spawn(async move {

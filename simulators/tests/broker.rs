@@ -84,6 +84,7 @@ fn fleet_config(
         apikey: "city".into(),
         quiet: true,
         stop_when_connected: false,
+        start_together: false,
     }
 }
 

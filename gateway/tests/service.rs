@@ -490,3 +490,73 @@ fn a_queued_session_larger_than_the_buffer_is_taken_in_full() {
     eprintln!("shed {shed} publishes past the buffer");
     assert!(gw.terminate().expect("exited").success());
 }
+
+#[test]
+fn every_format_on_its_default_route_reaches_the_hot_tier_and_the_store() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let store = VictoriaMetrics::start().unwrap();
+    let mut opts = GatewayOptions::new(&broker, "formats", &dir.path().join("data"));
+    opts.store = Some(store.url());
+    let mut gw = Gateway::start(&opts);
+
+    let now_s = ingest::message::now_ns() / 1_000_000_000;
+    let (senml_topic, senml_payload) = senml(1, 1, "fmt-senml-").message(0);
+    let (tas_topic, tas_payload) = tasmota(1, 1, "fmt-tasmota-").message(0);
+    let messages = vec![
+        (senml_topic, senml_payload),
+        (tas_topic, tas_payload),
+        (
+            "fmt-esphome/sensor/temperature/state".to_owned(),
+            b"23.5".to_vec(),
+        ),
+        (
+            "/key123/fmt-ul/attrs".to_owned(),
+            b"t|28.1|h|70|pm25|54".to_vec(),
+        ),
+        (
+            "telegraf/host1/weather".to_owned(),
+            format!(
+                "weather,device=fmt-lp temperature=21.5 {}\n",
+                now_s * 1_000_000_000
+            )
+            .into_bytes(),
+        ),
+    ];
+    publish_raw(&broker, &messages);
+    // 5 (SenML) + 5 (Tasmota) + 1 (ESPHome) + 3 (UltraLight) + 1 (line protocol).
+    wait_until(
+        "15 readings",
+        WAIT,
+        || reading_count(&gw.data_dir),
+        |n| *n >= 15,
+    );
+    assert_eq!(reading_count(&gw.data_dir), 15);
+    assert_eq!(
+        query_u64(&gw.data_dir, "SELECT COUNT(*) FROM dead_letters"),
+        0
+    );
+
+    for (selector, value) in [
+        (r#"temperature_value{device="fmt-esphome"}"#, 23.5),
+        (r#"temperature_value{device="fmt-ul"}"#, 28.1),
+        (r#"relativeHumidity_value{device="fmt-ul"}"#, 70.0),
+        (r#"pm25_value{device="fmt-ul"}"#, 54.0),
+        (r#"pm25_value{device="fmt-tasmota-00000"}"#, 20.0),
+        (r#"pm25_value{device="fmt-senml-00000"}"#, 20.0),
+    ] {
+        let series = store
+            .wait_for_export(selector, WAIT, |s| !s.is_empty())
+            .unwrap();
+        let points = series[0].points();
+        assert_eq!(points.len(), 1, "{selector}");
+        assert!((points[0].1 - value).abs() < 1e-9, "{selector}: {points:?}");
+    }
+    let lp = store
+        .wait_for_export(r#"{device="fmt-lp"}"#, WAIT, |s| !s.is_empty())
+        .unwrap();
+    assert_eq!(lp.len(), 1, "{lp:?}");
+    assert_eq!(lp[0].points()[0], (now_s * 1000, 21.5));
+    assert!(gw.terminate().expect("exited").success());
+}

@@ -127,8 +127,14 @@ pub fn series_list(conn: &Connection) -> Result<Vec<(String, String)>> {
 }
 
 /// Points of one series in `[from_ns, to_ns)`, oldest first, at most `limit`. The range
-/// is clamped to the series' recorded span, then read one 10-second bucket at a time
-/// through the primary key.
+/// is clamped to the buckets of the series' recorded span, then read one 10-second bucket
+/// at a time through the primary key.
+///
+/// `series.first_ns`/`last_ns` are precise to the bucket only: the pipeline rewrites a
+/// series row when a reading falls outside the buckets it spans, not for every reading
+/// (that would be one more write per reading). The series has no readings outside
+/// `[bucket start of first_ns, bucket end of last_ns)`, and its newest reading is the
+/// latest one in the bucket of `last_ns` (see [`latest`]).
 pub fn series(
     conn: &Connection,
     device: &str,
@@ -147,7 +153,8 @@ pub fn series(
     let Some((first, last)) = span else {
         return Ok(Vec::new());
     };
-    let (from, to) = (from_ns.max(first), to_ns.min(last.saturating_add(1)));
+    let (lo, hi) = bucket_bounds(first, last);
+    let (from, to) = (from_ns.max(lo), to_ns.min(hi));
     let mut out = Vec::new();
     if from >= to {
         return Ok(out);
@@ -174,6 +181,37 @@ pub fn series(
         }
     }
     Ok(out)
+}
+
+/// `[start of first's bucket, end of last's bucket)`.
+fn bucket_bounds(first_ns: i64, last_ns: i64) -> (i64, i64) {
+    use crate::store::{BUCKET_NS, bucket};
+    (
+        bucket(first_ns).saturating_mul(BUCKET_NS),
+        bucket(last_ns).saturating_add(1).saturating_mul(BUCKET_NS),
+    )
+}
+
+/// The newest point of one series: the latest reading in the bucket of `series.last_ns`.
+pub fn latest(conn: &Connection, device: &str, metric: &str) -> Result<Option<Point>> {
+    conn.prepare_cached(&format!(
+        "SELECT r.ts_ns, r.value FROM series s JOIN readings r
+           ON r.bucket = (s.last_ns - ((s.last_ns % {b}) + {b}) % {b}) / {b}
+          AND r.device = s.device AND r.metric = s.metric
+         WHERE s.device = ?1 AND s.metric = ?2
+         ORDER BY r.ts_ns DESC LIMIT 1",
+        b = crate::store::BUCKET_NS
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![device, metric], |r| {
+            Ok(Point {
+                ts_ns: r.get(0)?,
+                value: r.get(1)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(IngestError::sql("read latest point"))
 }
 
 /// Number of readings in the hot tier (a full count: for tests and tools, not hot paths).
@@ -216,6 +254,11 @@ impl Reader {
     /// See [`series_list`].
     pub fn series_list(&self) -> Result<Vec<(String, String)>> {
         series_list(&self.conn)
+    }
+
+    /// See [`latest`].
+    pub fn latest(&self, device: &str, metric: &str) -> Result<Option<Point>> {
+        latest(&self.conn, device, metric)
     }
 
     /// See [`series`].

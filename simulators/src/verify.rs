@@ -225,6 +225,8 @@ fn load_victoria(url: &str, devices: &HashSet<String>) -> Result<Series> {
         .call()
         .with_context(|| format!("export from {base}"))?
         .body_mut()
+        .with_config()
+        .limit(u64::MAX)
         .read_to_string()
         .context("read export body")?;
     let mut series: Series = HashMap::new();

@@ -29,10 +29,11 @@ def mib(v):
 
 
 lines = [
-    "# Peer benchmark: latest results",
+    "# Latency budget of the gateway" if src.stem == "latency-budget" else "# Peer benchmark: latest results",
     "",
     f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}; "
-    f"run {m['date_utc']}. One Mosquitto and one VictoriaMetrics on the same machine, fresh for "
+    f"run {m['date_utc']}" + (f" at commit {m['commit']}" if m.get("commit") else "")
+    + (f" (release gateway built {m['gateway_built_utc']})" if m.get("gateway_built_utc") else "") + ". One Mosquitto and one VictoriaMetrics on the same machine, fresh for "
     "each run; the same recorded traffic replayed for every peer (`scripts/bench-peers.sh`).",
     "",
 ]

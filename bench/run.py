@@ -21,7 +21,7 @@ lost (`simulators verify` against VictoriaMetrics). For the gateway also the
 publish-to-committed latency in the hot tier (commit_probe.py) and the batch
 size histogram from its /metrics.
 
-Usage: run.py [--scenarios burst,steady] [--peers gateway,nodered,python]
+Usage: run.py [--scenarios burst,steady] [--peers gateway,nodered,python] [--out latest]
 """
 
 import argparse
@@ -368,7 +368,7 @@ def verify(manifest, s):
                 lost = int(num)
             elif cells[0] == "duplicates stored" and num.isdigit():
                 dups = int(num)
-    return found, lost, dups, out.stdout
+    return found, lost, dups, out.stdout + out.stderr
 
 
 def run_one(scenario, peer, capture):
@@ -482,6 +482,9 @@ def machine():
         "memory_gib": round(mem_kib / 1024 / 1024, 1),
         "kernel": platform.release(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                 capture_output=True, text=True).stdout.strip(),
+        "gateway_built_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(GATEWAY.stat().st_mtime)),
     }
 
 
@@ -489,6 +492,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--scenarios", default="burst,steady")
     ap.add_argument("--peers", default="gateway,nodered,python")
+    ap.add_argument("--out", default="latest", help="results/<OUT>.{json,md,png}")
     a = ap.parse_args()
     (WORK / "captures").mkdir(parents=True, exist_ok=True)
     captures = {
@@ -505,8 +509,9 @@ def main():
             results.append(run_one(scenario, peer, cap))
     RESULTS.mkdir(exist_ok=True)
     out = {"machine": machine(), "results": results}
-    (RESULTS / "latest.json").write_text(json.dumps(out, indent=2) + "\n")
-    subprocess.run([PY, BENCH / "report.py", RESULTS / "latest.json"], check=True)
+    dest = RESULTS / f"{a.out}.json"
+    dest.write_text(json.dumps(out, indent=2) + "\n")
+    subprocess.run([PY, BENCH / "report.py", dest], check=True)
 
 
 if __name__ == "__main__":

@@ -138,6 +138,22 @@ fn fill(dir: &Path) {
         ins("wx-1", "temperature", T0 + DAY - 30 * NS, 28.5);
         // A reading stamped after the evaluation instant: `latest` must not use it.
         ins("aq-2", "pm25", T0 + DAY + 60 * NS, 999.0);
+        // A later reading in the same 10 s bucket: ingest leaves the series span alone for
+        // it (the bucket is already covered), and `latest` must still find it.
+        let later = T0 + DAY - 28 * NS;
+        assert_eq!(
+            ingest::store::bucket(later),
+            ingest::store::bucket(T0 + DAY - 30 * NS)
+        );
+        reading
+            .execute(params![
+                ingest::store::bucket(later),
+                "wx-1",
+                "temperature",
+                later,
+                28.75
+            ])
+            .unwrap();
     }
     for (reason, ago) in [
         ("malformed-payload", 10),
@@ -446,6 +462,16 @@ fn api_answers_known_data() {
         .find(|d| d["device"] == "aq-1")
         .unwrap();
     assert_eq!(aq1["values"]["pm25"]["v"], 1439.0);
+    let wx1 = r["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["device"] == "wx-1")
+        .unwrap();
+    assert_eq!(
+        wx1["values"]["temperature"]["v"], 28.75,
+        "the newest reading of the series' last bucket: {wx1}"
+    );
     // A short max_age leaves only wx-1's reading 30 s old.
     let r = s.ok(&format!("/api/latest?at={AT_MS}&max_age=45s"));
     let reporting: u64 = r["groups"]
@@ -477,9 +503,10 @@ fn api_answers_known_data() {
         (Some(2), Some(15), Some(150))
     );
     assert_eq!(f(&r["store_lag_s"]), 30.0);
-    // Last minute: one reading each of aq-1, aq-2 pm25, aq-3 pm25 + pm10, wx-1 temperature.
+    // Last minute: one reading each of aq-1, aq-2 pm25, aq-3 pm25 + pm10, two of wx-1
+    // temperature.
     assert!(
-        (f(&r["ingest_rate_per_s"]) - 5.0 / 60.0).abs() < 1e-9,
+        (f(&r["ingest_rate_per_s"]) - 6.0 / 60.0).abs() < 1e-9,
         "{r}"
     );
     assert_eq!(f(&r["newest_message_age_s"]), 30.0);

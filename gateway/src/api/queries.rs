@@ -272,9 +272,12 @@ type Latest = HashMap<String, Vec<(String, i64, f64)>>;
 /// bucket by bucket down to `oldest_ns`.
 fn latest_all(conn: &Connection, at_ns: i64, oldest_ns: i64) -> Result<Latest, ApiError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT s.device, s.metric, s.first_ns, s.last_ns, r.value FROM series s \
+        // `series.last_ns` is kept only to the bucket (ingest skips the upsert while a
+        // reading falls in a known bucket), so take the newest reading of that last bucket.
+        "SELECT s.device, s.metric, s.first_ns, s.last_ns, r.ts_ns, r.value FROM series s \
          LEFT JOIN readings r ON r.bucket = s.last_ns / {BUCKET_NS} AND r.device = s.device \
-         AND r.metric = s.metric AND r.ts_ns = s.last_ns \
+         AND r.metric = s.metric AND r.ts_ns = (SELECT max(x.ts_ns) FROM readings x \
+           WHERE x.bucket = s.last_ns / {BUCKET_NS} AND x.device = s.device AND x.metric = s.metric) \
          WHERE s.last_ns >= ?1"
     ))?;
     let mut before = conn.prepare_cached(
@@ -288,10 +291,13 @@ fn latest_all(conn: &Connection, at_ns: i64, oldest_ns: i64) -> Result<Latest, A
     while let Some(row) = rows.next()? {
         let device: String = row.get(0)?;
         let metric: String = row.get(1)?;
-        let (first, last): (i64, i64) = (row.get(2)?, row.get(3)?);
-        let value: Option<f64> = row.get(4)?;
-        let found = match value {
-            Some(v) if last <= at_ns => Some((last, v)),
+        let first: i64 = row.get(2)?;
+        let newest: Option<(i64, f64)> = match (row.get(4)?, row.get(5)?) {
+            (Some(ts), Some(v)) => Some((ts, v)),
+            _ => None,
+        };
+        let found = match newest {
+            Some((ts, v)) if ts <= at_ns => Some((ts, v)),
             _ => {
                 let lo = oldest_ns.max(first);
                 if lo > at_ns {

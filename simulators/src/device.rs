@@ -29,6 +29,9 @@ pub mod flags {
     pub const DUPLICATE: u8 = 4;
     /// Sent late, from the backlog after an outage.
     pub const BACKLOG: u8 = 8;
+    /// The device's clock is skewed (fault): the time is off, and a gateway may refuse
+    /// it as too far in the future or the past.
+    pub const SKEWED: u8 = 16;
 }
 
 /// A reading as it went out.
@@ -483,7 +486,7 @@ impl SimDevice {
         self.stats.packs += 1;
         let wires = formats::encode(self.spec.format, &self.sender(), ts, seq, &kept).ok()?;
         let base_flags = if self.spec.format.carries_time() {
-            0
+            if self.skew_s != 0 { flags::SKEWED } else { 0 }
         } else {
             flags::RECEIPT_TIME
         };

@@ -118,8 +118,10 @@ struct FleetArgs {
     /// Clock speed: realtime, <N>x (simulated seconds per second) or max.
     #[arg(long, default_value = "realtime")]
     speed: Speed,
-    /// Simulated start time (RFC 3339). Default: now.
-    #[arg(long)]
+    /// Simulated start time: RFC 3339, or a span before now such as `-6h` (a gateway
+    /// rejects readings older than its hot retention or ahead of its clock, so a run at
+    /// `max` speed that should all land ends at about now). Default: now.
+    #[arg(long, allow_hyphen_values = true)]
     start: Option<String>,
     /// Simulated time to cover, e.g. 10m, 7d. Default: until Ctrl-C (required with --speed max).
     #[arg(long, value_parser = humantime::parse_duration)]
@@ -283,11 +285,19 @@ async fn cmd_fleet(a: FleetArgs) -> Result<ExitCode> {
     if a.speed == Speed::Max && a.duration.is_none() {
         bail!("--speed max needs --duration (simulated time to cover)");
     }
-    let start_s = match &a.start {
-        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
-            .with_context(|| format!("bad --start {s:?}"))?
-            .timestamp(),
-        None => chrono::Utc::now().timestamp(),
+    let now = chrono::Utc::now().timestamp();
+    let start_s = match a.start.as_deref() {
+        None | Some("now") => now,
+        Some(s) => match s.strip_prefix('-') {
+            Some(ago) => {
+                let ago =
+                    humantime::parse_duration(ago).with_context(|| format!("bad --start {s:?}"))?;
+                now - ago.as_secs() as i64
+            }
+            None => chrono::DateTime::parse_from_rfc3339(s)
+                .with_context(|| format!("bad --start {s:?} (RFC 3339 or -<span>)"))?
+                .timestamp(),
+        },
     };
     let cfg = FleetConfig {
         broker: a.conn.addr().await?,

@@ -12,7 +12,7 @@
 //! - `flags`: letters, `-` for none: `r` time stamped by the gateway on receipt (the
 //!   format carries no time), `x` outside the catalog range on purpose (a spike fault:
 //!   validation should reject it), `d` a deliberate duplicate publish, `b` sent late from
-//!   the backlog after an outage.
+//!   the backlog after an outage, `s` the device clock is skewed (a fault).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -70,6 +70,7 @@ pub fn flags_str(f: u8) -> String {
         (flags::OUT_OF_RANGE, 'x'),
         (flags::DUPLICATE, 'd'),
         (flags::BACKLOG, 'b'),
+        (flags::SKEWED, 's'),
     ] {
         if f & bit != 0 {
             s.push(c);
@@ -89,6 +90,7 @@ fn parse_flags(s: &str) -> Option<u8> {
             'x' => flags::OUT_OF_RANGE,
             'd' => flags::DUPLICATE,
             'b' => flags::BACKLOG,
+            's' => flags::SKEWED,
             '-' => 0,
             _ => return None,
         };

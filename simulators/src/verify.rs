@@ -11,8 +11,9 @@
 //!    match (a gateway configured with another time zone for Tasmota, say), are matched
 //!    by value, in send order, against the points step 1 left unclaimed.
 //!
-//! Readings sent out of range on purpose (flag `x`) are expected to be rejected and are
-//! not counted as lost. Deliberate duplicate publishes (flag `d`) are not expected as
+//! Readings sent out of range on purpose (flag `x`) are expected to be rejected, and
+//! readings of devices with a skewed clock (flag `s`) may be (too far in the future);
+//! neither is counted as lost. Deliberate duplicate publishes (flag `d`) are not expected as
 //! separate readings: the store should keep one.
 //!
 //! Latency: the hot tier records no commit time (it has no such column), so send ->
@@ -93,6 +94,9 @@ pub struct VerifyReport {
     pub rejected_as_expected: u64,
     /// Out-of-range readings that were stored anyway.
     pub accepted_out_of_range: u64,
+    /// Readings from devices with a skewed clock (fault) that were not stored: a
+    /// gateway refuses times too far ahead of its clock or older than its retention.
+    pub skewed_not_stored: u64,
     /// Points of the manifest's devices that match no manifest row.
     pub unexpected: u64,
     /// The gateway's own duplicate counters (hot tier `devices` table), if present.
@@ -132,6 +136,10 @@ impl VerifyReport {
                     "{} / {}",
                     self.rejected_as_expected, self.accepted_out_of_range
                 ),
+            ),
+            (
+                "skewed clock, not stored (fault)",
+                self.skewed_not_stored.to_string(),
             ),
             ("points not in manifest", self.unexpected.to_string()),
         ];
@@ -275,8 +283,8 @@ pub fn run(manifest_path: &Path, landing: &Landing) -> Result<VerifyReport> {
     if report.latency_note.is_empty() {
         report.latency_note = match (landing, has_commit) {
             (_, true) => "send -> hot-tier commit, from the commit-time column".into(),
-            (Landing::HotTier(_), false) => "the hot tier records no commit time: only send -> gateway receipt on readings the gateway stamped (ESPHome, UltraLight)".into(),
-            (Landing::Victoria(_), _) => "VictoriaMetrics records no ingestion time: only send -> gateway receipt on readings the gateway stamped (ESPHome, UltraLight)".into(),
+            (Landing::HotTier(_), false) => "the hot tier records no commit time: only send -> gateway receipt on readings the gateway stamped (ESPHome)".into(),
+            (Landing::Victoria(_), _) => "VictoriaMetrics records no ingestion time: only send -> gateway receipt on readings the gateway stamped (ESPHome)".into(),
         };
     }
     Ok(report)
@@ -386,6 +394,10 @@ fn compare(rows: &[ManifestRow], mut series: Series, has_commit: bool) -> Verify
                     rep.rejected_as_expected += 1;
                     rep.expected -= u64::from(!is_dup);
                 }
+                None if r.flags & flags::SKEWED != 0 => {
+                    rep.skewed_not_stored += u64::from(!is_dup);
+                    rep.expected -= u64::from(!is_dup);
+                }
                 None if is_dup => {}
                 None => {
                     rep.lost += 1;
@@ -491,6 +503,17 @@ mod tests {
         assert_eq!(r.duplicates_stored, 1);
         assert_eq!(r.rejected_as_expected, 1);
         assert!(r.failed());
+    }
+
+    #[test]
+    fn skewed_readings_may_be_refused() {
+        let rows = [row(1000, 1.0, flags::SKEWED), row(2000, 2.0, flags::SKEWED)];
+        let r = compare(&rows, pts(&[(1000, 1.0)]), false);
+        assert_eq!(
+            (r.found, r.lost, r.skewed_not_stored, r.expected),
+            (1, 0, 1, 1)
+        );
+        assert!(!r.failed());
     }
 
     #[test]

@@ -462,7 +462,7 @@ pub async fn run(
     let specs = cfg.plan.specs();
     let per_client = if cfg.source_ips.is_empty() { 1 } else { 3 };
     if (specs.len() * per_client) as u64 + 64 > fd_limit {
-        tracing_warn(&format!(
+        warn(&format!(
             "{} devices need about {} file descriptors but the limit is {fd_limit}; raise it with `ulimit -n`",
             specs.len(),
             specs.len() * per_client
@@ -606,7 +606,7 @@ pub async fn run(
     })
 }
 
-fn tracing_warn(msg: &str) {
+fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
 

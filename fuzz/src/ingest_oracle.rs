@@ -147,6 +147,9 @@ fn decode_and_validate(format: Format, payload: &[u8], ctx: &Context<'_>) {
         "{format}: {readings} readings from {} bytes",
         payload.len()
     );
+    if format == Format::Senml {
+        senml_binding(payload, ctx, &groups);
+    }
     let limits = limits();
     for g in &groups {
         check_group(format, g);
@@ -162,6 +165,31 @@ fn decode_and_validate(format: Format, payload: &[u8], ctx: &Context<'_>) {
             if r.value.is_finite() {
                 line_round_trip(format, g, r.metric.name(), r.value, r.ts_ns);
             }
+        }
+    }
+}
+
+/// Device binding (issue 3): an accepted SenML pack is the topic's device's, and none of
+/// its records names another device (`bn`/`n` = `"<device>:<metric>"`).
+fn senml_binding(payload: &[u8], ctx: &Context<'_>, groups: &[Decoded]) {
+    let topic_device = ctx.captures.device.unwrap_or_default();
+    for g in groups {
+        assert_eq!(g.device, topic_device, "senml: device is not the topic's");
+    }
+    let Ok(pack) = schemas::senml::decode_any(payload) else {
+        panic!("senml: the gateway accepted a pack that schemas refuses");
+    };
+    let mut resolver = schemas::senml::Resolver::new();
+    for r in pack.records() {
+        let Ok(res) = resolver.resolve(&r) else {
+            continue;
+        };
+        let full = res.full_name().to_string();
+        if let Some((device, _)) = full.rsplit_once(':') {
+            assert_eq!(
+                device, topic_device,
+                "senml: record `{full}` of another device accepted"
+            );
         }
     }
 }

@@ -329,11 +329,7 @@ impl SimDevice {
                 else {
                     return Vec::new();
                 };
-                let meta = formats::meta_json(
-                    &self.sender(),
-                    self.spec.period_s,
-                    metrics_of(self.spec.kind),
-                );
+                let meta = formats::meta_json(&self.sender(), self.spec.period_s);
                 vec![
                     retained(t.to_string(), STATUS_ONLINE.to_vec()),
                     retained(t.with_channel(Channel::Meta).to_string(), meta),

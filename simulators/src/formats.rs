@@ -383,30 +383,94 @@ pub fn native_pack(
     Ok(buf)
 }
 
-/// The retained `meta` document of a native device (same fields as the firmware's).
-pub fn meta_json(s: &Sender<'_>, period_s: u32, metrics: &[&str]) -> Vec<u8> {
-    let metrics: Vec<_> = metrics
-        .iter()
-        .filter_map(|n| schemas::catalog::lookup(n))
-        .map(|m| serde_json::json!({"n": m.name, "u": m.unit}))
-        .collect();
-    serde_json::json!({
-        "device": s.device,
-        "district": s.district,
-        "kind": s.kind.as_str(),
-        "firmware": concat!("simulators/", env!("CARGO_PKG_VERSION")),
-        "format": senml::CONTENT_TYPE_CBOR,
-        "period_s": period_s,
-        "backlog_slots": crate::device::BACKLOG_PACKS,
-        "metrics": metrics,
-    })
-    .to_string()
-    .into_bytes()
+/// Approximate centres of Hanoi's urban districts (latitude, longitude), for placing
+/// simulated stations on the operators' map.
+const DISTRICT_CENTRES: &[(&str, f64, f64)] = &[
+    ("ba-dinh", 21.0340, 105.8140),
+    ("hoan-kiem", 21.0285, 105.8542),
+    ("tay-ho", 21.0700, 105.8190),
+    ("long-bien", 21.0470, 105.8890),
+    ("cau-giay", 21.0330, 105.7900),
+    ("dong-da", 21.0140, 105.8270),
+    ("hai-ba-trung", 21.0060, 105.8580),
+    ("hoang-mai", 20.9740, 105.8630),
+    ("thanh-xuan", 20.9950, 105.8100),
+    ("nam-tu-liem", 21.0130, 105.7650),
+    ("bac-tu-liem", 21.0700, 105.7600),
+    ("ha-dong", 20.9630, 105.7700),
+];
+
+/// A stable position for a device: its district's centre, moved up to about 1.5 km by a
+/// hash of its id, so the same device always stands in the same place.
+pub fn position(district: &str, device: &str) -> Option<(f64, f64)> {
+    let &(_, lat, lon) = DISTRICT_CENTRES.iter().find(|(d, _, _)| *d == district)?;
+    // FNV-1a: tiny, stable across runs and platforms.
+    let h = device.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let unit = |bits: u64| (bits & 0xffff) as f64 / 65_535.0 - 0.5;
+    let round = |v: f64| (v * 1e5).round() / 1e5;
+    Some((
+        round(lat + 0.028 * unit(h)),
+        round(lon + 0.028 * unit(h >> 16)),
+    ))
+}
+
+/// Sensor parts a simulated device of this kind stands for.
+fn sensors_of(kind: DeviceKind) -> &'static [&'static str] {
+    match kind {
+        DeviceKind::AirQuality => &["pms5003", "bme280", "scd41"],
+        DeviceKind::Weather => &["bme280"],
+        DeviceKind::Noise => &["mems-mic"],
+        DeviceKind::Wifi => &["ap-stats"],
+    }
+}
+
+/// The retained `meta` message of a native device, in the documented format of
+/// [`schemas::meta`] (firmware version, kind, district, sensors, position, period).
+pub fn meta_json(s: &Sender<'_>, period_s: u32) -> Vec<u8> {
+    let (lat, lon) = position(s.district, s.device).unzip();
+    let meta = schemas::meta::Meta {
+        firmware: concat!("simulators/", env!("CARGO_PKG_VERSION")),
+        kind: s.kind,
+        district: s.district,
+        sensors: sensors_of(s.kind),
+        lat,
+        lon,
+        period_s,
+    };
+    let mut buf = [0u8; 512];
+    match meta.encode(&mut buf) {
+        Ok(n) => buf[..n].to_vec(),
+        // Slugs and the fixed strings above always fit and never need escaping.
+        Err(_) => Vec::new(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn meta_is_the_documented_document_with_a_stable_position() {
+        let s = sender();
+        let meta = schemas::meta::OwnedMeta::decode(&meta_json(&s, 60)).unwrap();
+        assert_eq!(meta.kind.as_deref(), Some("airquality"));
+        assert_eq!(meta.district.as_deref(), Some("ba-dinh"));
+        assert_eq!(meta.period_s, Some(60));
+        let (lat, lon) = (meta.lat.unwrap(), meta.lon.unwrap());
+        assert!(
+            (21.0..21.05).contains(&lat) && (105.79..105.84).contains(&lon),
+            "{lat},{lon}"
+        );
+        assert_eq!(
+            position("ba-dinh", "aq-0001"),
+            Some((lat, lon)),
+            "stable per device"
+        );
+        assert_ne!(position("ba-dinh", "aq-0002"), Some((lat, lon)));
+        assert_eq!(position("atlantis", "aq-0001"), None);
+    }
 
     fn sender() -> Sender<'static> {
         Sender {

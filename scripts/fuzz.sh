@@ -21,6 +21,7 @@
 # prints the reproducer's path and the command that replays it. A crash input
 # becomes a regression case by copying it into tests/nasty/<format>/, where
 # `cargo test -p tests --test nasty_inputs` runs it on every test run.
+# Targets, oracles and conventions: fuzz/README.md.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

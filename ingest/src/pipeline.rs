@@ -23,7 +23,7 @@ use schemas::topic::{Channel, Topic, TopicError};
 use crate::config::{IngestConfig, OutboxPolicy};
 use crate::decode::{self, Context, Decoded};
 use crate::error::{IngestError, Result};
-use crate::lineproto::{self, Tags};
+use crate::lineproto::{TagSet, Tags};
 use crate::message::Inbound;
 use crate::metrics as m;
 use crate::route::{Format, Router};
@@ -361,6 +361,7 @@ impl Pipeline {
             ..BatchOutcome::default()
         };
         let mut body = String::new();
+        let mut tagset = TagSet::default();
         let mut body_readings = 0i64;
         let mut devices: HashMap<String, DeviceRow> = HashMap::new();
         // (device, metric) -> (first, last) ts_ns of this batch's new readings, for series
@@ -454,12 +455,14 @@ impl Pipeline {
                                 },
                             )?;
                             row.messages += 1;
-                            let tags = Tags {
-                                device: &g.device,
-                                district: row.district.as_deref().or(g.district.as_deref()),
-                                format: format.as_str(),
-                                kind: row.kind.as_deref().or(g.kind.as_deref()),
-                            };
+                            if forwarding {
+                                tagset.set(&Tags {
+                                    device: &g.device,
+                                    district: row.district.as_deref().or(g.district.as_deref()),
+                                    format: format.as_str(),
+                                    kind: row.kind.as_deref().or(g.kind.as_deref()),
+                                });
+                            }
                             let mut newest = i64::MIN;
                             for r in &g.readings {
                                 let name = r.metric.name();
@@ -484,7 +487,7 @@ impl Pipeline {
                                     row.dropped_readings += r.value as i64;
                                 }
                                 if forwarding {
-                                    lineproto::write_line(&mut body, name, &tags, r.value, r.ts_ns);
+                                    tagset.write_line(&mut body, name, r.value, r.ts_ns);
                                     body_readings += 1;
                                 }
                                 let b = store::bucket(r.ts_ns);

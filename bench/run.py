@@ -58,6 +58,8 @@ DEVICES = 1_000
 STALL_S = float(os.environ.get("BENCH_STALL_S", 30))
 # No run may take longer than this after its replay ended.
 DRAIN_CAP_S = float(os.environ.get("BENCH_DRAIN_CAP_S", 300))
+# BENCH_NO_PROXY=1: the steady run writes straight to the store (no latency
+# figures), to tell a peer's own limits from the timing proxy's cost.
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -88,12 +90,18 @@ def http_get(url, timeout=10):
 
 
 def raise_nofile():
-    # VictoriaMetrics and Node-RED open a socket per request under load.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    # The store must survive a peer's socket storm (Node-RED opens a connection
+    # per write): as many open files as the kernel allows, where permitted.
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            most = int(f.read())
+        resource.setrlimit(resource.RLIMIT_NOFILE, (most, most))
+    except (OSError, ValueError):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def spawn(cmd, logfile, env=None, cwd=None):
+def spawn(cmd, logfile, env=None, cwd=None, raise_limits=False):
     return subprocess.Popen(
         [str(c) for c in cmd],
         stdout=open(logfile, "ab"),
@@ -101,7 +109,7 @@ def spawn(cmd, logfile, env=None, cwd=None):
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
         cwd=cwd,
-        preexec_fn=raise_nofile,
+        preexec_fn=raise_nofile if raise_limits else None,
     )
 
 
@@ -155,6 +163,7 @@ class Servers:
                 "-search.disableCache",
             ],
             run_dir / "victoria-metrics.log",
+            raise_limits=True,
         )
         wait_port(self.mqtt_port, "mosquitto")
         wait_port(self.vm_port, "victoria-metrics")
@@ -385,7 +394,7 @@ def run_one(scenario, peer, capture):
         # the proxy's own cost never limits a peer's throughput.
         acks_csv = run_dir / "acks.csv"
         store_url = s.vm_url
-        if scenario == "steady":
+        if scenario == "steady" and os.environ.get("BENCH_NO_PROXY") != "1":
             proxy_port = free_port()
             proxy = spawn([PY, BENCH / "proxy.py", proxy_port, s.vm_port, acks_csv], run_dir / "proxy.log")
             wait_port(proxy_port, "proxy")
@@ -410,7 +419,11 @@ def run_one(scenario, peer, capture):
         last_rows, last_change = s.rows_inserted(), time.time()
         while True:
             time.sleep(0.2)
-            rows = s.rows_inserted()
+            try:
+                rows = s.rows_inserted()
+            except OSError as e:
+                log(f"{scenario}/{peer}: the store stopped answering ({e}); see {run_dir}")
+                break
             now = time.time()
             if rows != last_rows:
                 last_rows, last_change = rows, now

@@ -21,7 +21,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use schemas::topic::{Channel, Topic, TopicError};
 
 use crate::config::{IngestConfig, OutboxPolicy};
-use crate::decode::{self, Context, Decoded};
+use crate::decode::{self, Context, Decoded, Reading};
 use crate::error::{IngestError, Result};
 use crate::lineproto::{TagSet, Tags};
 use crate::message::Inbound;
@@ -464,16 +464,15 @@ impl Pipeline {
                                 });
                             }
                             let mut newest = i64::MIN;
+                            // Bindings persist across executions: the device is bound once per
+                            // message, each reading binds only its own four values.
+                            insert
+                                .raw_bind_parameter(2, g.device.as_str())
+                                .map_err(IngestError::sql("bind reading device"))?;
                             for r in &g.readings {
                                 let name = r.metric.name();
-                                let n = insert
-                                    .execute(params![
-                                        store::bucket(r.ts_ns),
-                                        g.device,
-                                        name,
-                                        r.ts_ns,
-                                        r.value
-                                    ])
+                                let n = bind_reading(&mut insert, r)
+                                    .and_then(|()| insert.raw_execute())
                                     .map_err(IngestError::sql("insert reading"))?;
                                 if n == 0 {
                                     out.duplicates += 1;
@@ -672,6 +671,14 @@ impl Pipeline {
         self.known_series.clear();
         Ok(out)
     }
+}
+
+/// Binds a reading's own values (not the device, `?2`) to the reading insert.
+fn bind_reading(insert: &mut rusqlite::Statement<'_>, r: &Reading) -> rusqlite::Result<()> {
+    insert.raw_bind_parameter(1, store::bucket(r.ts_ns))?;
+    insert.raw_bind_parameter(3, r.metric.name())?;
+    insert.raw_bind_parameter(4, r.ts_ns)?;
+    insert.raw_bind_parameter(5, r.value)
 }
 
 fn insert_dead_letter(

@@ -99,10 +99,11 @@ for ax, (key, title, scale) in zip(
     for b, r in zip(bars, rows):
         lost = r["readings_lost"] or 0
         note = f"{b.get_height():,.0f}" if b.get_height() >= 10 else f"{b.get_height():,.2f}"
-        if scenario == "burst" and lost:
+        if lost:
             note += f"\nlost {lost / max(r['readings_sent'], 1):.0%}"
         ax.annotate(note, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=10, pad=14)
+    ax.margins(y=0.2)
     if key != "readings_per_s":
         ax.set_yscale("log")
 fig.suptitle(f"Peer benchmark on {m['nproc']} CPUs ({m['cpu']}), {m['date_utc']}", fontsize=10)

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Prints readings/s (wall clock) and CPU time per reading (user + system, from
-//! `getrusage`), plus the process's peak resident memory.
+//! `getrusage`), plus the process's peak resident memory. Wall and CPU time swing by a
+//! third between runs on a shared machine; compare changes by instruction counts instead:
+//! `BENCH_MESSAGES=10000 valgrind --tool=callgrind <bench executable>`, then
+//! `callgrind_annotate --inclusive=yes` for `Pipeline::process_inner` (see the README).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use std::time::{Duration, Instant};

@@ -104,7 +104,7 @@ for ax, (key, title, scale) in zip(
         ax.annotate(note, (b.get_x() + b.get_width() / 2, b.get_height()), ha="center", va="bottom", fontsize=9)
     ax.set_title(title, fontsize=10, pad=14)
     ax.margins(y=0.2)
-    if key != "readings_per_s":
+    if key != "readings_per_s" and any(v > 0 for v in values):
         ax.set_yscale("log")
 fig.suptitle(f"Peer benchmark on {m['nproc']} CPUs ({m['cpu']}), {m['date_utc']}", fontsize=10)
 fig.tight_layout()

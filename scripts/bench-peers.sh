@@ -3,7 +3,7 @@
 # and a Python bridge (paho-mqtt + influxdb-client batching write API), on the
 # same recorded Tasmota traffic, with the same Mosquitto and VictoriaMetrics.
 #
-#   scripts/bench-peers.sh                       # both scenarios, all peers (about 15 min)
+#   scripts/bench-peers.sh                       # both scenarios, all peers (about 10 min here)
 #   scripts/bench-peers.sh --scenarios steady    # only the 2,000 msg/s latency run
 #   scripts/bench-peers.sh --peers gateway,python
 #

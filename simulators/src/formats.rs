@@ -404,15 +404,19 @@ const DISTRICT_CENTRES: &[(&str, f64, f64)] = &[
 /// hash of its id, so the same device always stands in the same place.
 pub fn position(district: &str, device: &str) -> Option<(f64, f64)> {
     let &(_, lat, lon) = DISTRICT_CENTRES.iter().find(|(d, _, _)| *d == district)?;
-    // FNV-1a: tiny, stable across runs and platforms.
-    let h = device.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    // FNV-1a, then the splitmix64 finaliser so that ids differing in one character land
+    // far apart in both coordinates; stable across runs and platforms.
+    let mut h = device.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
     let unit = |bits: u64| (bits & 0xffff) as f64 / 65_535.0 - 0.5;
     let round = |v: f64| (v * 1e5).round() / 1e5;
     Some((
         round(lat + 0.028 * unit(h)),
-        round(lon + 0.028 * unit(h >> 16)),
+        round(lon + 0.028 * unit(h >> 32)),
     ))
 }
 

@@ -464,6 +464,8 @@ impl Pipeline {
                                 });
                             }
                             let mut newest = i64::MIN;
+                            // One lookup per message, not per reading.
+                            let device_series = known_series.get(g.device.as_str());
                             // Bindings persist across executions: the device is bound once per
                             // message, each reading binds only its own four values.
                             insert
@@ -490,8 +492,7 @@ impl Pipeline {
                                     body_readings += 1;
                                 }
                                 let b = store::bucket(r.ts_ns);
-                                let covered = known_series
-                                    .get(g.device.as_str())
+                                let covered = device_series
                                     .and_then(|s| s.get(name))
                                     .is_some_and(|(first, last)| *first <= b && b <= *last);
                                 if !covered {
@@ -627,13 +628,22 @@ impl Pipeline {
         for ts in latest_ts {
             ::metrics::histogram!(m::END_TO_END_SECONDS).record((now_ns - ts) as f64 / 1e9);
         }
+        // Summed per format first: a labelled counter update builds its key and takes the
+        // recorder's lock, once per batch and format instead of once per message.
+        let mut per_format: Vec<(&'static str, u64)> = Vec::new();
         for o in &outcomes {
             let format = match o {
                 Outcome::Readings { format, .. } => format.as_str(),
                 Outcome::Status { .. } | Outcome::Meta { .. } | Outcome::Cleared => "device-state",
                 Outcome::Dead(_) => "none",
             };
-            ::metrics::counter!(m::MESSAGES, "format" => format).increment(1);
+            match per_format.iter_mut().find(|(f, _)| *f == format) {
+                Some((_, n)) => *n += 1,
+                None => per_format.push((format, 1)),
+            }
+        }
+        for (format, n) in per_format {
+            ::metrics::counter!(m::MESSAGES, "format" => format).increment(n);
         }
         ::metrics::counter!(m::READINGS_COMMITTED).increment(out.readings_committed as u64);
         ::metrics::counter!(m::DUPLICATES).increment(out.duplicates as u64);

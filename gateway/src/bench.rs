@@ -112,23 +112,9 @@ impl Load {
 
 /// `YYYY-MM-DDTHH:MM:SS` of Unix seconds (the shape of Tasmota's `Time`).
 pub fn iso_local(unix_s: i64) -> String {
-    let days = unix_s.div_euclid(86_400);
-    let tod = unix_s.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
+    chrono::DateTime::from_timestamp(unix_s, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 /// Publishes messages `range` of `load` with QoS 1 and waits until the

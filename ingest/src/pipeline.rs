@@ -520,7 +520,10 @@ impl Pipeline {
                                         row.last_seq = Some(seq);
                                     }
                                 }
-                                seq_events.push((g.device.clone(), ev));
+                                // Only gaps and redeliveries are counted per device.
+                                if matches!(ev, SeqEvent::Gap(_) | SeqEvent::Duplicate) {
+                                    seq_events.push((g.device.clone(), ev));
+                                }
                             }
                             if newest > i64::MIN {
                                 latest_ts.push(newest);

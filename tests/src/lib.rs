@@ -26,9 +26,11 @@ pub mod mosquitto;
 pub mod net;
 pub mod process;
 pub mod victoria;
+pub mod wait;
 
 pub use error::{HarnessError, Result};
 pub use mosquitto::{Mosquitto, MosquittoOptions, TlsListener};
 pub use net::free_port;
 pub use process::ChildGuard;
 pub use victoria::{ExportedSeries, VictoriaMetrics, VictoriaMetricsOptions};
+pub use wait::wait_until;

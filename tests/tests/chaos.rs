@@ -407,21 +407,10 @@ impl Drop for Gateway {
 /// Polls until `done(probe())`; panics naming `what` after [`DRAIN_WAIT`].
 fn wait_for<T: std::fmt::Debug>(
     what: &str,
-    mut probe: impl FnMut() -> T,
-    mut done: impl FnMut(&T) -> bool,
+    probe: impl FnMut() -> T,
+    done: impl FnMut(&T) -> bool,
 ) -> T {
-    let started = Instant::now();
-    loop {
-        let v = probe();
-        if done(&v) {
-            return v;
-        }
-        assert!(
-            started.elapsed() < DRAIN_WAIT,
-            "timed out after {DRAIN_WAIT:?} waiting for {what}; last: {v:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    tests::wait_until(what, DRAIN_WAIT, probe, done)
 }
 
 /// Waits until the phase is in the hot tier and the outbox is empty, then runs

@@ -214,26 +214,8 @@ pub fn query_u64(data_dir: &Path, sql: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Polls `cond` until true; panics with `what` and the last value after `timeout`.
-pub fn wait_until<T: std::fmt::Debug>(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> T,
-    mut done: impl FnMut(&T) -> bool,
-) -> T {
-    let started = Instant::now();
-    loop {
-        let v = probe();
-        if done(&v) {
-            return v;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}; last: {v:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+/// Polls until a condition holds (the harness's helper, shared with the other suites).
+pub use tests::wait_until;
 
 /// Publishes messages `range` of `load` with QoS 1 (all acknowledged by the
 /// broker when this returns).

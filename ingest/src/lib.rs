@@ -17,6 +17,7 @@ pub mod decode;
 pub mod error;
 pub mod forward;
 pub mod lineproto;
+pub mod log;
 pub mod message;
 pub mod metrics;
 pub mod pipeline;

@@ -30,6 +30,9 @@ pub const DEVICE_GAPS: &str = "device_gaps_total";
 /// Messages seen again (sequence number not newer than the last one), by `device`.
 pub const DEVICE_REDELIVERIES: &str = "device_redeliveries_total";
 
+/// Torn log tails truncated when the log was opened after a crash.
+pub const LOG_TORN_TAILS: &str = "log_torn_tails_total";
+
 /// Registers descriptions and units with the installed recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -56,4 +59,8 @@ pub fn describe() {
         "Missed device messages (sequence gaps), by device"
     );
     describe_counter!(DEVICE_REDELIVERIES, "Device messages seen again, by device");
+    describe_counter!(
+        LOG_TORN_TAILS,
+        "Torn message-log tails truncated at start after a crash"
+    );
 }

@@ -1,0 +1,1050 @@
+//! The raw-message log: the gateway's commit point.
+//!
+//! Every PUBLISH the broker delivers is appended here as it arrived (topic, payload, QoS,
+//! retain and DUP flags, packet id, time of receipt). A group commit writes what arrived
+//! meanwhile with one `write` and one `fdatasync`; only then are the messages acknowledged
+//! to the broker. Everything else (decoding, validation, hot tier, outbox, device state,
+//! dead letters) is derived from the log by the applier ([`crate::applier`]), which stores
+//! the applied position in the same SQLite transaction as its results. This is the shape
+//! of Kafka's log, Prometheus' WAL and InfluxDB 3's WAL: append, sync, acknowledge, index
+//! later. An SQLite inbox table was measured against it (see `ingest/README.md`): the
+//! append-only file costs a memcpy and a CRC per message, the table a B-tree insert.
+//!
+//! **Files.** `<data_dir>/log/<first seq, 20 digits>.log`, numbered segments. A segment is
+//! a 16-byte header (magic `CTLOG\0\0\x01`, first sequence number, little endian) and then
+//! records: `len: u32 LE | crc32(body): u32 LE | body`. Every record has a sequence number
+//! one above the previous one, across segments.
+//! - a *message* body: `kind = 1 | seq u64 | received_ns i64 | pkid u16 | flags u8 |
+//!   topic_len u16 | topic | payload` (flags: bits 0-1 QoS, bit 2 retain, bit 3 DUP);
+//! - an *index* body (the first record of every segment): `kind = 2 | seq u64 | count u32 |
+//!   count x (pkid u16, digest u64)`, the redelivery index as the segment began, so that
+//!   older segments can be deleted without losing it.
+//!
+//! **Crash safety.** A crash can leave a torn tail: part of a record, or a whole record
+//! whose bytes did not all reach the disk. On open every segment is scanned; a bad length,
+//! a CRC mismatch or a sequence number out of order in the *last* segment is truncated away
+//! with a warning (it was never acknowledged: acks follow the fdatasync). The same in an
+//! earlier segment is damage, not a torn write (segments are synced before the next one
+//! starts), and opening fails with the file and offset, never silently skipping data.
+//!
+//! **Redeliveries (exactly once).** MQTT 3.1.1 and MQTT 5, section 4.4: when a session
+//! resumes, the server resends every PUBLISH it has not seen a PUBACK for, with DUP=1 and
+//! its original packet id, and it reuses a packet id only after the PUBACK of the previous
+//! message with that id. So a message with DUP=1 whose packet id, topic and payload match
+//! the last logged message with that id is a redelivery of a message that is already
+//! durable here (we crashed, or the connection dropped, before our PUBACK reached the
+//! broker): it is acknowledged and not logged again. A message with DUP=0 is always new,
+//! even when it reuses a packet id: it *supersedes* the id. The index holds, per packet id,
+//! a 64-bit digest (xxh3) of the topic and payload of the last logged message; it is at
+//! most 65,536 entries, rebuilt on open from the index record of the oldest segment and
+//! the records after it. Readings without a time of their own are stamped with the time of
+//! receipt written here, once, so re-applying the log stamps them the same way.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+/// The log's folder inside the data directory.
+pub const LOG_DIR: &str = "log";
+
+const MAGIC: [u8; 8] = *b"CTLOG\x00\x00\x01";
+const SEGMENT_HEADER: u64 = 16;
+const RECORD_HEADER: usize = 8;
+const KIND_MESSAGE: u8 = 1;
+const KIND_INDEX: u8 = 2;
+/// Fixed part of a message body before the topic.
+const MESSAGE_FIXED: usize = 1 + 8 + 8 + 2 + 1 + 2;
+/// Largest record body accepted when reading: an MQTT packet is at most 256 MiB.
+const MAX_BODY: usize = 256 * 1024 * 1024 + 64 * 1024;
+
+/// Errors of the log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("message log {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A segment other than the last one is damaged: not a torn write of a crash.
+    #[error(
+        "message log segment {path} is damaged at byte {offset} ({reason}); it is not the last \
+         segment, so this is not a torn write: move the file aside to start (the messages after \
+         that byte are then lost) and check the disk"
+    )]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Where the first bad record starts.
+        offset: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The log does not reach back to the first message not yet applied.
+    #[error(
+        "message log in {dir} starts at message {first} but the state database has applied only \
+         up to {applied}: segments were removed by hand. Messages {missing_from}..{first} are lost; \
+         to start anyway, move the log folder aside"
+    )]
+    Gap {
+        /// The log folder.
+        dir: PathBuf,
+        /// First sequence number in the log.
+        first: u64,
+        /// Applied position of the state.
+        applied: u64,
+        /// First missing sequence number.
+        missing_from: u64,
+    },
+}
+
+type Result<T, E = LogError> = std::result::Result<T, E>;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |source| LogError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// One message as it arrived from the broker.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// The topic.
+    pub topic: &'a [u8],
+    /// The payload.
+    pub payload: &'a [u8],
+    /// QoS of the delivery (0, 1 or 2).
+    pub qos: u8,
+    /// RETAIN flag of the delivery: set when the broker sent a retained message because of
+    /// a new subscription.
+    pub retain: bool,
+    /// DUP flag: set when the broker resends a message it may have sent before.
+    pub dup: bool,
+    /// Packet id (0 for QoS 0).
+    pub pkid: u16,
+    /// Time of receipt, ns since the Unix epoch.
+    pub received_ns: i64,
+}
+
+/// What [`LogWriter::append`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appended {
+    /// Logged under this sequence number; durable after the next [`LogWriter::commit`].
+    Logged(u64),
+    /// A redelivery (DUP=1) of the last message logged under its packet id: not logged
+    /// again; acknowledge it after the next commit.
+    Redelivery,
+}
+
+/// A message read back from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Sequence number.
+    pub seq: u64,
+    /// Time of receipt, ns since the Unix epoch.
+    pub received_ns: i64,
+    /// Packet id.
+    pub pkid: u16,
+    /// QoS of the delivery.
+    pub qos: u8,
+    /// RETAIN flag of the delivery.
+    pub retain: bool,
+    /// DUP flag of the delivery.
+    pub dup: bool,
+    /// Topic (lossy UTF-8: MQTT requires UTF-8, a broker that sends otherwise gets its bytes
+    /// replaced and the message dead-lettered by routing).
+    pub topic: String,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+/// What opening the log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Segments found.
+    pub segments: usize,
+    /// Message records found.
+    pub messages: u64,
+    /// A torn tail that was cut off: (segment, offset, bytes removed, why).
+    pub truncated: Option<(PathBuf, u64, u64, String)>,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Copy)]
+pub struct LogOptions {
+    /// A segment is closed and a new one started once it holds this many bytes.
+    pub segment_bytes: u64,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// The digest of a message in the redelivery index.
+pub fn digest(topic: &[u8], payload: &[u8]) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&(topic.len() as u64).to_le_bytes());
+    h.update(topic);
+    h.update(payload);
+    h.digest()
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+/// Segment first-sequence numbers in `dir`, ascending.
+fn list_segments(dir: &Path) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(io_err(dir))? {
+        let e = e.map_err(io_err(dir))?;
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".log")
+            && stem.len() == 20
+            && let Ok(base) = stem.parse::<u64>()
+        {
+            out.push(base);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// A record as parsed, borrowing the body.
+enum Parsed<'a> {
+    Message {
+        seq: u64,
+        received_ns: i64,
+        pkid: u16,
+        flags: u8,
+        topic: &'a [u8],
+        payload: &'a [u8],
+    },
+    Index {
+        seq: u64,
+        entries: &'a [u8],
+    },
+}
+
+fn parse_body(body: &[u8]) -> std::result::Result<Parsed<'_>, String> {
+    let kind = *body.first().ok_or("empty record")?;
+    let u64_at = |i: usize| -> std::result::Result<u64, String> {
+        body.get(i..i + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .ok_or_else(|| "record too short".to_owned())
+    };
+    let seq = u64_at(1)?;
+    match kind {
+        KIND_MESSAGE => {
+            if body.len() < MESSAGE_FIXED {
+                return Err("message record too short".into());
+            }
+            let received_ns = u64_at(9)? as i64;
+            let pkid = u16::from_le_bytes([body[17], body[18]]);
+            let flags = body[19];
+            let tlen = usize::from(u16::from_le_bytes([body[20], body[21]]));
+            let topic = body
+                .get(MESSAGE_FIXED..MESSAGE_FIXED + tlen)
+                .ok_or("topic runs past the record")?;
+            Ok(Parsed::Message {
+                seq,
+                received_ns,
+                pkid,
+                flags,
+                topic,
+                payload: &body[MESSAGE_FIXED + tlen..],
+            })
+        }
+        KIND_INDEX => {
+            let count = body
+                .get(9..13)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or("index record too short")?;
+            let entries = &body[13..];
+            if entries.len() != count * 10 {
+                return Err("index record length does not match its count".into());
+            }
+            Ok(Parsed::Index { seq, entries })
+        }
+        k => Err(format!("unknown record kind {k}")),
+    }
+}
+
+/// Reads one record at the reader's position into `body`. `Ok(false)`: clean end of file.
+/// `Err(reason)`: a short, oversized or corrupt record.
+fn read_record<R: Read>(
+    r: &mut R,
+    body: &mut Vec<u8>,
+) -> std::result::Result<bool, std::result::Result<String, std::io::Error>> {
+    let mut head = [0u8; RECORD_HEADER];
+    let mut got = 0;
+    while got < RECORD_HEADER {
+        match r.read(&mut head[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err(Ok("record header cut short".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Err(e)),
+        }
+    }
+    let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+    if len == 0 || len > MAX_BODY {
+        return Err(Ok(format!("record length {len} out of bounds")));
+    }
+    body.clear();
+    body.resize(len, 0);
+    let mut got = 0;
+    while got < len {
+        match r.read(&mut body[got..]) {
+            Ok(0) => return Err(Ok(format!("record cut short ({got} of {len} bytes)"))),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Err(e)),
+        }
+    }
+    if crc32fast::hash(body) != crc {
+        return Err(Ok("CRC mismatch".into()));
+    }
+    Ok(true)
+}
+
+fn push_record(buf: &mut Vec<u8>, body_len: usize, write_body: impl FnOnce(&mut Vec<u8>)) {
+    let start = buf.len();
+    buf.extend_from_slice(&[0u8; RECORD_HEADER]);
+    write_body(buf);
+    let body = &buf[start + RECORD_HEADER..];
+    debug_assert_eq!(body.len(), body_len);
+    let crc = crc32fast::hash(body);
+    let len = body.len() as u32;
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// One segment as the writer knows it.
+#[derive(Debug, Clone, Copy)]
+struct Segment {
+    base: u64,
+    bytes: u64,
+}
+
+/// The appending side of the log: owned by one task (the gateway's log writer).
+#[derive(Debug)]
+pub struct LogWriter {
+    dir: PathBuf,
+    opts: LogOptions,
+    segments: Vec<Segment>,
+    file: File,
+    /// Records appended but not yet written and synced.
+    buf: Vec<u8>,
+    next_seq: u64,
+    durable_seq: u64,
+    /// packet id -> digest of the last message logged under it.
+    index: HashMap<u16, u64>,
+    /// (last seq, total bytes appended up to and including it), one per commit, for the
+    /// backlog in bytes; trimmed as the applier advances.
+    marks: VecDeque<(u64, u64)>,
+    appended_bytes: u64,
+}
+
+impl LogWriter {
+    /// Opens the log in `dir` (creating it), scanning every segment: rebuilds the
+    /// redelivery index and truncates a torn tail. `applied` is the state's applied
+    /// position: the log must reach back to `applied + 1`, and continues above it.
+    pub fn open(dir: &Path, opts: LogOptions, applied: u64) -> Result<(Self, OpenReport)> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut report = OpenReport::default();
+        let mut bases = list_segments(dir)?;
+        let mut segments = Vec::new();
+        let mut index = HashMap::new();
+        let mut next_seq: Option<u64> = None;
+        let mut body = Vec::new();
+        let last_i = bases.len().checked_sub(1);
+        for (i, &base) in bases.clone().iter().enumerate() {
+            let path = segment_path(dir, base);
+            let is_last = Some(i) == last_i;
+            let file = File::open(&path).map_err(io_err(&path))?;
+            let file_len = file.metadata().map_err(io_err(&path))?.len();
+            let mut r = BufReader::with_capacity(1 << 20, file);
+            let mut offset = 0u64;
+            let mut bad: Option<String> = None;
+            let mut header = [0u8; SEGMENT_HEADER as usize];
+            match r.read_exact(&mut header) {
+                Ok(()) if header[..8] == MAGIC && header[8..] == base.to_le_bytes() => {
+                    offset = SEGMENT_HEADER;
+                }
+                Ok(()) => bad = Some("bad segment header".into()),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    bad = Some("segment header cut short".into())
+                }
+                Err(e) => return Err(io_err(&path)(e)),
+            }
+            let mut expect = next_seq.unwrap_or(base);
+            if bad.is_none() && expect != base {
+                bad = Some(format!("segment starts at {base}, expected {expect}"));
+            }
+            while bad.is_none() {
+                match read_record(&mut r, &mut body) {
+                    Ok(false) => break,
+                    Ok(true) => {}
+                    Err(Ok(reason)) => {
+                        bad = Some(reason);
+                        break;
+                    }
+                    Err(Err(e)) => return Err(io_err(&path)(e)),
+                }
+                let seq = match parse_body(&body) {
+                    Ok(Parsed::Message {
+                        seq, pkid, flags, topic, payload, ..
+                    }) => {
+                        if seq == expect && flags & 3 != 0 {
+                            index.insert(pkid, digest(topic, payload));
+                        }
+                        report.messages += u64::from(seq == expect);
+                        seq
+                    }
+                    Ok(Parsed::Index { seq, entries }) => {
+                        if seq == expect {
+                            index = decode_index(entries);
+                        }
+                        seq
+                    }
+                    Err(reason) => {
+                        bad = Some(reason);
+                        break;
+                    }
+                };
+                if seq != expect {
+                    bad = Some(format!("record {seq} where {expect} was expected"));
+                    break;
+                }
+                expect += 1;
+                offset += (RECORD_HEADER + body.len()) as u64;
+            }
+            if let Some(reason) = bad {
+                if !is_last {
+                    return Err(LogError::Corrupt {
+                        path,
+                        offset,
+                        reason,
+                    });
+                }
+                let removed = file_len - offset;
+                tracing::warn!(
+                    segment = %path.display(),
+                    offset,
+                    bytes_removed = removed,
+                    reason = %reason,
+                    "message log: torn tail after a crash, truncated (it was never acknowledged)"
+                );
+                ::metrics::counter!(crate::metrics::LOG_TORN_TAILS).increment(1);
+                report.truncated = Some((path.clone(), offset, removed, reason));
+                if offset <= SEGMENT_HEADER {
+                    std::fs::remove_file(&path).map_err(io_err(&path))?;
+                    sync_dir(dir)?;
+                    bases.pop();
+                    continue;
+                }
+                let f = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                f.set_len(offset).map_err(io_err(&path))?;
+                f.sync_all().map_err(io_err(&path))?;
+            }
+            segments.push(Segment {
+                base,
+                bytes: offset,
+            });
+            next_seq = Some(expect);
+        }
+        report.segments = segments.len();
+        if let Some(first) = segments.first()
+            && first.base > applied + 1
+        {
+            return Err(LogError::Gap {
+                dir: dir.to_owned(),
+                first: first.base,
+                applied,
+                missing_from: applied + 1,
+            });
+        }
+        let next = next_seq.unwrap_or(applied + 1).max(applied + 1);
+        if next_seq.is_some_and(|n| n < next) {
+            // Everything logged is applied and the state is ahead of the log's end (the log
+            // folder was replaced): the old segments hold nothing needed.
+            for s in segments.drain(..) {
+                let path = segment_path(dir, s.base);
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+            }
+        }
+        let appended_bytes = segments.iter().map(|s| s.bytes).sum();
+        let mut w = match segments.last() {
+            // Continue the last segment when it ends where the state expects.
+            Some(s) if next_seq == Some(next) => {
+                let path = segment_path(dir, s.base);
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .map_err(io_err(&path))?;
+                Self {
+                    dir: dir.to_owned(),
+                    opts,
+                    segments,
+                    file,
+                    buf: Vec::new(),
+                    next_seq: next,
+                    durable_seq: next - 1,
+                    index,
+                    marks: VecDeque::new(),
+                    appended_bytes,
+                }
+            }
+            _ => {
+                let (file, seg) = create_segment(dir, next, &index)?;
+                segments.push(seg);
+                Self {
+                    dir: dir.to_owned(),
+                    opts,
+                    segments,
+                    file,
+                    buf: Vec::new(),
+                    next_seq: next + 1,
+                    durable_seq: next,
+                    index,
+                    marks: VecDeque::new(),
+                    appended_bytes: appended_bytes + seg.bytes,
+                }
+            }
+        };
+        w.marks.push_back((w.durable_seq, w.appended_bytes));
+        Ok((w, report))
+    }
+
+    /// Appends a message to the commit buffer, or recognises a redelivery (see the module
+    /// docs for the rule and its reasoning).
+    pub fn append(&mut self, m: &Arrival<'_>) -> Appended {
+        let d = digest(m.topic, m.payload);
+        if m.qos > 0 {
+            if m.dup && self.index.get(&m.pkid) == Some(&d) {
+                return Appended::Redelivery;
+            }
+            // A first delivery (or a DUP=1 that does not match) supersedes the packet id.
+            self.index.insert(m.pkid, d);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let topic = &m.topic[..m.topic.len().min(usize::from(u16::MAX))];
+        let body_len = MESSAGE_FIXED + topic.len() + m.payload.len();
+        let flags = (m.qos & 3) | (u8::from(m.retain) << 2) | (u8::from(m.dup) << 3);
+        push_record(&mut self.buf, body_len, |b| {
+            b.push(KIND_MESSAGE);
+            b.extend_from_slice(&seq.to_le_bytes());
+            b.extend_from_slice(&m.received_ns.to_le_bytes());
+            b.extend_from_slice(&m.pkid.to_le_bytes());
+            b.push(flags);
+            b.extend_from_slice(&(topic.len() as u16).to_le_bytes());
+            b.extend_from_slice(topic);
+            b.extend_from_slice(m.payload);
+        });
+        Appended::Logged(seq)
+    }
+
+    /// Bytes appended and not yet committed.
+    pub fn pending_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Writes what was appended with one `write` and makes it durable with one
+    /// `fdatasync`; starts a new segment when the current one is full. Returns the highest
+    /// durable sequence number. On error nothing appended since the last commit may be
+    /// acknowledged; the caller retries (the buffer is kept).
+    pub fn commit(&mut self) -> Result<u64> {
+        if self.buf.is_empty() {
+            return Ok(self.durable_seq);
+        }
+        let path = segment_path(&self.dir, self.active().base);
+        if let Err(e) = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.sync_data())
+        {
+            // The file may hold part of the buffer: cut it back so that a retry does not
+            // write the records twice.
+            let len = self.active().bytes;
+            let _ = self.file.set_len(len);
+            return Err(io_err(&path)(e));
+        }
+        let n = self.buf.len() as u64;
+        self.buf.clear();
+        if let Some(s) = self.segments.last_mut() {
+            s.bytes += n;
+        }
+        self.appended_bytes += n;
+        self.durable_seq = self.next_seq - 1;
+        self.marks.push_back((self.durable_seq, self.appended_bytes));
+        if self.active().bytes >= self.opts.segment_bytes {
+            let (file, seg) = create_segment(&self.dir, self.next_seq, &self.index)?;
+            self.file = file;
+            self.segments.push(seg);
+            self.next_seq += 1;
+            self.durable_seq += 1;
+            self.appended_bytes += seg.bytes;
+            self.marks.push_back((self.durable_seq, self.appended_bytes));
+        }
+        Ok(self.durable_seq)
+    }
+
+    fn active(&self) -> Segment {
+        self.segments.last().copied().unwrap_or(Segment { base: 0, bytes: 0 })
+    }
+
+    /// The highest durable sequence number.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable_seq
+    }
+
+    /// Deletes the segments whose every record is at or below `applied` (durably applied
+    /// to the state), never the one being written. Returns the bytes freed.
+    pub fn release(&mut self, applied: u64) -> Result<u64> {
+        let mut freed = 0;
+        let mut removed = false;
+        while self.segments.len() > 1 && self.segments[1].base <= applied + 1 {
+            let s = self.segments.remove(0);
+            let path = segment_path(&self.dir, s.base);
+            std::fs::remove_file(&path).map_err(io_err(&path))?;
+            freed += s.bytes;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.dir)?;
+        }
+        while self.marks.len() > 1 && self.marks[1].0 <= applied {
+            self.marks.pop_front();
+        }
+        Ok(freed)
+    }
+
+    /// Bytes of durable records above `applied` (approximate to a commit): the apply
+    /// backlog.
+    pub fn backlog_bytes(&self, applied: u64) -> u64 {
+        let at = self
+            .marks
+            .iter()
+            .rev()
+            .find(|(seq, _)| *seq <= applied)
+            .map_or(0, |(_, b)| *b);
+        self.appended_bytes.saturating_sub(at)
+    }
+
+    /// Bytes of the segments on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+}
+
+fn decode_index(entries: &[u8]) -> HashMap<u16, u64> {
+    entries
+        .chunks_exact(10)
+        .map(|c| {
+            (
+                u16::from_le_bytes([c[0], c[1]]),
+                u64::from_le_bytes(c[2..10].try_into().unwrap_or([0; 8])),
+            )
+        })
+        .collect()
+}
+
+/// Creates segment `base` holding the header and the index record (sequence `base`), synced
+/// with its folder.
+fn create_segment(dir: &Path, base: u64, index: &HashMap<u16, u64>) -> Result<(File, Segment)> {
+    let path = segment_path(dir, base);
+    let mut buf = Vec::with_capacity(SEGMENT_HEADER as usize + 32 + index.len() * 10);
+    buf.extend_from_slice(&MAGIC);
+    buf.extend_from_slice(&base.to_le_bytes());
+    let body_len = 13 + index.len() * 10;
+    push_record(&mut buf, body_len, |b| {
+        b.push(KIND_INDEX);
+        b.extend_from_slice(&base.to_le_bytes());
+        b.extend_from_slice(&(index.len() as u32).to_le_bytes());
+        let mut ids: Vec<_> = index.iter().collect();
+        ids.sort_unstable();
+        for (pkid, d) in ids {
+            b.extend_from_slice(&pkid.to_le_bytes());
+            b.extend_from_slice(&d.to_le_bytes());
+        }
+    });
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    file.write_all(&buf)
+        .and_then(|()| file.sync_all())
+        .map_err(io_err(&path))?;
+    sync_dir(dir)?;
+    let file = OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Ok((
+        file,
+        Segment {
+            base,
+            bytes: buf.len() as u64,
+        },
+    ))
+}
+
+/// The reading side: the applier's cursor over durable records.
+#[derive(Debug)]
+pub struct LogReader {
+    dir: PathBuf,
+    /// The next sequence number to read.
+    next_seq: u64,
+    file: Option<BufReader<File>>,
+    body: Vec<u8>,
+}
+
+impl LogReader {
+    /// A cursor that reads from `from` on (the first sequence number not applied yet).
+    pub fn open(dir: &Path, from: u64) -> Result<Self> {
+        let mut r = Self {
+            dir: dir.to_owned(),
+            next_seq: from,
+            file: None,
+            body: Vec::new(),
+        };
+        let bases = list_segments(dir)?;
+        // The segment holding `from`: the last one starting at or before it.
+        if let Some(&base) = bases.iter().rev().find(|b| **b <= from) {
+            r.open_segment(base)?;
+            // Skip what is already applied.
+            let mut seq = base;
+            while seq < from {
+                let path = segment_path(dir, base);
+                let Some(f) = r.file.as_mut() else { break };
+                match read_record(f, &mut r.body) {
+                    Ok(true) => seq += 1,
+                    Ok(false) => break,
+                    Err(Ok(reason)) => {
+                        return Err(LogError::Corrupt {
+                            path,
+                            offset: 0,
+                            reason,
+                        });
+                    }
+                    Err(Err(e)) => return Err(io_err(&path)(e)),
+                }
+            }
+            if seq < from {
+                // `from` is beyond this segment's end: it starts the next one (or is not
+                // written yet).
+                r.file = None;
+            }
+        }
+        Ok(r)
+    }
+
+    fn open_segment(&mut self, base: u64) -> Result<()> {
+        let path = segment_path(&self.dir, base);
+        let mut f = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_err(&path))?);
+        let mut header = [0u8; SEGMENT_HEADER as usize];
+        f.read_exact(&mut header).map_err(io_err(&path))?;
+        self.file = Some(f);
+        Ok(())
+    }
+
+    /// The next sequence number this cursor will read.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Reads durable messages with sequence numbers up to `upto` (inclusive), about
+    /// `max_bytes` of payload at most (at least one record), into `out`. Index records are
+    /// passed over. Afterwards [`LogReader::next_seq`] is one above the last record read.
+    pub fn read(&mut self, upto: u64, max_bytes: usize, out: &mut Vec<Entry>) -> Result<()> {
+        let mut bytes = 0usize;
+        while self.next_seq <= upto && (bytes < max_bytes || bytes == 0) {
+            if self.file.is_none() {
+                self.open_segment(self.next_seq)?;
+            }
+            let path = || segment_path(&self.dir, self.next_seq);
+            let Some(f) = self.file.as_mut() else { break };
+            match read_record(f, &mut self.body) {
+                Ok(true) => {}
+                Ok(false) => {
+                    // End of this segment: the next record starts the next one.
+                    self.file = None;
+                    continue;
+                }
+                Err(Ok(reason)) => {
+                    return Err(LogError::Corrupt {
+                        path: path(),
+                        offset: 0,
+                        reason,
+                    });
+                }
+                Err(Err(e)) => return Err(io_err(&path())(e)),
+            }
+            match parse_body(&self.body) {
+                Ok(Parsed::Message {
+                    seq,
+                    received_ns,
+                    pkid,
+                    flags,
+                    topic,
+                    payload,
+                }) if seq == self.next_seq => {
+                    bytes += payload.len() + topic.len();
+                    out.push(Entry {
+                        seq,
+                        received_ns,
+                        pkid,
+                        qos: flags & 3,
+                        retain: flags & 4 != 0,
+                        dup: flags & 8 != 0,
+                        topic: String::from_utf8_lossy(topic).into_owned(),
+                        payload: Bytes::copy_from_slice(payload),
+                    });
+                }
+                Ok(Parsed::Index { seq, .. }) if seq == self.next_seq => {}
+                Ok(_) => {
+                    return Err(LogError::Corrupt {
+                        path: path(),
+                        offset: 0,
+                        reason: format!("record out of order where {} was expected", self.next_seq),
+                    });
+                }
+                Err(reason) => {
+                    return Err(LogError::Corrupt {
+                        path: path(),
+                        offset: 0,
+                        reason,
+                    });
+                }
+            }
+            self.next_seq += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arrival<'a>(pkid: u16, dup: bool, topic: &'a str, payload: &'a [u8]) -> Arrival<'a> {
+        Arrival {
+            topic: topic.as_bytes(),
+            payload,
+            qos: 1,
+            retain: false,
+            dup,
+            pkid,
+            received_ns: 1_000 + i64::from(pkid),
+        }
+    }
+
+    fn read_all(dir: &Path, from: u64, upto: u64) -> Vec<Entry> {
+        let mut r = LogReader::open(dir, from).unwrap();
+        let mut out = Vec::new();
+        while r.next_seq() <= upto {
+            r.read(upto, 1 << 20, &mut out).unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn appends_commits_and_reads_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        assert_eq!(rep.segments, 0);
+        // Sequence 1 is the first segment's index record.
+        assert_eq!(w.durable_seq(), 1);
+        assert_eq!(w.append(&arrival(1, false, "a/b", b"x")), Appended::Logged(2));
+        assert_eq!(w.append(&arrival(2, false, "a/c", b"yy")), Appended::Logged(3));
+        assert_eq!(w.commit().unwrap(), 3);
+        let got = read_all(dir.path(), 1, 3);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].seq, got[0].topic.as_str()), (2, "a/b"));
+        assert_eq!((got[1].pkid, &got[1].payload[..]), (2, &b"yy"[..]));
+        assert_eq!(got[1].received_ns, 1_002);
+        assert!(!got[1].dup && !got[1].retain && got[1].qos == 1);
+    }
+
+    #[test]
+    fn redelivery_rule_follows_mqtt_section_4_4() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        assert!(matches!(w.append(&arrival(7, false, "t", b"1")), Appended::Logged(_)));
+        // The broker resends it (DUP=1, same id, same content): already logged.
+        assert_eq!(w.append(&arrival(7, true, "t", b"1")), Appended::Redelivery);
+        // The same content again as a first delivery under the reused id: a new message.
+        assert!(matches!(w.append(&arrival(7, false, "t", b"1")), Appended::Logged(_)));
+        // DUP=1 with other content: not the logged one, so new.
+        assert!(matches!(w.append(&arrival(7, true, "t", b"2")), Appended::Logged(_)));
+        w.commit().unwrap();
+        drop(w);
+        // The index survives a restart.
+        let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        assert_eq!(rep.messages, 3);
+        assert_eq!(w.append(&arrival(7, true, "t", b"2")), Appended::Redelivery);
+        assert!(matches!(w.append(&arrival(7, true, "t", b"1")), Appended::Logged(_)));
+    }
+
+    #[test]
+    fn index_survives_deleted_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions { segment_bytes: 200 };
+        let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
+        for pkid in 1..=20u16 {
+            w.append(&arrival(pkid, false, "topic/x", &[pkid as u8; 40]));
+            w.commit().unwrap();
+        }
+        let n = list_segments(dir.path()).unwrap().len();
+        assert!(n > 3, "{n} segments");
+        let durable = w.durable_seq();
+        assert!(w.release(durable).unwrap() > 0);
+        assert_eq!(list_segments(dir.path()).unwrap().len(), 1);
+        drop(w);
+        let (mut w, _) = LogWriter::open(dir.path(), opts, durable).unwrap();
+        assert_eq!(
+            w.append(&arrival(3, true, "topic/x", &[3; 40])),
+            Appended::Redelivery
+        );
+        // Reading from the applied position finds nothing new, then what comes next.
+        assert!(read_all(dir.path(), durable + 1, durable).is_empty());
+        w.append(&arrival(21, false, "topic/y", b"z"));
+        let last = w.commit().unwrap();
+        let got = read_all(dir.path(), durable + 1, last);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].topic, "topic/y");
+    }
+
+    #[test]
+    fn reader_crosses_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions { segment_bytes: 100 };
+        let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
+        for i in 0..30u16 {
+            w.append(&arrival(i + 1, false, "s", &i.to_le_bytes()));
+            w.commit().unwrap();
+        }
+        let got = read_all(dir.path(), 1, w.durable_seq());
+        let ids: Vec<u16> = got.iter().map(|e| e.pkid).collect();
+        assert_eq!(ids, (1..=30).collect::<Vec<_>>());
+        // And from the middle of the log.
+        let mid = got[10].seq;
+        let got = read_all(dir.path(), mid, w.durable_seq());
+        assert_eq!(got[0].pkid, 11);
+        assert_eq!(got.len(), 20);
+    }
+
+    fn last_segment(dir: &Path) -> PathBuf {
+        segment_path(dir, *list_segments(dir).unwrap().last().unwrap())
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_and_the_rest_kept() {
+        for damage in ["cut", "flip"] {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+            for pkid in 1..=5 {
+                w.append(&arrival(pkid, false, "t", b"payload"));
+            }
+            w.commit().unwrap();
+            drop(w);
+            let path = last_segment(dir.path());
+            let mut bytes = std::fs::read(&path).unwrap();
+            let len = bytes.len();
+            match damage {
+                "cut" => bytes.truncate(len - 3),
+                _ => bytes[len - 2] ^= 0x40,
+            }
+            std::fs::write(&path, &bytes).unwrap();
+            let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+            let (_, _, removed, why) = rep.truncated.clone().expect("truncated");
+            assert!(removed > 0, "{damage}: {why}");
+            assert_eq!(rep.messages, 4, "{damage}");
+            // The log continues where the good part ends.
+            assert_eq!(w.append(&arrival(9, false, "t", b"new")), Appended::Logged(6));
+            w.commit().unwrap();
+            let got = read_all(dir.path(), 1, 6);
+            let ids: Vec<u16> = got.iter().map(|e| e.pkid).collect();
+            assert_eq!(ids, vec![1, 2, 3, 4, 9], "{damage}");
+        }
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_refuses_to_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions { segment_bytes: 100 };
+        let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
+        for i in 0..10u16 {
+            w.append(&arrival(i + 1, false, "s", &[0; 50]));
+            w.commit().unwrap();
+        }
+        drop(w);
+        let first = segment_path(dir.path(), list_segments(dir.path()).unwrap()[0]);
+        let mut bytes = std::fs::read(&first).unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 1;
+        std::fs::write(&first, &bytes).unwrap();
+        let e = LogWriter::open(dir.path(), opts, 0).unwrap_err();
+        assert!(matches!(e, LogError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("move the file aside"), "{e}");
+    }
+
+    #[test]
+    fn a_log_that_does_not_reach_the_applied_position_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions { segment_bytes: 100 };
+        let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
+        for i in 0..10u16 {
+            w.append(&arrival(i + 1, false, "s", &[0; 50]));
+            w.commit().unwrap();
+        }
+        drop(w);
+        let first = segment_path(dir.path(), list_segments(dir.path()).unwrap()[0]);
+        std::fs::remove_file(first).unwrap();
+        let e = LogWriter::open(dir.path(), opts, 0).unwrap_err();
+        assert!(matches!(e, LogError::Gap { .. }), "{e}");
+        // An empty folder starts above the applied position.
+        let empty = tempfile::tempdir().unwrap();
+        let (w, _) = LogWriter::open(empty.path(), opts, 41).unwrap();
+        assert_eq!(w.durable_seq(), 42);
+    }
+
+    #[test]
+    fn backlog_follows_the_applied_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        let start = w.durable_seq();
+        assert_eq!(w.backlog_bytes(start), 0);
+        w.append(&arrival(1, false, "t", &[0; 100]));
+        let s = w.commit().unwrap();
+        assert!(w.backlog_bytes(start) > 100);
+        w.release(s).unwrap();
+        assert_eq!(w.backlog_bytes(s), 0);
+    }
+}

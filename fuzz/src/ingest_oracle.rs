@@ -22,7 +22,7 @@ fn limits() -> Limits {
     let cfg = IngestConfig::default();
     Limits {
         max_future_skew_ns: (cfg.max_future_skew_s as i64).saturating_mul(1_000_000_000),
-        hot_retention_ns: (cfg.hot_retention_s as i64).saturating_mul(1_000_000_000),
+        max_past_age_ns: (cfg.max_past_age_s as i64).saturating_mul(1_000_000_000),
     }
 }
 

@@ -153,23 +153,28 @@ impl Default for MqttConfig {
     }
 }
 
-/// `[batch]`: a batch is what arrived while the previous one committed,
-/// bounded by these and by `mqtt.receive_maximum`.
+/// `[batch]`: the message log's group commit. What arrived while the previous
+/// commit ran (or during `linger_us`) is appended and made durable with one
+/// fdatasync, then acknowledged; these bound one commit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Most messages in one SQLite transaction. Default: 1000.
+    /// Most messages in one log commit. Default: 1000.
     pub max_messages: usize,
-    /// Most payload bytes in one transaction. Default: 4194304 (4 MiB).
+    /// Most payload bytes in one log commit. Default: 4194304 (4 MiB).
     pub max_bytes: usize,
+    /// After the first message of a quiet spell, how long to wait for more
+    /// before the commit, in microseconds: at a steady rate, one fdatasync
+    /// per `linger_us` instead of one per message. Adds at most this much to
+    /// the time to acknowledge. Default: 2000 (2 ms).
+    pub linger_us: u64,
     /// Seconds between hot-tier and dead-letter retention passes.
     /// Default: 300.
     pub retention_interval_s: u64,
-    /// Most messages held in memory between receipt and ack. A broker should
-    /// never send more than `mqtt.receive_maximum` unacked, but Mosquitto 2.0
-    /// delivers a whole queued session at once on reconnect; beyond this
-    /// bound messages stay unacked with the broker and are taken after a
-    /// reconnect. Bounds memory to roughly this many payloads. Default: 20000.
+    /// Most messages received and not yet appended to the log, held in
+    /// memory. When the log's disk is slower than the broker, the gateway
+    /// stops reading from the broker's connection at this bound (TCP
+    /// back-pressure) instead of buffering more. Default: 20000.
     pub max_buffered_messages: usize,
 }
 
@@ -178,6 +183,7 @@ impl Default for BatchConfig {
         Self {
             max_messages: 1000,
             max_bytes: 4 * 1024 * 1024,
+            linger_us: 2000,
             retention_interval_s: 300,
             max_buffered_messages: 20_000,
         }

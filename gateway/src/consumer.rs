@@ -1,230 +1,197 @@
-//! The MQTT 5 consumer: ack-after-commit with group commit.
+//! The MQTT 5 consumer: every PUBLISH is appended to the message log, and acknowledged
+//! once a group commit has made it durable.
 //!
-//! Two tasks share one connection:
-//! - the **event-loop task** polls rumqttc's `EventLoop` and does nothing
-//!   else that could block on it: it forwards each publish over a channel
-//!   (bounded in practice by the broker's in-flight window), tracks the connection (reconnect backoff, metrics, health) and
-//!   subscribes again from a separate task when the broker lost the session.
-//!   It never publishes, subscribes or acks itself: rumqttc's request channel
-//!   is drained only by this task's `poll`, so a blocking send from it would
-//!   deadlock.
-//! - the **batcher** takes whatever has arrived (at least one message, at
-//!   most the batch bounds), commits it on a blocking thread, and only then
-//!   sends the PUBACKs, in arrival order, through the `AsyncClient`. Light
-//!   traffic commits each message at once; under load, what arrived during a
-//!   commit forms the next batch.
+//! Two parts share the work:
+//! - the **event-loop task** owns the broker connection. It polls rumqttc's `EventLoop`,
+//!   hands each publish to the log writer with the connection *generation* it arrived on,
+//!   and sends the acknowledgements the writer hands back. It is the only place that knows
+//!   which connection is current, so it checks every ack against it: an ack for a message
+//!   of an earlier connection is dropped (the broker redelivers that message on the new
+//!   connection, and a stale ack could acknowledge another message that reused the packet
+//!   id there). rumqttc itself drops the acks still queued when a connection fails
+//!   (`EventLoop::clean`), and the task queues acks only while it knows the connection is up.
+//! - the **log writer** (a thread of its own: it blocks on `fdatasync`) takes what arrived
+//!   (at least one message; up to `linger` for more, bounded by messages and bytes),
+//!   appends it to the log, commits with one fdatasync, publishes the durable position to
+//!   the applier, and returns the acks in arrival order. A redelivery of a message already
+//!   in the log (DUP=1, same packet id, topic and payload; see [`ingest::log`]) is
+//!   acknowledged without being logged again.
 //!
-//! A crash at any point loses nothing: what is not acked is redelivered by the
-//! broker from the persistent session, and storage is idempotent. Acks of
-//! messages received on an earlier connection are skipped: the broker
-//! redelivers those on the new connection under the same packet ids, and a
-//! stale ack could otherwise acknowledge a newer message that reused the id.
+//! **Back-pressure.** While the applier cannot commit (outbox full, policy `block`) or the
+//! apply backlog is beyond `log_max_backlog_bytes`, the writer keeps logging what arrives
+//! but holds the acks: the broker stops sending at the Receive Maximum and keeps the rest.
+//! When the writer is slower than the broker, the bounded hand-off channel fills and the
+//! event loop stops reading the connection (TCP back-pressure); nothing is shed.
+//!
+//! **Shutdown.** The event loop stops handing publishes to the writer (what arrives later
+//! stays unacknowledged with the broker), the writer commits what it has and returns the
+//! last acks, the event loop sends them and disconnects.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ingest::message::Inbound;
+use ingest::applier::Progress;
+use ingest::log::{Appended, Arrival, LogWriter};
+use ingest::metrics as m;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish};
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet, Publish, RetainForwardRule};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff::Backoff;
 use crate::health::Health;
 
-/// Why a batch was not committed.
-#[derive(Debug, thiserror::Error)]
-pub enum CommitError {
-    /// The store side cannot take more now (outbox full, policy `block`):
-    /// nothing was committed; retry the same batch later without acking.
-    #[error("back-pressure: {0}")]
-    Backpressure(String),
-    /// Anything else (SQLite I/O, disk full): nothing was committed; retry
-    /// with backoff without acking.
-    #[error("{0}")]
-    Failed(String),
-}
-
-/// What a commit achieved, for logs and metrics.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Committed {
-    /// Readings newly stored.
-    pub readings: usize,
-    /// Readings already stored (redeliveries).
-    pub duplicates: usize,
-    /// Messages or readings kept as dead letters.
-    pub dead_letters: usize,
-}
-
-/// The durable side of the consumer: commits a batch in one transaction.
-/// `Ok` means every message of the batch is durable and may be acked.
-pub trait Committer: Send + 'static {
-    /// Commits the batch atomically.
-    fn commit(&mut self, batch: &[Inbound]) -> Result<Committed, CommitError>;
-    /// Periodic housekeeping (retention) between batches.
-    fn housekeeping(&mut self) -> Result<(), CommitError>;
-}
-
-/// Batching bounds and timing of the consumer.
+/// Group-commit bounds and connection timing of the consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// Topic filters to subscribe to (already `$share/`-prefixed if shared).
     pub filters: Vec<String>,
-    /// Most messages per commit; capped at the receive maximum.
+    /// Most messages per log commit.
     pub max_messages: usize,
-    /// Most payload bytes per commit (a single larger message still goes).
+    /// Most payload bytes per log commit (a single larger message still goes).
     pub max_bytes: usize,
+    /// How long to wait for more messages before a commit.
+    pub linger: Duration,
     /// The Receive Maximum announced to the broker (in-flight window).
     pub receive_maximum: u16,
     /// Reconnect backoff bounds.
     pub reconnect_min: Duration,
     /// See `reconnect_min`.
     pub reconnect_max: Duration,
-    /// Interval of [`Committer::housekeeping`].
-    pub housekeeping_interval: Duration,
-    /// Most messages received but not yet acked that the gateway holds in
-    /// memory; beyond it, publishes are left unacked (see [`Shedding`]).
+    /// Messages received and not yet logged, at most.
     pub max_buffered: usize,
+    /// Apply backlog beyond which acks are held.
+    pub max_backlog_bytes: u64,
+    /// The outbox limit when forwarding with policy `block`: acks are held while the
+    /// outbox and the backlog that will go into it would not fit.
+    pub outbox_limit: Option<u64>,
 }
 
-/// Memory bound against brokers that ignore the Receive Maximum (Mosquitto
-/// 2.0 delivers a whole queued session at once on reconnect): publishes
-/// beyond `max_buffered` are not forwarded and not acked; once everything
-/// forwarded is acked, the consumer reconnects and the broker redelivers the
-/// shed messages from the persistent session. Nothing is lost; memory stays
-/// bounded.
-#[derive(Debug, Default)]
-struct Shedding {
-    /// Forwarded to the batcher and not yet acked.
-    buffered: AtomicUsize,
-    /// The batcher acked everything it had.
-    drained: Notify,
-}
-
-/// One received message waiting for its commit and ack.
+/// One received message on its way to the log.
 #[derive(Debug)]
 struct Received {
     pkid: u16,
     qos: QoS,
+    dup: bool,
+    retain: bool,
     /// Connection generation it arrived on.
     generation: u64,
-    inbound: Inbound,
+    topic: Bytes,
+    payload: Bytes,
+    received_ns: i64,
 }
 
-/// Runs the consumer until `shutdown` is cancelled, then commits and acks
-/// what was received and disconnects cleanly.
+/// An acknowledgement the writer releases: packet id and connection generation.
+type Ack = (u16, u64);
+
+/// Runs the consumer until `shutdown` is cancelled, then logs and acknowledges what was
+/// received and disconnects cleanly. Returns the log writer (for a last segment release).
 pub async fn run(
     options: MqttOptions,
     cfg: ConsumerConfig,
-    committer: Box<dyn Committer>,
+    log: LogWriter,
+    progress: Arc<Progress>,
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    // The event loop must never wait on the batcher: while it waits it does
-    // not drain rumqttc's request channel, the batcher's acks back up, and
-    // both stop. So the forwarding channel is unbounded, and memory is
-    // bounded by `max_buffered` instead (see `Shedding`). The request channel
-    // holds the acks of a few batches.
     let window = usize::from(cfg.receive_maximum).max(1);
     let (client, eventloop) = AsyncClient::new(options, window * 2 + 64);
-    let (tx, rx) = mpsc::unbounded_channel::<Received>();
-    let generation = Arc::new(AtomicU64::new(0));
-    let batcher_done = CancellationToken::new();
-    let shedding = Arc::new(Shedding::default());
-
-    let event_task = tokio::spawn(event_loop(
-        eventloop,
-        client.clone(),
-        tx,
-        cfg.clone(),
-        Arc::clone(&generation),
-        Arc::clone(&health),
-        shutdown.clone(),
-        batcher_done.clone(),
-        Arc::clone(&shedding),
-    ));
-    let batch_result = batcher(
-        rx,
-        client,
-        committer,
-        cfg,
-        generation,
-        Arc::clone(&health),
-        shutdown,
-        shedding,
-    )
-    .await;
-    batcher_done.cancel();
-    let event_result = event_task.await;
-    batch_result?;
-    event_result??;
-    Ok(())
+    let (to_writer, from_loop) = flume::bounded::<Received>(cfg.max_buffered.max(1));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Vec<Ack>>();
+    let writer_cfg = cfg.clone();
+    let writer_progress = Arc::clone(&progress);
+    let writer = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(move || log_writer(log, from_loop, ack_tx, writer_cfg, &writer_progress))?;
+    let result = event_loop(eventloop, client, to_writer, ack_rx, cfg, health, shutdown).await;
+    // The event loop dropped its sender: the writer commits what is left and ends.
+    let joined = tokio::task::spawn_blocking(move || writer.join()).await?;
+    if joined.is_err() {
+        anyhow::bail!("the log writer thread panicked");
+    }
+    result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn event_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    tx: mpsc::UnboundedSender<Received>,
+    to_writer: flume::Sender<Received>,
+    mut acks: mpsc::UnboundedReceiver<Vec<Ack>>,
     cfg: ConsumerConfig,
-    generation: Arc<AtomicU64>,
     health: Arc<Health>,
     shutdown: CancellationToken,
-    batcher_done: CancellationToken,
-    shedding: Arc<Shedding>,
 ) -> anyhow::Result<()> {
     let mut backoff = Backoff::new(cfg.reconnect_min, cfg.reconnect_max);
     let mut subscribed_once = false;
     let mut last_error: Option<String> = None;
-    // Messages left unacked on this connection because the buffer was full.
-    let mut shed: u64 = 0;
-    let mut reconnect_requested = false;
+    let mut generation: u64 = 0;
+    let mut connected = false;
+    let mut to_writer = Some(to_writer);
+    // Acks the request channel had no room for; sent after the next poll.
+    let mut unsent: VecDeque<u16> = VecDeque::new();
+    let mut acks_open = true;
     loop {
+        if shutdown.is_cancelled() && to_writer.take().is_some() {
+            tracing::debug!("no longer logging new messages; finishing the last commit");
+        }
+        if !acks_open && unsent.is_empty() {
+            break;
+        }
         let event = tokio::select! {
             biased;
-            () = batcher_done.cancelled() => break,
-            () = shedding.drained.notified(), if shed > 0 && !reconnect_requested => {
-                if shedding.buffered.load(Ordering::Acquire) == 0 {
-                    // Every forwarded message is acked (those acks are queued
-                    // ahead of the DISCONNECT): reconnect for the shed ones.
-                    tracing::info!(shed, "buffer drained; reconnecting so the broker redelivers the messages left unacked");
-                    reconnect_requested = client.try_disconnect().is_ok();
+            batch = acks.recv(), if acks_open => {
+                match batch {
+                    Some(batch) => {
+                        let mut stale = 0u64;
+                        for (pkid, gen_) in batch {
+                            if gen_ == generation && connected {
+                                unsent.push_back(pkid);
+                            } else {
+                                stale += 1;
+                            }
+                        }
+                        if stale > 0 {
+                            metrics::counter!("mqtt_stale_acks_skipped_total").increment(stale);
+                            tracing::debug!(stale, "skipped acks of messages from a previous connection");
+                        }
+                        send_acks(&client, &mut unsent);
+                    }
+                    None => acks_open = false,
                 }
                 continue;
             }
+            () = shutdown.cancelled(), if to_writer.is_some() => continue,
             event = eventloop.poll() => event,
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 metrics::counter!("mqtt_messages_received_total").increment(1);
-                if shutdown.is_cancelled() {
-                    // Not acked: the broker keeps it for the next session.
+                let Some(tx) = &to_writer else {
+                    // Shutting down: not logged, not acked; the broker keeps it.
                     continue;
-                }
-                if shed > 0 || shedding.buffered.load(Ordering::Acquire) >= cfg.max_buffered {
-                    if shed == 0 {
-                        tracing::warn!(
-                            buffered = cfg.max_buffered,
-                            "the broker sends beyond the in-flight window; leaving further messages unacked until the buffer drains"
-                        );
-                    }
-                    shed += 1;
-                    metrics::counter!("mqtt_shed_total").increment(1);
-                    continue;
-                }
-                shedding.buffered.fetch_add(1, Ordering::AcqRel);
-                let received = received(p, generation.load(Ordering::Acquire));
-                if tx.send(received).is_err() {
-                    break;
+                };
+                let r = Received {
+                    pkid: p.pkid,
+                    qos: p.qos,
+                    dup: p.dup,
+                    retain: p.retain,
+                    generation,
+                    topic: p.topic,
+                    payload: p.payload,
+                    received_ns: ingest::message::now_ns(),
+                };
+                // Waits when the writer is behind: the connection is then not read (TCP
+                // back-pressure); the writer never waits on this task.
+                if tx.send_async(r).await.is_err() {
+                    anyhow::bail!("the log writer stopped");
                 }
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
-                shed = 0;
-                reconnect_requested = false;
+                connected = true;
                 health.set_mqtt_connected(true);
                 tracing::info!(
                     session_present = ack.session_present,
@@ -237,12 +204,9 @@ async fn event_loop(
                     subscribed_once = true;
                     health.set_subscribed(false);
                     let client = client.clone();
-                    let filters = cfg.filters.clone();
+                    let filters = subscription_filters(&cfg.filters);
                     tokio::spawn(async move {
-                        let subs = filters
-                            .iter()
-                            .map(|f| Filter::new(f.clone(), QoS::AtLeastOnce));
-                        if let Err(e) = client.subscribe_many(subs).await {
+                        if let Err(e) = client.subscribe_many(filters).await {
                             tracing::error!(error = %e, "cannot queue the subscription");
                         }
                     });
@@ -274,36 +238,39 @@ async fn event_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                // Acks of what arrived on this connection are now stale.
-                generation.fetch_add(1, Ordering::AcqRel);
+                // Acks of what arrived on this connection are now stale; rumqttc has
+                // dropped the ones it still had queued.
+                generation += 1;
+                connected = false;
+                unsent.clear();
                 health.set_mqtt_connected(false);
                 health.set_subscribed(false);
                 metrics::counter!("mqtt_disconnects_total").increment(1);
+                if shutdown.is_cancelled() {
+                    // Nothing more can be acknowledged; the broker redelivers the rest.
+                    acks_open = false;
+                    continue;
+                }
                 let delay = backoff.next_delay();
                 let text = e.to_string();
-                // One warning per distinct cause, not one per retry; our own
-                // reconnect after shedding is routine.
-                if reconnect_requested {
-                    tracing::info!(
-                        retry_in_ms = delay.as_millis() as u64,
-                        "reconnecting to take the messages left unacked"
-                    );
-                } else if last_error.as_deref() != Some(text.as_str()) {
+                // One warning per distinct cause, not one per retry.
+                if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(error = %text, retry_in_ms = delay.as_millis() as u64, "MQTT connection lost or refused");
                     last_error = Some(text);
                 } else {
                     tracing::debug!(error = %text, retry_in_ms = delay.as_millis() as u64, "MQTT reconnect failed");
                 }
                 tokio::select! {
-                    () = batcher_done.cancelled() => return Ok(()),
+                    () = shutdown.cancelled() => {}
                     () = tokio::time::sleep(delay) => {}
                 }
             }
         }
+        send_acks(&client, &mut unsent);
     }
-    // The batcher has sent its last acks into the request channel; DISCONNECT
-    // queues behind them, so polling until it is out flushes the acks first.
-    if health.mqtt_connected() && client.try_disconnect().is_ok() {
+    // The last acks are queued in the request channel; DISCONNECT queues behind them, so
+    // polling until it is out flushes the acks first.
+    if connected && client.try_disconnect().is_ok() {
         let flushed = tokio::time::timeout(Duration::from_secs(5), async {
             loop {
                 match eventloop.poll().await {
@@ -321,230 +288,196 @@ async fn event_loop(
     Ok(())
 }
 
-fn received(p: Publish, generation: u64) -> Received {
-    let topic = match String::from_utf8(p.topic.to_vec()) {
-        Ok(t) => t,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    };
-    Received {
-        pkid: p.pkid,
-        qos: p.qos,
-        generation,
-        inbound: Inbound {
-            topic,
-            payload: p.payload,
-            received_at_ns: ingest::message::now_ns(),
-        },
-    }
-}
-
-/// The batch being assembled: payloads for the commit, packet ids for the
-/// acks, in arrival order.
-#[derive(Debug, Default)]
-struct Pending {
-    batch: Vec<Inbound>,
-    acks: Vec<(u16, QoS, u64)>,
-    bytes: usize,
-}
-
-impl Pending {
-    fn push(&mut self, r: Received) {
-        self.bytes += r.inbound.payload.len();
-        self.acks.push((r.pkid, r.qos, r.generation));
-        self.batch.push(r.inbound);
-    }
-
-    fn len(&self) -> usize {
-        self.batch.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.batch.is_empty()
-    }
-
-    fn clear(&mut self) {
-        self.batch.clear();
-        self.acks.clear();
-        self.bytes = 0;
-    }
-}
-
-/// What the batcher owns besides the channel.
-struct Batcher {
-    client: AsyncClient,
-    committer: Option<Box<dyn Committer>>,
-    generation: Arc<AtomicU64>,
-    health: Arc<Health>,
-    retry: Backoff,
-    shutdown: CancellationToken,
-    shedding: Arc<Shedding>,
-}
-
-#[allow(clippy::too_many_arguments)] // the batcher's share of what `run` wires up
-async fn batcher(
-    mut rx: mpsc::UnboundedReceiver<Received>,
-    client: AsyncClient,
-    committer: Box<dyn Committer>,
-    cfg: ConsumerConfig,
-    generation: Arc<AtomicU64>,
-    health: Arc<Health>,
-    shutdown: CancellationToken,
-    shedding: Arc<Shedding>,
-) -> anyhow::Result<()> {
-    let max_messages = cfg
-        .max_messages
-        .clamp(1, usize::from(cfg.receive_maximum).max(1));
-    let mut housekeeping = tokio::time::interval(cfg.housekeeping_interval);
-    housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // The first tick fires at once; retention at startup is wanted anyway.
-    let mut b = Batcher {
-        client,
-        committer: Some(committer),
-        generation,
-        health,
-        retry: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
-        shutdown: shutdown.clone(),
-        shedding,
-    };
-    let mut pending = Pending::default();
-    loop {
-        let first = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => None,
-            m = rx.recv() => m,
-            _ = housekeeping.tick() => {
-                b.housekeep().await?;
-                continue;
-            }
-        };
-        let Some(first) = first else { break };
-        pending.push(first);
-        while pending.len() < max_messages && pending.bytes < cfg.max_bytes {
-            match rx.try_recv() {
-                Ok(m) => pending.push(m),
-                Err(_) => break,
-            }
-        }
-        b.commit_and_ack(&mut pending).await?;
-    }
-    // Shutdown: what is already received gets committed and acked; anything
-    // after that stays unacked in the broker's session.
-    rx.close();
-    while let Ok(m) = rx.try_recv() {
-        pending.push(m);
-        if pending.len() >= max_messages {
-            b.commit_and_ack(&mut pending).await?;
-        }
-    }
-    if !pending.is_empty() {
-        b.commit_and_ack(&mut pending).await?;
-    }
-    Ok(())
-}
-
-impl Batcher {
-    async fn housekeep(&mut self) -> anyhow::Result<()> {
-        let Some(mut committer) = self.committer.take() else {
-            anyhow::bail!("committer lost");
-        };
-        let (committer, result) = tokio::task::spawn_blocking(move || {
-            let r = committer.housekeeping();
-            (committer, r)
-        })
-        .await?;
-        self.committer = Some(committer);
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "retention pass failed; the next pass retries");
-        }
-        Ok(())
-    }
-
-    /// Commits `pending` (retrying until it commits, or until shutdown while
-    /// the store side refuses), then acks it in arrival order and clears it.
-    async fn commit_and_ack(&mut self, pending: &mut Pending) -> anyhow::Result<()> {
-        let mut waited_since: Option<Instant> = None;
-        let mut batch = std::mem::take(&mut pending.batch);
-        loop {
-            let Some(mut committer) = self.committer.take() else {
-                anyhow::bail!("committer lost");
+/// Subscriptions with their retained-message rule: readings filters never get retained
+/// messages (a retained reading is the topic's last value, not a new reading); the status
+/// and meta filters get them at every subscribe (the device's last known state).
+fn subscription_filters(filters: &[String]) -> Vec<Filter> {
+    filters
+        .iter()
+        .map(|f| {
+            let mut filter = Filter::new(f.clone(), QoS::AtLeastOnce);
+            filter.retain_forward_rule = if f.ends_with("/status") || f.ends_with("/meta") {
+                RetainForwardRule::OnEverySubscribe
+            } else {
+                RetainForwardRule::Never
             };
-            let (committer, back, result) = tokio::task::spawn_blocking(move || {
-                let r = committer.commit(&batch);
-                (committer, batch, r)
-            })
-            .await?;
-            self.committer = Some(committer);
-            batch = back;
-            match result {
-                Ok(done) => {
-                    self.retry.reset();
-                    self.health.set_store_ok(true);
-                    self.health.record_commit(batch.len(), done.readings);
-                    metrics::histogram!("batch_size").record(batch.len() as f64);
-                    if let Some(since) = waited_since {
-                        tracing::info!(
-                            waited_ms = since.elapsed().as_millis() as u64,
-                            "batch committed after waiting"
-                        );
-                    }
-                    break;
-                }
-                Err(e) => {
-                    let failed = matches!(e, CommitError::Failed(_));
-                    let kind = if failed { "failed" } else { "backpressure" };
-                    metrics::counter!("gateway_commit_retries_total", "reason" => kind)
-                        .increment(1);
-                    if failed {
-                        self.health.set_store_ok(false);
-                    }
-                    if waited_since.is_none() {
-                        waited_since = Some(Instant::now());
-                        if failed {
-                            tracing::error!(error = %e, messages = batch.len(), "commit failed; not acking, retrying");
+            filter
+        })
+        .collect()
+}
+
+/// Queues acks into rumqttc's request channel without waiting (this task drains it by
+/// polling); what does not fit waits for the next round.
+fn send_acks(client: &AsyncClient, unsent: &mut VecDeque<u16>) {
+    let mut sent = 0u64;
+    while let Some(&pkid) = unsent.front() {
+        let mut ack = Publish::new("", QoS::AtLeastOnce, Bytes::new(), None);
+        ack.pkid = pkid;
+        if client.try_ack(&ack).is_err() {
+            break;
+        }
+        unsent.pop_front();
+        sent += 1;
+    }
+    if sent > 0 {
+        metrics::counter!("mqtt_acks_total").increment(sent);
+    }
+}
+
+/// The log writer thread: group commits, then acks in arrival order (held under
+/// back-pressure), and deletion of applied segments.
+fn log_writer(
+    mut log: LogWriter,
+    rx: flume::Receiver<Received>,
+    acks: mpsc::UnboundedSender<Vec<Ack>>,
+    cfg: ConsumerConfig,
+    progress: &Progress,
+) {
+    let mut held: Vec<Ack> = Vec::new();
+    let mut pending: Vec<Ack> = Vec::new();
+    let mut retry = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    let mut released_at = 0u64;
+    let mut open = true;
+    let mut holding_since: Option<Instant> = None;
+    while open || !pending.is_empty() {
+        // Wait for the first message; wake now and then to release held acks and
+        // applied segments.
+        let mut batch_bytes = 0usize;
+        let mut messages = 0usize;
+        if open {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(r) => {
+                    append(&mut log, &r, &mut pending);
+                    batch_bytes += r.payload.len();
+                    messages += 1;
+                    let deadline = Instant::now() + cfg.linger;
+                    while messages < cfg.max_messages && batch_bytes < cfg.max_bytes {
+                        let next = if cfg.linger.is_zero() {
+                            rx.try_recv().map_err(|e| match e {
+                                flume::TryRecvError::Empty => flume::RecvTimeoutError::Timeout,
+                                flume::TryRecvError::Disconnected => {
+                                    flume::RecvTimeoutError::Disconnected
+                                }
+                            })
                         } else {
-                            tracing::warn!(error = %e, messages = batch.len(), "outbox full; not acking until the store catches up");
+                            rx.recv_deadline(deadline)
+                        };
+                        match next {
+                            Ok(r) => {
+                                append(&mut log, &r, &mut pending);
+                                batch_bytes += r.payload.len();
+                                messages += 1;
+                            }
+                            Err(flume::RecvTimeoutError::Timeout) => break,
+                            Err(flume::RecvTimeoutError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
                         }
                     }
-                    let delay = self.retry.next_delay();
-                    tokio::select! {
-                        () = self.shutdown.cancelled() => {
-                            tracing::warn!(messages = batch.len(), "shutting down with an uncommitted batch; the broker redelivers it");
-                            pending.clear();
-                            return Ok(());
-                        }
-                        () = tokio::time::sleep(delay) => {}
+                }
+                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        if messages > 0 || log.pending_bytes() > 0 {
+            let started = Instant::now();
+            loop {
+                match log.commit() {
+                    Ok(durable) => {
+                        retry.reset();
+                        progress.set_durable(durable);
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "message log commit failed; not acknowledging, retrying");
+                        metrics::counter!("gateway_commit_retries_total", "reason" => "log").increment(1);
+                        std::thread::sleep(retry.next_delay());
                     }
                 }
             }
+            metrics::histogram!(m::LOG_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            metrics::histogram!(m::LOG_COMMIT_MESSAGES).record(messages as f64);
+            metrics::counter!(m::LOG_APPENDED).increment(messages as u64);
         }
-        batch.clear();
-        pending.batch = batch;
-        pending.bytes = 0;
-        let current = self.generation.load(Ordering::Acquire);
-        let done = pending.acks.len();
-        let mut acked = 0u64;
-        let mut stale = 0u64;
-        for (pkid, qos, generation) in pending.acks.drain(..) {
-            if qos == QoS::AtMostOnce {
-                continue;
+        held.append(&mut pending);
+        // Release acks unless the applier is held up or far behind.
+        let applied = progress.applied();
+        let backlog = log.backlog_bytes(applied);
+        progress.set_backlog_bytes(backlog);
+        metrics::gauge!(m::LOG_APPLY_LAG)
+            .set(log.durable_seq().saturating_sub(applied) as f64);
+        // With policy `block`, what is logged and not applied yet will go into the outbox:
+        // acknowledge only what fits, as the outbox itself would.
+        let (outbox_entries, outbox_bytes) = progress.outbox();
+        let outbox_full = cfg
+            .outbox_limit
+            .is_some_and(|limit| outbox_entries > 0 && outbox_bytes + backlog > limit);
+        let hold = progress.backpressure() || outbox_full || backlog > cfg.max_backlog_bytes;
+        if hold && !held.is_empty() && open {
+            if holding_since.is_none() {
+                holding_since = Some(Instant::now());
+                tracing::warn!(
+                    backlog_bytes = backlog,
+                    outbox_full = progress.backpressure() || outbox_full,
+                    "holding acknowledgements: the applier is behind; the broker keeps further messages"
+                );
             }
-            if generation != current {
-                stale += 1;
-                continue;
+        } else if !held.is_empty() {
+            if let Some(since) = holding_since.take() {
+                tracing::info!(
+                    held_ms = since.elapsed().as_millis() as u64,
+                    acks = held.len(),
+                    "releasing held acknowledgements"
+                );
             }
-            let mut ack = Publish::new("", qos, Bytes::new(), None);
-            ack.pkid = pkid;
-            self.client.ack(&ack).await?;
-            acked += 1;
+            if acks.send(std::mem::take(&mut held)).is_err() {
+                // The event loop is gone (connection closed at shutdown): the broker
+                // redelivers, and the log recognises the redeliveries.
+                held.clear();
+            }
         }
-        metrics::counter!("mqtt_acks_total").increment(acked);
-        if self.shedding.buffered.fetch_sub(done, Ordering::AcqRel) <= done {
-            self.shedding.drained.notify_one();
+        // Delete applied segments now and then.
+        let synced = progress.synced();
+        if synced > released_at {
+            released_at = synced;
+            match log.release(synced) {
+                Ok(freed) if freed > 0 => tracing::debug!(freed, "message log segments deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot delete applied log segments"),
+            }
+            metrics::gauge!(m::LOG_DISK_BYTES).set(log.disk_bytes() as f64);
         }
-        if stale > 0 {
-            metrics::counter!("mqtt_stale_acks_skipped_total").increment(stale);
-            tracing::debug!(stale, "skipped acks of messages from a previous connection");
+        if !open && held.is_empty() {
+            break;
         }
-        Ok(())
+        if !open && !held.is_empty() {
+            // Shutting down while holding: these stay unacknowledged (the broker
+            // redelivers them and the log recognises them).
+            break;
+        }
+    }
+}
+
+fn append(log: &mut LogWriter, r: &Received, acks: &mut Vec<Ack>) {
+    let qos = match r.qos {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce => 1,
+        QoS::ExactlyOnce => 2,
+    };
+    let arrival = Arrival {
+        topic: &r.topic,
+        payload: &r.payload,
+        qos,
+        retain: r.retain,
+        dup: r.dup,
+        pkid: r.pkid,
+        received_ns: r.received_ns,
+    };
+    if log.append(&arrival) == Appended::Redelivery {
+        metrics::counter!(m::LOG_REDELIVERIES).increment(1);
+    }
+    if qos > 0 {
+        acks.push((r.pkid, r.generation));
     }
 }

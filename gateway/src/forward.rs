@@ -27,6 +27,8 @@ pub fn sink_config(cfg: &Config) -> ingest::SinkConfig {
 pub struct ForwarderHandle {
     stop: CancellationToken,
     thread: std::thread::JoinHandle<()>,
+    /// Wakes the forwarder when the outbox gets an entry.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Starts the forwarder on its own thread. Fails at once on a bad store
@@ -35,6 +37,7 @@ pub fn spawn(cfg: &Config) -> anyhow::Result<ForwarderHandle> {
     let sink = sink_config(cfg);
     let forwarder = ingest::Forwarder::new(&cfg.data_dir, sink.clone())
         .context("cannot set up the store forwarder")?;
+    let wake = forwarder.waker();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -66,7 +69,7 @@ pub fn spawn(cfg: &Config) -> anyhow::Result<ForwarderHandle> {
             });
         })
         .context("cannot start the forwarder thread")?;
-    Ok(ForwarderHandle { stop, thread })
+    Ok(ForwarderHandle { stop, thread, wake })
 }
 
 impl ForwarderHandle {

@@ -19,6 +19,8 @@ pub struct Health {
     last_commit_unix_ms: AtomicU64,
     shutting_down: AtomicBool,
     note: Mutex<Option<String>>,
+    /// The message log's positions, and the backlog bound beyond which acks are held.
+    log: std::sync::OnceLock<(std::sync::Arc<ingest::applier::Progress>, u64)>,
 }
 
 impl Default for Health {
@@ -41,6 +43,7 @@ impl Health {
             last_commit_unix_ms: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             note: Mutex::new(None),
+            log: std::sync::OnceLock::new(),
         }
     }
 
@@ -86,12 +89,25 @@ impl Health {
         self.shutting_down.store(true, Ordering::Release);
     }
 
+    /// Attaches the message log's positions (once, at start).
+    pub fn set_log(&self, progress: std::sync::Arc<ingest::applier::Progress>, max_backlog: u64) {
+        let _ = self.log.set((progress, max_backlog));
+    }
+
+    /// Whether the apply backlog is beyond its bound (acks are being held).
+    pub fn log_backlog_exceeded(&self) -> bool {
+        self.log
+            .get()
+            .is_some_and(|(p, max)| p.backlog_bytes() > *max)
+    }
+
     /// Ready to take traffic: MQTT connected and subscribed, SQLite open and
-    /// committing, not shutting down.
+    /// committing, the log's apply backlog within its bound, not shutting down.
     pub fn ready(&self) -> bool {
         self.mqtt_connected()
             && self.subscribed()
             && self.store_ready()
+            && !self.log_backlog_exceeded()
             && !self.shutting_down.load(Ordering::Acquire)
     }
 
@@ -135,6 +151,13 @@ impl Health {
             note: self.note.lock().ok().and_then(|n| n.clone()),
             outbox_entries: None,
             outbox_bytes: None,
+            log_durable_seq: self.log.get().map(|(p, _)| p.durable()),
+            log_applied_seq: self.log.get().map(|(p, _)| p.applied()),
+            log_backlog_bytes: self.log.get().map(|(p, _)| p.backlog_bytes()),
+            acks_held: self
+                .log
+                .get()
+                .is_some_and(|(p, max)| p.backpressure() || p.backlog_bytes() > *max),
         }
     }
 
@@ -173,4 +196,14 @@ pub struct HealthSnapshot {
     pub outbox_entries: Option<u64>,
     /// Outbox bytes waiting for the store (when forwarding).
     pub outbox_bytes: Option<u64>,
+    /// Highest durable message-log position.
+    pub log_durable_seq: Option<u64>,
+    /// Highest position applied to the state.
+    pub log_applied_seq: Option<u64>,
+    /// Bytes logged and not yet applied: a number that keeps growing means the applier
+    /// cannot keep up or is blocked.
+    pub log_backlog_bytes: Option<u64>,
+    /// Acknowledgements are held (outbox full, or the backlog beyond
+    /// `ingest.log_max_backlog_bytes`): the broker is keeping further messages.
+    pub acks_held: bool,
 }

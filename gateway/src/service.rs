@@ -1,23 +1,23 @@
 //! `gateway run`: wires the parts together and owns the shutdown order.
 //!
-//! Start: optional embedded broker, SQLite pipeline, forwarder (when a store
-//! is configured), HTTP server, MQTT consumer. Stop (SIGINT/SIGTERM): the
-//! consumer stops taking messages, commits and acks what it holds and
-//! disconnects; then the outbox is flushed to the store within
+//! Start: optional embedded broker, SQLite state and message log (a torn log
+//! tail is truncated), forwarder (when a store is configured), applier, HTTP
+//! server, MQTT consumer. Stop (SIGINT/SIGTERM): the consumer stops taking
+//! messages, logs and acks what it holds and disconnects; the applier applies
+//! what is logged; then the outbox is flushed to the store within
 //! `shutdown_timeout_s`; then HTTP and the broker stop. A second signal exits
 //! at once (nothing is lost: unacked messages stay with the broker).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::consumer::{self, ConsumerConfig};
 use crate::health::Health;
 use crate::http::{self, AppState};
-use crate::pipeline::{self, IngestCommitter};
+use crate::pipeline;
 use crate::{broker, mqtt, telemetry};
 
 /// Runs the service until SIGINT/SIGTERM (or `stop`, for embedding in tests),
@@ -45,20 +45,29 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         None => None,
     };
 
-    let pipeline = {
+    let opened = {
         let owned = cfg.clone();
-        tokio::task::spawn_blocking(move || pipeline::open(&owned))
-            .await?
-            .with_context(|| {
-                format!("cannot open the SQLite state in {}", cfg.data_dir.display())
-            })?
+        tokio::task::spawn_blocking(move || pipeline::open_all(&owned)).await??
     };
     health.set_store_open(true);
+    let progress = std::sync::Arc::clone(&opened.progress);
+    health.set_log(
+        std::sync::Arc::clone(&progress),
+        cfg.ingest.log_max_backlog_bytes,
+    );
 
     let forwarder = match &cfg.store.url {
         Some(_) => Some(crate::forward::spawn(&cfg)?),
         None => None,
     };
+    let applier = pipeline::spawn_applier(
+        &cfg,
+        opened.pipeline,
+        opened.reader,
+        std::sync::Arc::clone(&progress),
+        Arc::clone(&health),
+        forwarder.as_ref().map(|f| Arc::clone(&f.wake)),
+    )?;
 
     let http_stop = CancellationToken::new();
     let app = http::router(AppState {
@@ -79,22 +88,36 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         filters: mqtt::filters(&cfg.ingest.routes, cfg.mqtt.share_group.as_deref()),
         max_messages: cfg.batch.max_messages,
         max_bytes: cfg.batch.max_bytes,
+        linger: Duration::from_micros(cfg.batch.linger_us),
         receive_maximum: cfg.mqtt.receive_maximum,
         reconnect_min: Duration::from_millis(cfg.mqtt.reconnect_min_ms),
         reconnect_max: Duration::from_millis(cfg.mqtt.reconnect_max_ms),
-        housekeeping_interval: Duration::from_secs(cfg.batch.retention_interval_s),
         max_buffered: cfg.batch.max_buffered_messages,
+        max_backlog_bytes: cfg.ingest.log_max_backlog_bytes,
+        outbox_limit: (cfg.store.url.is_some()
+            && cfg.ingest.outbox_policy == ingest::OutboxPolicy::Block)
+            .then_some(cfg.ingest.outbox_max_bytes),
     };
     let consumed = consumer::run(
         options,
         consumer_cfg,
-        Box::new(IngestCommitter::new(pipeline)),
+        opened.log,
+        std::sync::Arc::clone(&progress),
         Arc::clone(&health),
         shutdown.clone(),
     )
     .await;
     if consumed.is_ok() {
-        tracing::info!("MQTT consumer stopped: in-flight messages committed and acknowledged");
+        tracing::info!("MQTT consumer stopped: in-flight messages logged and acknowledged");
+    }
+    // Apply what is durable, then stop the applier.
+    progress.request_stop();
+    if tokio::task::spawn_blocking(move || applier.join())
+        .await
+        .map(|r| r.is_err())
+        .unwrap_or(true)
+    {
+        tracing::error!("the applier thread panicked; the log keeps what it did not apply");
     }
 
     if let Some(f) = forwarder {

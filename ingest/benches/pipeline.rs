@@ -71,6 +71,7 @@ fn senml_messages(n: usize, t0: i64) -> Vec<Inbound> {
                 topic: format!("city/hoan-kiem/airquality/{device}/up"),
                 payload: Bytes::copy_from_slice(&buf[..len]),
                 received_at_ns: received,
+                retained: false,
             }
         })
         .collect()
@@ -96,6 +97,7 @@ fn tasmota_messages(n: usize, t0: i64) -> Vec<Inbound> {
                 topic: format!("tele/tasmota_{dev:06X}/SENSOR"),
                 payload: payload.into(),
                 received_at_ns: received,
+                retained: false,
             }
         })
         .collect()

@@ -20,15 +20,21 @@ pub enum OutboxPolicy {
 }
 
 /// SQLite `synchronous` mode of the state database.
+///
+/// The message log is the commit point: a message is acknowledged once its log record is
+/// synced, and the state is derived from the log. So the state database does not need an
+/// fsync per transaction: after a power loss it may lose its last transactions, and the
+/// applier re-applies them from the log (log segments are deleted only after a synced
+/// state transaction covers them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Synchronous {
-    /// fsync at every commit: a committed (and so acknowledged) batch survives power loss.
-    /// The default, because acknowledging is a promise to the broker.
-    #[default]
+    /// fsync at every state transaction. Safe, and costs one fsync per applied batch for
+    /// no gain in safety while the log is in use.
     Full,
-    /// WAL `NORMAL`: survives a crash of the process, but a power loss may lose the last
-    /// commits, which were already acknowledged. Faster; for disposable setups.
+    /// WAL `NORMAL`: the state's last transactions may be lost on power loss and are
+    /// re-applied from the log. The default.
+    #[default]
     Normal,
 }
 
@@ -46,9 +52,14 @@ pub struct IngestConfig {
     /// Readings stamped more than this after receipt are refused (`future-timestamp`).
     /// Default: 300 s.
     pub max_future_skew_s: u64,
-    /// How long the hot tier keeps readings; older readings are refused on arrival
-    /// (`too-old`) and deleted by retention. Default: 604800 s (7 days).
+    /// How long the hot tier keeps readings; retention deletes older ones. A reading that
+    /// arrives already older than this skips the hot tier and still goes to the store (a
+    /// backfill, an import, a replay of an old recording). Default: 604800 s (7 days).
     pub hot_retention_s: u64,
+    /// Readings stamped more than this before receipt are refused (`too-old`): a bound for
+    /// absurd times (a clock at its epoch, seconds read as milliseconds), not a retention.
+    /// Default: 315576000 s (10 years).
+    pub max_past_age_s: u64,
     /// How long dead letters are kept. Default: 2592000 s (30 days).
     pub deadletter_retention_s: u64,
     /// Outbox size limit in bytes of line protocol. Default: 268435456 (256 MiB).
@@ -61,8 +72,21 @@ pub struct IngestConfig {
     /// UTC offset of the local time in Tasmota's `Time` field, `+HH:MM` or `-HH:MM`.
     /// Default: `+07:00` (Hanoi).
     pub tasmota_utc_offset: String,
-    /// SQLite durability. Default: `full`.
+    /// SQLite durability of the state database (see [`Synchronous`]). Default: `normal`.
     pub synchronous: Synchronous,
+    /// The message log starts a new segment file past this size; whole segments are
+    /// deleted once applied. Default: 67108864 (64 MiB).
+    pub log_segment_bytes: u64,
+    /// Apply backlog (bytes logged but not yet applied to the state) beyond which the
+    /// gateway stops acknowledging, so the broker holds further messages. Default:
+    /// 268435456 (256 MiB).
+    pub log_max_backlog_bytes: u64,
+    /// Most payload bytes applied in one state transaction. Default: 4194304 (4 MiB).
+    pub apply_max_bytes: usize,
+    /// After the first message of a quiet spell, how long the applier waits for more
+    /// before its transaction: fewer, larger transactions at a steady rate (each costs
+    /// tens of microseconds however small). Default: 5 ms.
+    pub apply_linger_ms: u64,
     /// How long a write waits for a lock held by another connection (the forwarder, the
     /// CLI) before failing. Default: 5000 ms.
     pub busy_timeout_ms: u64,
@@ -76,12 +100,17 @@ impl Default for IngestConfig {
             deadletter_payload_keep_bytes: 4096,
             max_future_skew_s: 300,
             hot_retention_s: 7 * 86_400,
+            max_past_age_s: 315_576_000,
             deadletter_retention_s: 30 * 86_400,
             outbox_max_bytes: 256 * 1024 * 1024,
             outbox_policy: OutboxPolicy::Block,
             forward_enabled: false,
             tasmota_utc_offset: "+07:00".to_owned(),
-            synchronous: Synchronous::Full,
+            synchronous: Synchronous::Normal,
+            log_segment_bytes: 64 * 1024 * 1024,
+            log_max_backlog_bytes: 256 * 1024 * 1024,
+            apply_max_bytes: 4 * 1024 * 1024,
+            apply_linger_ms: 5,
             busy_timeout_ms: 5000,
         }
     }
@@ -96,6 +125,21 @@ impl IngestConfig {
         }
         if self.hot_retention_s == 0 {
             return bad("hot_retention_s", "must be greater than 0");
+        }
+        if self.max_past_age_s == 0 {
+            return bad("max_past_age_s", "must be greater than 0");
+        }
+        if self.log_segment_bytes < 4096 {
+            return bad("log_segment_bytes", "must be at least 4096");
+        }
+        if self.log_max_backlog_bytes == 0 {
+            return bad("log_max_backlog_bytes", "must be greater than 0");
+        }
+        if self.apply_max_bytes == 0 {
+            return bad("apply_max_bytes", "must be greater than 0");
+        }
+        if self.apply_linger_ms > 10_000 {
+            return bad("apply_linger_ms", "must be at most 10000");
         }
         if self.outbox_max_bytes == 0 {
             return bad("outbox_max_bytes", "must be greater than 0");

@@ -45,6 +45,7 @@ impl DeadLetter {
             topic: self.topic.clone(),
             payload: bytes::Bytes::from(self.payload.clone()),
             received_at_ns: self.received_at_ns,
+            retained: false,
         }
     }
 }

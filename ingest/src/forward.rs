@@ -103,6 +103,9 @@ pub struct Forwarder {
     client: influxdb2::Client,
     sink: SinkConfig,
     failures: u32,
+    /// Woken by the applier when a transaction added to the outbox, so that a reading
+    /// reaches the store without waiting for the idle poll.
+    wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Forwarder {
@@ -140,7 +143,14 @@ impl Forwarder {
             client,
             sink,
             failures: 0,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         })
+    }
+
+    /// The handle that wakes an idle forwarder (`notify_one`): call it after committing
+    /// to the outbox.
+    pub fn waker(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        std::sync::Arc::clone(&self.wake)
     }
 
     /// Runs until `shutdown` is cancelled: drains the outbox, waits when it is empty, backs
@@ -150,9 +160,13 @@ impl Forwarder {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
+            let mut idle = false;
             let pause = match self.drain_once().await {
                 Ok(Some(_)) => continue,
-                Ok(None) => self.sink.idle_poll,
+                Ok(None) => {
+                    idle = true;
+                    self.sink.idle_poll
+                }
                 Err(Retry(why)) => {
                     let d = self.backoff();
                     tracing::warn!(error = %why, retry_in_ms = d.as_millis() as u64, "store write failed; will retry");
@@ -169,6 +183,7 @@ impl Forwarder {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(pause) => {}
+                _ = self.wake.notified(), if idle => {}
             }
         }
     }

@@ -11,6 +11,7 @@
 //! `Ok` means every message of the batch is durable (as readings or dead letters) and may
 //! be acknowledged.
 
+pub mod applier;
 pub mod config;
 pub mod deadletter;
 pub mod decode;

@@ -12,6 +12,9 @@ pub struct Inbound {
     /// When the gateway received it, in nanoseconds since the Unix epoch. Readings without
     /// a time of their own (ESPHome, UltraLight, SenML relative times) are stamped with it.
     pub received_at_ns: i64,
+    /// The broker sent it because of a new subscription (MQTT RETAIN flag on delivery): the
+    /// last value of the topic, published some time before, not a new message.
+    pub retained: bool,
 }
 
 impl Inbound {
@@ -21,6 +24,7 @@ impl Inbound {
             topic: topic.into(),
             payload: payload.into(),
             received_at_ns: now_ns(),
+            retained: false,
         }
     }
 }

@@ -33,6 +33,21 @@ pub const DEVICE_REDELIVERIES: &str = "device_redeliveries_total";
 /// Torn log tails truncated when the log was opened after a crash.
 pub const LOG_TORN_TAILS: &str = "log_torn_tails_total";
 
+/// Bytes logged and not yet applied to the state.
+pub const LOG_BACKLOG_BYTES: &str = "log_backlog_bytes";
+/// Bytes of message-log segments on disk.
+pub const LOG_DISK_BYTES: &str = "log_disk_bytes";
+/// Records the applier is behind the durable end of the log.
+pub const LOG_APPLY_LAG: &str = "log_apply_lag_records";
+/// Messages appended to the log.
+pub const LOG_APPENDED: &str = "log_appended_total";
+/// Redeliveries (DUP=1) of messages already in the log: acknowledged, not logged again.
+pub const LOG_REDELIVERIES: &str = "log_redeliveries_skipped_total";
+/// Seconds per group commit (write + fdatasync).
+pub const LOG_COMMIT_SECONDS: &str = "log_commit_seconds";
+/// Messages per group commit.
+pub const LOG_COMMIT_MESSAGES: &str = "log_commit_messages";
+
 /// Registers descriptions and units with the installed recorder.
 pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
@@ -59,6 +74,16 @@ pub fn describe() {
         "Missed device messages (sequence gaps), by device"
     );
     describe_counter!(DEVICE_REDELIVERIES, "Device messages seen again, by device");
+    describe_gauge!(LOG_BACKLOG_BYTES, Unit::Bytes, "Log bytes not yet applied");
+    describe_gauge!(LOG_DISK_BYTES, Unit::Bytes, "Message-log segments on disk");
+    describe_gauge!(LOG_APPLY_LAG, "Log records durable but not yet applied");
+    describe_counter!(LOG_APPENDED, "Messages appended to the message log");
+    describe_counter!(
+        LOG_REDELIVERIES,
+        "Broker redeliveries of messages already logged (acked, not stored again)"
+    );
+    describe_histogram!(LOG_COMMIT_SECONDS, Unit::Seconds, "Log group commit (write + fdatasync)");
+    describe_histogram!(LOG_COMMIT_MESSAGES, "Messages per log group commit");
     describe_counter!(
         LOG_TORN_TAILS,
         "Torn message-log tails truncated at start after a crash"

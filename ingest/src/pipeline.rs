@@ -45,6 +45,10 @@ pub struct BatchOutcome {
     pub rejected_readings: usize,
     /// Readings dropped from the outbox to make room (policy `drop-oldest`).
     pub outbox_dropped_readings: u64,
+    /// Outbox entries after the commit.
+    pub outbox_entries: u64,
+    /// Outbox bytes after the commit.
+    pub outbox_bytes: u64,
 }
 
 /// The decode -> validate -> commit pipeline over one state database.
@@ -54,6 +58,9 @@ pub struct Pipeline {
     cfg: IngestConfig,
     router: Router,
     limits: Limits,
+    /// Readings older than this before receipt skip the hot tier (they still go to the
+    /// store).
+    hot_retention_ns: i64,
     tasmota_offset_s: i32,
     /// What the `series` table records, device -> metric -> (first, last) bucket: a series
     /// row is written only when a reading falls outside that span (new series, new bucket).
@@ -98,6 +105,9 @@ enum Outcome {
     },
     /// Retained payload cleared (empty status/meta): nothing to do.
     Cleared,
+    /// A retained message on a readings route: the topic's last value, delivered again
+    /// because of a (re)subscription, not a new reading. Skipped and counted.
+    Retained,
     Dead(Rejection),
 }
 
@@ -174,14 +184,16 @@ impl Pipeline {
         };
         let limits = Limits {
             max_future_skew_ns: secs(cfg.max_future_skew_s),
-            hot_retention_ns: secs(cfg.hot_retention_s),
+            max_past_age_ns: secs(cfg.max_past_age_s),
         };
+        let hot_retention_ns = secs(cfg.hot_retention_s);
         let tasmota_offset_s = cfg.tasmota_offset_s()?;
         Ok(Self {
             conn,
             cfg,
             router,
             limits,
+            hot_retention_ns,
             tasmota_offset_s,
             known_series: HashMap::new(),
             device_cache: HashMap::new(),
@@ -202,7 +214,31 @@ impl Pipeline {
     /// Decodes, validates and commits the batch in one transaction. See the module docs.
     /// `Err(OutboxFull)` (policy `block`): nothing committed, do not acknowledge.
     pub fn process(&mut self, batch: &[Inbound]) -> Result<BatchOutcome> {
-        self.process_inner(batch, None)
+        self.process_inner(batch, None, None)
+    }
+
+    /// Applies messages read from the message log, up to and including log position
+    /// `applied_seq`, in one transaction that also records that position: a crash re-applies
+    /// from the position the state holds, so nothing is applied twice.
+    /// `Err(OutboxFull)` (policy `block`): nothing applied; retry later.
+    pub fn apply(&mut self, batch: &[Inbound], applied_seq: u64) -> Result<BatchOutcome> {
+        self.process_inner(batch, None, Some(applied_seq))
+    }
+
+    /// The message-log position the state has applied up to.
+    pub fn applied_seq(&self) -> Result<u64> {
+        store::applied_seq(&self.conn)
+    }
+
+    /// Makes every transaction committed so far durable (one fsync of SQLite's WAL), so that
+    /// log segments they cover may be deleted. A no-op cost with `synchronous = full`.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.cfg.synchronous == crate::config::Synchronous::Full {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch("PRAGMA synchronous = FULL; BEGIN IMMEDIATE; UPDATE log_position SET applied_seq = applied_seq; COMMIT; PRAGMA synchronous = NORMAL;")
+            .map_err(IngestError::sql("sync the state database"))
     }
 
     /// Re-injects dead letters (after a fix: a new route, a wider limit) and deletes them, in
@@ -234,7 +270,7 @@ impl Pipeline {
             requeue_lines: &lines,
             requeue_readings: n,
         };
-        self.process_inner(&batch, Some(replay))
+        self.process_inner(&batch, Some(replay), None)
     }
 
     fn classify(&self, msg: &Inbound) -> Outcome {
@@ -271,6 +307,12 @@ impl Pipeline {
                 format!("no route matches topic `{}`", msg.topic),
             ));
         };
+        if msg.retained {
+            // A retained reading was delivered live when it was published, and stored then
+            // if this gateway was subscribed; delivered again at a (re)subscription it would
+            // be stamped anew (ESPHome, UltraLight and SenML without `bt` carry no time).
+            return Outcome::Retained;
+        }
         let ctx = Context {
             captures,
             received_at_ns: msg.received_at_ns,
@@ -342,6 +384,7 @@ impl Pipeline {
         &mut self,
         batch: &[Inbound],
         replay: Option<Replay<'_>>,
+        position: Option<u64>,
     ) -> Result<BatchOutcome> {
         let forwarding = self.cfg.forward_enabled;
         if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
@@ -371,6 +414,7 @@ impl Pipeline {
         let mut seq_events: Vec<(String, SeqEvent)> = Vec::new();
         let mut latest_ts: Vec<i64> = Vec::new();
         let known_series = &self.known_series;
+        let hot_retention_ns = self.hot_retention_ns;
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -393,7 +437,7 @@ impl Pipeline {
                         out.dead_letters += 1;
                         rejections.push(rej.reason);
                     }
-                    Outcome::Cleared => {}
+                    Outcome::Cleared | Outcome::Retained => {}
                     Outcome::Status {
                         device,
                         district,
@@ -410,6 +454,9 @@ impl Pipeline {
                                 kind: Some(kind),
                                 format: Format::Senml,
                                 received_at_ns: msg.received_at_ns,
+                                // A retained status or meta is what the broker kept, not a
+                                // sign that the device is alive now.
+                                alive: !msg.retained,
                             },
                         )?;
                         row.status = Some(if *online { "online" } else { "offline" }.to_owned());
@@ -431,6 +478,9 @@ impl Pipeline {
                                 kind: Some(kind),
                                 format: Format::Senml,
                                 received_at_ns: msg.received_at_ns,
+                                // A retained status or meta is what the broker kept, not a
+                                // sign that the device is alive now.
+                                alive: !msg.retained,
                             },
                         )?;
                         row.meta_json = Some(json.clone());
@@ -452,6 +502,7 @@ impl Pipeline {
                                     kind: g.kind.as_deref(),
                                     format: *format,
                                     received_at_ns: msg.received_at_ns,
+                                    alive: true,
                                 },
                             )?;
                             row.messages += 1;
@@ -464,6 +515,7 @@ impl Pipeline {
                                 });
                             }
                             let mut newest = i64::MIN;
+                            let mut fresh = false;
                             // One lookup per message, not per reading.
                             let device_series = known_series.get(g.device.as_str());
                             // Bindings persist across executions: the device is bound once per
@@ -473,9 +525,16 @@ impl Pipeline {
                                 .map_err(IngestError::sql("bind reading device"))?;
                             for r in &g.readings {
                                 let name = r.metric.name();
-                                let n = bind_reading(&mut insert, r)
-                                    .and_then(|()| insert.raw_execute())
-                                    .map_err(IngestError::sql("insert reading"))?;
+                                // Older than the hot window (a backfill, an old recording):
+                                // to the store only. Redeliveries of it are caught by the log.
+                                let cold = r.ts_ns < msg.received_at_ns.saturating_sub(hot_retention_ns);
+                                let n = if cold {
+                                    1
+                                } else {
+                                    bind_reading(&mut insert, r)
+                                        .and_then(|()| insert.raw_execute())
+                                        .map_err(IngestError::sql("insert reading"))?
+                                };
                                 if n == 0 {
                                     out.duplicates += 1;
                                     row.duplicate_readings += 1;
@@ -483,7 +542,10 @@ impl Pipeline {
                                 }
                                 out.readings_committed += 1;
                                 row.readings += 1;
-                                newest = newest.max(r.ts_ns);
+                                fresh = true;
+                                if !cold {
+                                    newest = newest.max(r.ts_ns);
+                                }
                                 if name == "droppedReadings" {
                                     row.dropped_readings += r.value as i64;
                                 }
@@ -495,7 +557,7 @@ impl Pipeline {
                                 let covered = device_series
                                     .and_then(|s| s.get(name))
                                     .is_some_and(|(first, last)| *first <= b && b <= *last);
-                                if !covered {
+                                if !covered && !cold {
                                     let span = series_span
                                         .entry((g.device.clone(), name.to_owned()))
                                         .or_insert((r.ts_ns, r.ts_ns));
@@ -506,7 +568,7 @@ impl Pipeline {
                             // Replayed messages are out of band: their old sequence numbers
                             // say nothing about the device's current run.
                             if let Some(seq) = g.seq.filter(|_| replay.is_none()) {
-                                let ev = seq_event(row.last_seq, seq, newest > i64::MIN);
+                                let ev = seq_event(row.last_seq, seq, fresh);
                                 match ev {
                                     SeqEvent::First | SeqEvent::InOrder => row.last_seq = Some(seq),
                                     SeqEvent::Gap(n) => {
@@ -609,8 +671,15 @@ impl Pipeline {
             }
             insert_outbox(&tx, body.as_bytes(), body_readings)?;
         }
+        if let Some(seq) = position {
+            tx.prepare_cached("UPDATE log_position SET applied_seq = ?1")
+                .and_then(|mut s| s.execute([seq as i64]))
+                .map_err(IngestError::sql("record the applied log position"))?;
+        }
         let (depth, outbox_bytes, _) = store::outbox_stats(&tx)?;
         tx.commit().map_err(IngestError::sql("commit batch"))?;
+        out.outbox_entries = depth;
+        out.outbox_bytes = outbox_bytes;
         self.data_version = Some(data_version);
         self.device_cache.extend(devices);
 
@@ -638,6 +707,7 @@ impl Pipeline {
             let format = match o {
                 Outcome::Readings { format, .. } => format.as_str(),
                 Outcome::Status { .. } | Outcome::Meta { .. } | Outcome::Cleared => "device-state",
+                Outcome::Retained => "retained",
                 Outcome::Dead(_) => "none",
             };
             match per_format.iter_mut().find(|(f, _)| *f == format) {
@@ -778,6 +848,8 @@ struct Sighting<'a> {
     kind: Option<&'a str>,
     format: Format,
     received_at_ns: i64,
+    /// The message shows the device alive now (not a retained copy).
+    alive: bool,
 }
 
 /// The batch's row for `device`, read from the database on first use.
@@ -793,13 +865,15 @@ fn device_row<'m>(
         kind,
         format,
         received_at_ns,
+        alive,
     } = seen;
+    let seen_at = if alive { received_at_ns } else { 0 };
     let row = match devices.entry(device.to_owned()) {
         Entry::Occupied(e) => e.into_mut(),
         Entry::Vacant(v) => {
             // Taken out of the cache: if this batch rolls back, the row is read again.
             if let Some(row) = cache.remove(device) {
-                return Ok(finish_row(v.insert(row), district, kind, received_at_ns));
+                return Ok(finish_row(v.insert(row), district, kind, seen_at));
             }
             let existing = tx
             .prepare_cached(
@@ -835,14 +909,14 @@ fn device_row<'m>(
             .map_err(IngestError::sql("read device"))?;
             let row = existing.unwrap_or_else(|| DeviceRow {
                 format: format.as_str().to_owned(),
-                first_seen: received_at_ns,
-                last_seen: received_at_ns,
+                first_seen: seen_at,
+                last_seen: seen_at,
                 ..DeviceRow::default()
             });
             v.insert(row)
         }
     };
-    Ok(finish_row(row, district, kind, received_at_ns))
+    Ok(finish_row(row, district, kind, seen_at))
 }
 
 fn finish_row<'m>(
@@ -852,6 +926,9 @@ fn finish_row<'m>(
     received_at_ns: i64,
 ) -> &'m mut DeviceRow {
     row.last_seen = row.last_seen.max(received_at_ns);
+    if row.first_seen == 0 {
+        row.first_seen = row.last_seen;
+    }
     if let Some(d) = district
         && row.district.as_deref() != Some(d)
     {

@@ -19,7 +19,13 @@
 //! - `outbox(id, created_ns, readings, bytes, body)`: line protocol waiting for the store;
 //!   `outbox_stats` is kept by triggers so the size check is O(1).
 //! - `dead_letters(id, received_ns, topic, payload, reason, detail, payload_bytes)`.
-//! - `devices(device, district, kind, format, first_seen, last_seen, last_seq, ...)`.
+//! - `devices(device, district, kind, format, first_seen, last_seen, last_seq, ...)`;
+//!   `first_seen`/`last_seen` are 0 for a device known only from retained messages.
+//! - `log_position(applied_seq)`: the last message-log record whose results are in this
+//!   database, written in the same transaction as those results ([`crate::log`]).
+//!
+//! A data directory written by an earlier version is migrated on open (schema 1 had no
+//! message log: the log starts empty above position 0).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -109,6 +115,12 @@ CREATE TABLE devices(
     meta_json TEXT,
     meta_at INTEGER
 ) WITHOUT ROWID;
+"#, r#"
+CREATE TABLE log_position(
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    applied_seq INTEGER NOT NULL
+);
+INSERT INTO log_position VALUES (1, 0);
 "#];
 
 /// Width of a hot-tier time bucket: `bucket = ts_ns.div_euclid(BUCKET_NS)`.
@@ -182,6 +194,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             .map_err(IngestError::sql("write schema version"))?;
     }
     tx.commit().map_err(IngestError::sql("commit migration"))
+}
+
+/// The message-log position the state has applied up to.
+pub fn applied_seq(conn: &Connection) -> Result<u64> {
+    conn.query_row("SELECT applied_seq FROM log_position", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map(|v| v.max(0) as u64)
+    .map_err(IngestError::sql("read the applied log position"))
 }
 
 /// Current outbox totals: (entries, bytes, readings).

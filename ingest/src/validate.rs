@@ -23,7 +23,8 @@ pub enum Reason {
     NonFinite,
     /// Stamped more than `max_future_skew_s` after receipt.
     FutureTimestamp,
-    /// Older than the hot tier's retention.
+    /// Older than `max_past_age_s` before receipt: an absurd time (a clock at its epoch,
+    /// a wrong unit). Older readings within that bound are kept and forwarded.
     TooOld,
     /// Larger than `max_payload_bytes`.
     PayloadTooLarge,
@@ -120,8 +121,8 @@ impl Rejection {
 pub struct Limits {
     /// Readings stamped later than receipt plus this are refused.
     pub max_future_skew_ns: i64,
-    /// Readings stamped earlier than receipt minus this are refused.
-    pub hot_retention_ns: i64,
+    /// Readings stamped earlier than receipt minus this are refused (`max_past_age_s`).
+    pub max_past_age_ns: i64,
 }
 
 /// Checks one decoded reading against the catalog and the time window.
@@ -154,11 +155,11 @@ pub fn check_reading(r: &Reading, received_at_ns: i64, limits: &Limits) -> Resul
             ),
         ));
     }
-    if r.ts_ns < received_at_ns.saturating_sub(limits.hot_retention_ns) {
+    if r.ts_ns < received_at_ns.saturating_sub(limits.max_past_age_ns) {
         return Err(Rejection::new(
             Reason::TooOld,
             format!(
-                "{}: {} s before receipt, older than the hot retention",
+                "{}: {} s before receipt, older than max_past_age_s",
                 what(),
                 (i128::from(received_at_ns) - i128::from(r.ts_ns)) / 1_000_000_000
             ),
@@ -175,7 +176,7 @@ mod tests {
     const NOW: i64 = 1_767_600_000_000_000_000;
     const LIMITS: Limits = Limits {
         max_future_skew_ns: 300_000_000_000,
-        hot_retention_ns: 7 * 86_400_000_000_000,
+        max_past_age_ns: 10 * 365 * 86_400_000_000_000,
     };
 
     fn reading(name: &str, value: f64, ts_ns: i64) -> Reading {
@@ -203,8 +204,10 @@ mod tests {
                 Some(Reason::FutureTimestamp),
             ),
             (reading("pm25", 1.0, NOW + 299_000_000_000), None),
+            // Older than the hot tier's week: kept (it goes to the store only).
+            (reading("pm25", 1.0, NOW - 30 * 86_400_000_000_000), None),
             (
-                reading("pm25", 1.0, NOW - 8 * 86_400_000_000_000),
+                reading("pm25", 1.0, NOW - 50 * 365 * 86_400_000_000_000),
                 Some(Reason::TooOld),
             ),
         ];

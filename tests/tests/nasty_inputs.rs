@@ -418,6 +418,7 @@ fn every_file_through_the_pipeline() {
             topic: topic.clone(),
             payload: payload.into(),
             received_at_ns: ingest_oracle::RECEIVED_AT_NS,
+            retained: false,
         };
         let result = panic::catch_unwind(AssertUnwindSafe(|| pipeline.process(&[msg])));
         match result {

@@ -88,7 +88,7 @@ impl DeviceRow {
 
 fn load_devices(conn: &Connection) -> Result<Vec<DeviceRow>, ApiError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT device, district, kind, format, first_seen, last_seen, last_seq, gaps, \
+        "SELECT device, district, kind, format, NULLIF(first_seen, 0), NULLIF(last_seen, 0), last_seq, gaps, \
          duplicates, dropped_readings, status, meta_json FROM devices ORDER BY device",
     )?;
     let rows = stmt.query_map([], |r| {

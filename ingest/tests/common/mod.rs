@@ -15,6 +15,7 @@ pub fn msg(topic: &str, payload: impl Into<Vec<u8>>) -> Inbound {
         topic: topic.to_owned(),
         payload: payload.into().into(),
         received_at_ns: now_ns(),
+        retained: false,
     }
 }
 

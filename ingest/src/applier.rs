@@ -1,0 +1,293 @@
+//! The applier: turns durable message-log records into state, in order, in batches.
+//!
+//! It runs on a thread of its own with the pipeline's SQLite connection. It waits until the
+//! log writer makes new records durable, lingers briefly so that a steady trickle becomes
+//! fewer, larger transactions, reads what is there (up to `apply_max_bytes`), and applies
+//! it with [`Pipeline::apply`]: decode, validate, hot tier, outbox, dead letters, device
+//! state and the applied log position in ONE transaction. A crash re-applies from the
+//! position the state holds, so nothing is applied twice and nothing is skipped.
+//!
+//! A full outbox (policy `block`) refuses the transaction: the applier raises
+//! [`Progress::backpressure`], which makes the log writer hold acknowledgements (the broker
+//! keeps further messages), and retries with backoff until the store drains the outbox.
+//!
+//! About once a second, and whenever the log has segments to delete, it makes the state's
+//! transactions durable ([`Pipeline::sync`]) and publishes that position as
+//! [`Progress::synced`]: the log deletes only segments at or below it.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::IngestError;
+use crate::log::{Entry, LogReader};
+use crate::message::Inbound;
+use crate::pipeline::Pipeline;
+
+/// Positions shared by the log writer, the applier and the health endpoints.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Highest durable log sequence number (written by the log writer).
+    durable: Mutex<u64>,
+    durable_changed: Condvar,
+    /// Highest applied sequence number.
+    applied: AtomicU64,
+    /// Highest applied sequence number whose state transaction is synced to disk.
+    synced: AtomicU64,
+    /// The applier cannot commit because the outbox is full (policy `block`).
+    backpressure: AtomicBool,
+    /// Bytes logged and not yet applied (written by the log writer).
+    backlog_bytes: AtomicU64,
+    /// Outbox entries and bytes as of the applier's last transaction or refusal.
+    outbox_entries: AtomicU64,
+    outbox_bytes: AtomicU64,
+    /// The applier should finish what is durable and stop.
+    stop: AtomicBool,
+}
+
+impl Progress {
+    /// Positions starting at `applied` (the state's position when the gateway starts).
+    pub fn new(applied: u64, durable: u64) -> Self {
+        Self {
+            durable: Mutex::new(durable),
+            durable_changed: Condvar::new(),
+            applied: AtomicU64::new(applied),
+            synced: AtomicU64::new(applied),
+            backpressure: AtomicBool::new(false),
+            backlog_bytes: AtomicU64::new(0),
+            outbox_entries: AtomicU64::new(0),
+            outbox_bytes: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    /// The log writer made everything up to `seq` durable.
+    pub fn set_durable(&self, seq: u64) {
+        let mut d = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        if seq > *d {
+            *d = seq;
+            self.durable_changed.notify_all();
+        }
+    }
+
+    /// Highest durable sequence number.
+    pub fn durable(&self) -> u64 {
+        *self.durable.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the durable position reaches `seq`, the timeout passes or a stop is
+    /// requested; returns the durable position.
+    fn wait_durable(&self, seq: u64, timeout: Duration) -> u64 {
+        let d = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        let (d, _) = self
+            .durable_changed
+            .wait_timeout_while(d, timeout, |d| {
+                *d < seq && !self.stop.load(Ordering::Acquire)
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        *d
+    }
+
+    /// Highest applied sequence number.
+    pub fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Acquire)
+    }
+
+    /// Highest applied and synced sequence number: log segments at or below it may go.
+    pub fn synced(&self) -> u64 {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Whether the applier is held up by a full outbox.
+    pub fn backpressure(&self) -> bool {
+        self.backpressure.load(Ordering::Acquire)
+    }
+
+    /// Records the apply backlog in bytes (the log writer knows it).
+    pub fn set_backlog_bytes(&self, bytes: u64) {
+        self.backlog_bytes.store(bytes, Ordering::Release);
+        ::metrics::gauge!(crate::metrics::LOG_BACKLOG_BYTES).set(bytes as f64);
+    }
+
+    /// Bytes logged and not yet applied.
+    pub fn backlog_bytes(&self) -> u64 {
+        self.backlog_bytes.load(Ordering::Acquire)
+    }
+
+    /// The outbox as of the applier's last transaction: (entries, bytes).
+    pub fn outbox(&self) -> (u64, u64) {
+        (
+            self.outbox_entries.load(Ordering::Acquire),
+            self.outbox_bytes.load(Ordering::Acquire),
+        )
+    }
+
+    /// Asks the applier to apply what is durable now and stop.
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        let _d = self.durable.lock().unwrap_or_else(|e| e.into_inner());
+        self.durable_changed.notify_all();
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// How the applier is told about and tells the rest of the service.
+pub struct Hooks {
+    /// Called after each applied batch (the log writer may release acks or segments).
+    pub on_applied: Box<dyn Fn() + Send>,
+    /// Called when a batch added to the outbox (wakes the forwarder at once).
+    pub on_outbox: Box<dyn Fn() + Send>,
+    /// Called after each apply attempt: `Ok(messages, readings)` or the error.
+    pub on_result: Box<dyn Fn(Result<(usize, usize), &IngestError>) + Send>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
+}
+
+/// Applier settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplierOptions {
+    /// Most payload bytes per transaction.
+    pub max_bytes: usize,
+    /// Wait for more after the first new record.
+    pub linger: Duration,
+    /// Interval of retention passes.
+    pub housekeeping: Duration,
+    /// Interval of syncs of the state (the log frees segments after them).
+    pub sync_interval: Duration,
+}
+
+/// Runs the applier until [`Progress::request_stop`], then applies what is durable and
+/// returns. Local errors (SQLite I/O, a full disk) are logged and retried with backoff:
+/// the log keeps every message until it is applied.
+pub fn run(
+    mut pipeline: Pipeline,
+    mut reader: LogReader,
+    progress: &Progress,
+    opts: ApplierOptions,
+    hooks: &Hooks,
+) {
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut batch: Vec<Inbound> = Vec::new();
+    let mut last_sync = Instant::now();
+    let mut last_housekeeping: Option<Instant> = None;
+    let mut retry = Duration::from_millis(50);
+    loop {
+        if last_housekeeping.is_none_or(|t| t.elapsed() >= opts.housekeeping) {
+            last_housekeeping = Some(Instant::now());
+            match pipeline.enforce_retention(crate::message::now_ns()) {
+                Ok(outcome) => tracing::debug!(?outcome, "retention pass"),
+                Err(e) => tracing::warn!(error = %e, "retention pass failed; the next pass retries"),
+            }
+        }
+        let next = reader.next_seq();
+        let stopping = progress.stopping();
+        let mut durable = progress.wait_durable(next, Duration::from_millis(200));
+        if durable < next {
+            if stopping || progress.stopping() {
+                break;
+            }
+            if last_sync.elapsed() >= opts.sync_interval && progress.synced() < progress.applied()
+            {
+                sync(&mut pipeline, progress, &mut last_sync);
+                (hooks.on_applied)();
+            }
+            continue;
+        }
+        // Linger for more unless a full batch is already there or we are stopping.
+        if !opts.linger.is_zero() && !progress.stopping() {
+            let deadline = Instant::now() + opts.linger;
+            let mut now = Instant::now();
+            while now < deadline {
+                let more = progress.wait_durable(u64::MAX, deadline - now);
+                if more > durable {
+                    durable = more;
+                }
+                if progress.stopping() {
+                    break;
+                }
+                now = Instant::now();
+            }
+        }
+        entries.clear();
+        if let Err(e) = reader.read(durable, opts.max_bytes, &mut entries) {
+            // A damaged record that was durable: nothing after it can be applied. Stop
+            // applying (acks stop once the backlog bound is reached) and say why.
+            tracing::error!(error = %e, "cannot read the message log; applying stopped");
+            (hooks.on_result)(Err(&IngestError::Config(e.to_string())));
+            return;
+        }
+        batch.clear();
+        batch.extend(entries.drain(..).map(|e| Inbound {
+            topic: e.topic,
+            payload: e.payload,
+            received_at_ns: e.received_ns,
+            retained: e.retain,
+        }));
+        let upto = reader.next_seq() - 1;
+        loop {
+            match pipeline.apply(&batch, upto) {
+                Ok(out) => {
+                    retry = Duration::from_millis(50);
+                    progress
+                        .outbox_entries
+                        .store(out.outbox_entries, Ordering::Release);
+                    progress.outbox_bytes.store(out.outbox_bytes, Ordering::Release);
+                    progress.backpressure.store(false, Ordering::Release);
+                    progress.applied.store(upto, Ordering::Release);
+                    (hooks.on_result)(Ok((batch.len(), out.readings_committed)));
+                    if out.readings_committed > 0 && pipeline.config().forward_enabled {
+                        (hooks.on_outbox)();
+                    }
+                    break;
+                }
+                Err(e) => {
+                    let full = matches!(e, IngestError::OutboxFull { .. });
+                    if let IngestError::OutboxFull { bytes, .. } = e {
+                        progress.outbox_entries.fetch_max(1, Ordering::AcqRel);
+                        progress.outbox_bytes.store(bytes, Ordering::Release);
+                    }
+                    if full && !progress.backpressure.swap(true, Ordering::AcqRel) {
+                        tracing::warn!(error = %e, messages = batch.len(), "outbox full: holding acknowledgements until the store catches up");
+                        (hooks.on_applied)();
+                    } else if !full {
+                        tracing::error!(error = %e, messages = batch.len(), "applying the log failed; retrying (the log keeps the messages)");
+                    }
+                    (hooks.on_result)(Err(&e));
+                    if progress.stopping() {
+                        tracing::warn!(
+                            from = upto + 1 - batch.len() as u64,
+                            "stopping with messages not applied; they are applied at the next start"
+                        );
+                        return;
+                    }
+                    std::thread::sleep(retry);
+                    retry = (retry * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        if last_sync.elapsed() >= opts.sync_interval {
+            sync(&mut pipeline, progress, &mut last_sync);
+        }
+        (hooks.on_applied)();
+    }
+    sync(&mut pipeline, progress, &mut last_sync);
+    (hooks.on_applied)();
+}
+
+fn sync(pipeline: &mut Pipeline, progress: &Progress, last_sync: &mut Instant) {
+    let applied = progress.applied();
+    match pipeline.sync() {
+        Ok(()) => {
+            progress.synced.store(applied, Ordering::Release);
+            *last_sync = Instant::now();
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot sync the state database; log segments are kept"),
+    }
+}

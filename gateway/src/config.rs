@@ -494,6 +494,13 @@ impl Config {
                 "must be at least batch.max_messages and mqtt.receive_maximum",
             ));
         }
+        if self.batch.linger_us > 1_000_000 {
+            return Err(invalid(
+                "batch.linger_us",
+                None,
+                "must be at most 1000000 (1 s): it delays every acknowledgement",
+            ));
+        }
         if self.batch.max_bytes == 0 {
             return Err(invalid("batch.max_bytes", None, "must be at least 1"));
         }

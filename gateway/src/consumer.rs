@@ -408,11 +408,12 @@ fn log_writer(
         metrics::gauge!(m::LOG_APPLY_LAG)
             .set(log.durable_seq().saturating_sub(applied) as f64);
         // With policy `block`, what is logged and not applied yet will go into the outbox:
-        // acknowledge only what fits, as the outbox itself would.
+        // acknowledge only what fits, as the outbox itself would. Once the backlog is
+        // applied, its acks go (what they stand for is in the outbox).
         let (outbox_entries, outbox_bytes) = progress.outbox();
-        let outbox_full = cfg
-            .outbox_limit
-            .is_some_and(|limit| outbox_entries > 0 && outbox_bytes + backlog > limit);
+        let outbox_full = cfg.outbox_limit.is_some_and(|limit| {
+            backlog > 0 && outbox_entries > 0 && outbox_bytes + backlog > limit
+        });
         let hold = progress.backpressure() || outbox_full || backlog > cfg.max_backlog_bytes;
         if hold && !held.is_empty() && open {
             if holding_since.is_none() {

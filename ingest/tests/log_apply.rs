@@ -1,0 +1,135 @@
+//! The message log and the applier together, against real files and a real SQLite
+//! database: every logged message applied once, in order, with the position stored in the
+//! same transaction; a restart re-applies nothing; retained readings and old readings.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use ingest::applier::{self, ApplierOptions, Hooks, Progress};
+use ingest::log::{Arrival, LogOptions, LogReader, LogWriter};
+use ingest::message::now_ns;
+use ingest::{IngestConfig, Pipeline};
+
+fn hooks() -> Hooks {
+    Hooks {
+        on_applied: Box::new(|| {}),
+        on_outbox: Box::new(|| {}),
+        on_result: Box::new(|_| {}),
+    }
+}
+
+/// Logs `payloads` (ESPHome states: no time of their own) and runs the applier until
+/// everything durable is applied. Returns the applied position.
+fn log_and_apply(data: &std::path::Path, payloads: &[&str], retain: bool) -> u64 {
+    let p = Pipeline::open(data, IngestConfig::default()).unwrap();
+    let applied = p.applied_seq().unwrap();
+    let dir = data.join("log");
+    let (mut log, _) = LogWriter::open(&dir, LogOptions::default(), applied).unwrap();
+    for (i, v) in payloads.iter().enumerate() {
+        log.append(&Arrival {
+            topic: b"la-esp/sensor/temperature/state",
+            payload: v.as_bytes(),
+            qos: 1,
+            retain,
+            dup: false,
+            pkid: (applied as u16).wrapping_add(i as u16 + 1),
+            received_ns: now_ns() + i as i64,
+        });
+    }
+    let durable = log.commit().unwrap();
+    let reader = LogReader::open(&dir, applied + 1).unwrap();
+    let progress = Arc::new(Progress::new(applied, durable));
+    // Stopping: applies what is durable, then returns.
+    progress.request_stop();
+    applier::run(
+        p,
+        reader,
+        &progress,
+        ApplierOptions {
+            max_bytes: 64,
+            linger: Duration::ZERO,
+            housekeeping: Duration::from_secs(3600),
+            sync_interval: Duration::from_secs(1),
+        },
+        &hooks(),
+    );
+    assert_eq!(progress.applied(), durable);
+    assert_eq!(progress.synced(), durable, "a sync ends the run");
+    durable
+}
+
+fn count(data: &std::path::Path, sql: &str) -> i64 {
+    let p = Pipeline::open(data, IngestConfig::default()).unwrap();
+    p.connection().query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn every_logged_message_is_applied_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let values: Vec<String> = (0..50).map(|i| format!("{}.5", i % 30)).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    // Small apply batches (64 bytes): many transactions, each with its position.
+    let first = log_and_apply(dir.path(), &refs, false);
+    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM readings"), 50);
+    assert_eq!(
+        count(dir.path(), "SELECT applied_seq FROM log_position"),
+        first as i64
+    );
+    // A restart with nothing new applies nothing again.
+    let again = log_and_apply(dir.path(), &[], false);
+    assert_eq!(again, first);
+    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM readings"), 50);
+    // More messages continue from the position.
+    log_and_apply(dir.path(), &["1.0", "1.0"], false);
+    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM readings"), 52);
+    assert_eq!(
+        count(dir.path(), "SELECT messages FROM devices WHERE device = 'la-esp'"),
+        52,
+        "device counters exact"
+    );
+}
+
+#[test]
+fn retained_readings_are_not_applied_as_new() {
+    let dir = tempfile::tempdir().unwrap();
+    log_and_apply(dir.path(), &["20.5"], true);
+    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM readings"), 0);
+    assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM dead_letters"), 0);
+}
+
+#[test]
+fn old_readings_go_to_the_store_only_and_absurd_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IngestConfig {
+        forward_enabled: true,
+        ..IngestConfig::default()
+    };
+    let mut p = Pipeline::open(dir.path(), cfg).unwrap();
+    let day = 86_400_000_000_000i64;
+    let now = now_ns();
+    let out = p
+        .process(&[
+            msg(
+                "telegraf/x",
+                format!("air,device=old-1 temperature=20 {}", now - 30 * day),
+            ),
+            msg(
+                "telegraf/x",
+                format!("air,device=old-2 temperature=20 {}", now - 50 * 365 * day),
+            ),
+        ])
+        .unwrap();
+    assert_eq!(out.readings_committed, 1);
+    assert_eq!(out.dead_letters, 1);
+    let c = |sql: &str| -> i64 { p.connection().query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(c("SELECT COUNT(*) FROM readings"), 0, "not in the hot tier");
+    assert_eq!(c("SELECT readings FROM outbox_stats"), 1, "but to the store");
+    assert_eq!(
+        c("SELECT COUNT(*) FROM dead_letters WHERE reason = 'too-old'"),
+        1
+    );
+}

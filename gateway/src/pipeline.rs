@@ -49,9 +49,8 @@ pub struct Opened {
 
 /// Opens the state, then the log above its applied position (truncating a torn tail).
 pub fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
-    let pipeline = open(cfg).with_context(|| {
-        format!("cannot open the SQLite state in {}", cfg.data_dir.display())
-    })?;
+    let pipeline = open(cfg)
+        .with_context(|| format!("cannot open the SQLite state in {}", cfg.data_dir.display()))?;
     let applied = pipeline.applied_seq()?;
     let dir = log_dir(cfg);
     let opts = LogOptions {

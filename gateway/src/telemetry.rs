@@ -41,6 +41,16 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
                 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0,
             ],
         )?
+        // Fine around the 5 ms aim of publish-to-durable.
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full(
+                ingest::metrics::LOG_RECEIVE_TO_DURABLE.into(),
+            ),
+            &[
+                0.000_25, 0.000_5, 0.000_75, 0.001, 0.001_5, 0.002, 0.002_5, 0.003, 0.004, 0.005,
+                0.007_5, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0,
+            ],
+        )?
         .set_buckets(&[
             0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             30.0, 60.0, 300.0,

@@ -41,10 +41,8 @@ fn messages(i: usize) -> Vec<(String, Vec<u8>, f64)> {
         ),
         (
             format!("city/hoan-kiem/weather/eo-sn-{d}/up"),
-            format!(
-                r#"[{{"bn":"eo-sn-{d}:","seq":{n},"n":"temperature","u":"Cel","v":{v:.2}}}]"#
-            )
-            .into_bytes(),
+            format!(r#"[{{"bn":"eo-sn-{d}:","seq":{n},"n":"temperature","u":"Cel","v":{v:.2}}}]"#)
+                .into_bytes(),
             v,
         ),
         (
@@ -57,7 +55,11 @@ fn messages(i: usize) -> Vec<(String, Vec<u8>, f64)> {
 
 /// Publishes `count` rounds with QoS 1 from a real client, waiting for every PUBACK,
 /// at a steady pace, until done or `stop`.
-fn publish_stream(broker_port: u16, count: usize, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn publish_stream(
+    broker_port: u16,
+    count: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -102,7 +104,9 @@ fn samples_by_device(store: &VictoriaMetrics, selector: &str) -> BTreeMap<String
     let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for s in store.export(selector).unwrap() {
         let device = s.label("device").unwrap_or("?").to_owned();
-        out.entry(device).or_default().extend(s.values.iter().copied());
+        out.entry(device)
+            .or_default()
+            .extend(s.values.iter().copied());
     }
     out
 }
@@ -172,7 +176,10 @@ fn timeless_readings_are_stored_exactly_once_through_three_kill_9() {
             t.sort();
             t
         };
-        let (have, want) = (text(&got.get(device).cloned().unwrap_or_default()), text(want));
+        let (have, want) = (
+            text(&got.get(device).cloned().unwrap_or_default()),
+            text(want),
+        );
         assert_eq!(
             have.len(),
             want.len(),
@@ -207,29 +214,49 @@ fn a_repeated_payload_is_two_readings_and_retained_ones_are_not_new() {
     // Before the gateway subscribes: a retained reading and a retained status of a device
     // that is gone.
     publish_retained(&broker, "rt-esp/sensor/temperature/state", b"21.5");
-    publish_retained(&broker, "city/hoan-kiem/airquality/rt-ghost/status", b"online");
+    publish_retained(
+        &broker,
+        "city/hoan-kiem/airquality/rt-ghost/status",
+        b"online",
+    );
     let opts = GatewayOptions::new(&broker, "eo-rt", &dir.path().join("data"));
     let mut gw = Gateway::start(&opts);
     wait_until(
         "the retained status",
         WAIT,
-        || query_u64(&gw.data_dir, "SELECT COUNT(*) FROM devices WHERE device = 'rt-ghost'"),
+        || {
+            query_u64(
+                &gw.data_dir,
+                "SELECT COUNT(*) FROM devices WHERE device = 'rt-ghost'",
+            )
+        },
         |n| *n == 1,
     );
     // The same value twice, as two first deliveries (DUP clear): two readings.
     publish_raw(
         &broker,
-        &[("rp-esp/sensor/temperature/state".to_owned(), b"17.3".to_vec())],
+        &[(
+            "rp-esp/sensor/temperature/state".to_owned(),
+            b"17.3".to_vec(),
+        )],
     );
     std::thread::sleep(Duration::from_millis(20));
     publish_raw(
         &broker,
-        &[("rp-esp/sensor/temperature/state".to_owned(), b"17.3".to_vec())],
+        &[(
+            "rp-esp/sensor/temperature/state".to_owned(),
+            b"17.3".to_vec(),
+        )],
     );
     wait_until(
         "both readings",
         WAIT,
-        || query_u64(&gw.data_dir, "SELECT COUNT(*) FROM readings WHERE device = 'rp-esp'"),
+        || {
+            query_u64(
+                &gw.data_dir,
+                "SELECT COUNT(*) FROM readings WHERE device = 'rp-esp'",
+            )
+        },
         |n| *n >= 2,
     );
     // Reconnects (a restart subscribes again) deliver the retained reading again: still
@@ -240,17 +267,26 @@ fn a_repeated_payload_is_two_readings_and_retained_ones_are_not_new() {
     gw.restart();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        query_u64(&gw.data_dir, "SELECT COUNT(*) FROM readings WHERE device = 'rp-esp'"),
+        query_u64(
+            &gw.data_dir,
+            "SELECT COUNT(*) FROM readings WHERE device = 'rp-esp'"
+        ),
         2
     );
     assert_eq!(
-        query_u64(&gw.data_dir, "SELECT COUNT(*) FROM readings WHERE device = 'rt-esp'"),
+        query_u64(
+            &gw.data_dir,
+            "SELECT COUNT(*) FROM readings WHERE device = 'rt-esp'"
+        ),
         0,
         "a retained reading is not a new reading"
     );
     // The ghost's status is known, but it was never seen alive.
     assert_eq!(
-        query_u64(&gw.data_dir, "SELECT last_seen FROM devices WHERE device = 'rt-ghost'"),
+        query_u64(
+            &gw.data_dir,
+            "SELECT last_seen FROM devices WHERE device = 'rt-ghost'"
+        ),
         0
     );
     let (code, body) = gw.get("/api/devices").unwrap();
@@ -380,7 +416,12 @@ fn a_month_old_reading_reaches_the_store_and_a_fifty_year_old_one_is_refused() {
     wait_until(
         "the refused one as a dead letter",
         WAIT,
-        || query_u64(&gw.data_dir, "SELECT COUNT(*) FROM dead_letters WHERE reason = 'too-old'"),
+        || {
+            query_u64(
+                &gw.data_dir,
+                "SELECT COUNT(*) FROM dead_letters WHERE reason = 'too-old'",
+            )
+        },
         |n| *n >= 1,
     );
     let points = store
@@ -399,7 +440,10 @@ fn a_month_old_reading_reaches_the_store_and_a_fifty_year_old_one_is_refused() {
     );
     // Older than the hot tier's week: in the store, not in the hot tier.
     assert_eq!(
-        query_u64(&gw.data_dir, "SELECT COUNT(*) FROM readings WHERE device = 'old-1'"),
+        query_u64(
+            &gw.data_dir,
+            "SELECT COUNT(*) FROM readings WHERE device = 'old-1'"
+        ),
         0
     );
     assert!(store.export(r#"{device="old-2"}"#).unwrap().is_empty());

@@ -134,6 +134,9 @@ impl Progress {
     }
 }
 
+/// What an apply attempt did: `Ok((messages, readings))` or the error.
+pub type ApplyResult<'a> = Result<(usize, usize), &'a IngestError>;
+
 /// How the applier is told about and tells the rest of the service.
 pub struct Hooks {
     /// Called after each applied batch (the log writer may release acks or segments).
@@ -141,7 +144,7 @@ pub struct Hooks {
     /// Called when a batch added to the outbox (wakes the forwarder at once).
     pub on_outbox: Box<dyn Fn() + Send>,
     /// Called after each apply attempt: `Ok(messages, readings)` or the error.
-    pub on_result: Box<dyn Fn(Result<(usize, usize), &IngestError>) + Send>,
+    pub on_result: Box<dyn Fn(ApplyResult<'_>) + Send>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -183,7 +186,9 @@ pub fn run(
             last_housekeeping = Some(Instant::now());
             match pipeline.enforce_retention(crate::message::now_ns()) {
                 Ok(outcome) => tracing::debug!(?outcome, "retention pass"),
-                Err(e) => tracing::warn!(error = %e, "retention pass failed; the next pass retries"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; the next pass retries")
+                }
             }
         }
         let next = reader.next_seq();
@@ -193,8 +198,7 @@ pub fn run(
             if stopping || progress.stopping() {
                 break;
             }
-            if last_sync.elapsed() >= opts.sync_interval && progress.synced() < progress.applied()
-            {
+            if last_sync.elapsed() >= opts.sync_interval && progress.synced() < progress.applied() {
                 sync(&mut pipeline, progress, &mut last_sync);
                 (hooks.on_applied)();
             }
@@ -238,7 +242,9 @@ pub fn run(
                     progress
                         .outbox_entries
                         .store(out.outbox_entries, Ordering::Release);
-                    progress.outbox_bytes.store(out.outbox_bytes, Ordering::Release);
+                    progress
+                        .outbox_bytes
+                        .store(out.outbox_bytes, Ordering::Release);
                     progress.backpressure.store(false, Ordering::Release);
                     progress.applied.store(upto, Ordering::Release);
                     (hooks.on_result)(Ok((batch.len(), out.readings_committed)));
@@ -288,6 +294,8 @@ fn sync(pipeline: &mut Pipeline, progress: &Progress, last_sync: &mut Instant) {
             progress.synced.store(applied, Ordering::Release);
             *last_sync = Instant::now();
         }
-        Err(e) => tracing::warn!(error = %e, "cannot sync the state database; log segments are kept"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot sync the state database; log segments are kept")
+        }
     }
 }

@@ -413,7 +413,12 @@ impl LogWriter {
                 }
                 let seq = match parse_body(&body) {
                     Ok(Parsed::Message {
-                        seq, pkid, flags, topic, payload, ..
+                        seq,
+                        pkid,
+                        flags,
+                        topic,
+                        payload,
+                        ..
                     }) => {
                         if seq == expect && flags & 3 != 0 {
                             index.insert(pkid, digest(topic, payload));
@@ -600,7 +605,8 @@ impl LogWriter {
         }
         self.appended_bytes += n;
         self.durable_seq = self.next_seq - 1;
-        self.marks.push_back((self.durable_seq, self.appended_bytes));
+        self.marks
+            .push_back((self.durable_seq, self.appended_bytes));
         if self.active().bytes >= self.opts.segment_bytes {
             let (file, seg) = create_segment(&self.dir, self.next_seq, &self.index)?;
             self.file = file;
@@ -608,13 +614,17 @@ impl LogWriter {
             self.next_seq += 1;
             self.durable_seq += 1;
             self.appended_bytes += seg.bytes;
-            self.marks.push_back((self.durable_seq, self.appended_bytes));
+            self.marks
+                .push_back((self.durable_seq, self.appended_bytes));
         }
         Ok(self.durable_seq)
     }
 
     fn active(&self) -> Segment {
-        self.segments.last().copied().unwrap_or(Segment { base: 0, bytes: 0 })
+        self.segments
+            .last()
+            .copied()
+            .unwrap_or(Segment { base: 0, bytes: 0 })
     }
 
     /// The highest durable sequence number.
@@ -881,8 +891,14 @@ mod tests {
         assert_eq!(rep.segments, 0);
         // Sequence 1 is the first segment's index record.
         assert_eq!(w.durable_seq(), 1);
-        assert_eq!(w.append(&arrival(1, false, "a/b", b"x")), Appended::Logged(2));
-        assert_eq!(w.append(&arrival(2, false, "a/c", b"yy")), Appended::Logged(3));
+        assert_eq!(
+            w.append(&arrival(1, false, "a/b", b"x")),
+            Appended::Logged(2)
+        );
+        assert_eq!(
+            w.append(&arrival(2, false, "a/c", b"yy")),
+            Appended::Logged(3)
+        );
         assert_eq!(w.commit().unwrap(), 3);
         let got = read_all(dir.path(), 1, 3);
         assert_eq!(got.len(), 2);
@@ -896,20 +912,32 @@ mod tests {
     fn redelivery_rule_follows_mqtt_section_4_4() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
-        assert!(matches!(w.append(&arrival(7, false, "t", b"1")), Appended::Logged(_)));
+        assert!(matches!(
+            w.append(&arrival(7, false, "t", b"1")),
+            Appended::Logged(_)
+        ));
         // The broker resends it (DUP=1, same id, same content): already logged.
         assert_eq!(w.append(&arrival(7, true, "t", b"1")), Appended::Redelivery);
         // The same content again as a first delivery under the reused id: a new message.
-        assert!(matches!(w.append(&arrival(7, false, "t", b"1")), Appended::Logged(_)));
+        assert!(matches!(
+            w.append(&arrival(7, false, "t", b"1")),
+            Appended::Logged(_)
+        ));
         // DUP=1 with other content: not the logged one, so new.
-        assert!(matches!(w.append(&arrival(7, true, "t", b"2")), Appended::Logged(_)));
+        assert!(matches!(
+            w.append(&arrival(7, true, "t", b"2")),
+            Appended::Logged(_)
+        ));
         w.commit().unwrap();
         drop(w);
         // The index survives a restart.
         let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
         assert_eq!(rep.messages, 3);
         assert_eq!(w.append(&arrival(7, true, "t", b"2")), Appended::Redelivery);
-        assert!(matches!(w.append(&arrival(7, true, "t", b"1")), Appended::Logged(_)));
+        assert!(matches!(
+            w.append(&arrival(7, true, "t", b"1")),
+            Appended::Logged(_)
+        ));
     }
 
     #[test]
@@ -987,7 +1015,10 @@ mod tests {
             assert!(removed > 0, "{damage}: {why}");
             assert_eq!(rep.messages, 4, "{damage}");
             // The log continues where the good part ends.
-            assert_eq!(w.append(&arrival(9, false, "t", b"new")), Appended::Logged(6));
+            assert_eq!(
+                w.append(&arrival(9, false, "t", b"new")),
+                Appended::Logged(6)
+            );
             w.commit().unwrap();
             let got = read_all(dir.path(), 1, 6);
             let ids: Vec<u16> = got.iter().map(|e| e.pkid).collect();

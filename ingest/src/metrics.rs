@@ -45,6 +45,8 @@ pub const LOG_APPENDED: &str = "log_appended_total";
 pub const LOG_REDELIVERIES: &str = "log_redeliveries_skipped_total";
 /// Seconds per group commit (write + fdatasync).
 pub const LOG_COMMIT_SECONDS: &str = "log_commit_seconds";
+/// Seconds from a message's receipt to its log record being durable.
+pub const LOG_RECEIVE_TO_DURABLE: &str = "log_receive_to_durable_seconds";
 /// Messages per group commit.
 pub const LOG_COMMIT_MESSAGES: &str = "log_commit_messages";
 
@@ -82,8 +84,17 @@ pub fn describe() {
         LOG_REDELIVERIES,
         "Broker redeliveries of messages already logged (acked, not stored again)"
     );
-    describe_histogram!(LOG_COMMIT_SECONDS, Unit::Seconds, "Log group commit (write + fdatasync)");
+    describe_histogram!(
+        LOG_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Log group commit (write + fdatasync)"
+    );
     describe_histogram!(LOG_COMMIT_MESSAGES, "Messages per log group commit");
+    describe_histogram!(
+        LOG_RECEIVE_TO_DURABLE,
+        Unit::Seconds,
+        "Receipt of a message to its log record being durable"
+    );
     describe_counter!(
         LOG_TORN_TAILS,
         "Torn message-log tails truncated at start after a crash"

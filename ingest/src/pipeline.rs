@@ -527,7 +527,8 @@ impl Pipeline {
                                 let name = r.metric.name();
                                 // Older than the hot window (a backfill, an old recording):
                                 // to the store only. Redeliveries of it are caught by the log.
-                                let cold = r.ts_ns < msg.received_at_ns.saturating_sub(hot_retention_ns);
+                                let cold =
+                                    r.ts_ns < msg.received_at_ns.saturating_sub(hot_retention_ns);
                                 let n = if cold {
                                     1
                                 } else {

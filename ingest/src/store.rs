@@ -39,7 +39,8 @@ use crate::error::{IngestError, Result};
 pub const DB_FILE: &str = "ingest.sqlite3";
 
 /// Migrations in order; migration `i` takes `user_version` from `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE readings(
     bucket INTEGER NOT NULL,
     device TEXT NOT NULL,
@@ -115,13 +116,15 @@ CREATE TABLE devices(
     meta_json TEXT,
     meta_at INTEGER
 ) WITHOUT ROWID;
-"#, r#"
+"#,
+    r#"
 CREATE TABLE log_position(
     one INTEGER PRIMARY KEY CHECK (one = 1),
     applied_seq INTEGER NOT NULL
 );
 INSERT INTO log_position VALUES (1, 0);
-"#];
+"#,
+];
 
 /// Width of a hot-tier time bucket: `bucket = ts_ns.div_euclid(BUCKET_NS)`.
 pub const BUCKET_NS: i64 = 10_000_000_000;

@@ -87,7 +87,10 @@ fn every_logged_message_is_applied_once_across_restarts() {
     log_and_apply(dir.path(), &["1.0", "1.0"], false);
     assert_eq!(count(dir.path(), "SELECT COUNT(*) FROM readings"), 52);
     assert_eq!(
-        count(dir.path(), "SELECT messages FROM devices WHERE device = 'la-esp'"),
+        count(
+            dir.path(),
+            "SELECT messages FROM devices WHERE device = 'la-esp'"
+        ),
         52,
         "device counters exact"
     );
@@ -127,7 +130,11 @@ fn old_readings_go_to_the_store_only_and_absurd_ones_are_refused() {
     assert_eq!(out.dead_letters, 1);
     let c = |sql: &str| -> i64 { p.connection().query_row(sql, [], |r| r.get(0)).unwrap() };
     assert_eq!(c("SELECT COUNT(*) FROM readings"), 0, "not in the hot tier");
-    assert_eq!(c("SELECT readings FROM outbox_stats"), 1, "but to the store");
+    assert_eq!(
+        c("SELECT readings FROM outbox_stats"),
+        1,
+        "but to the store"
+    );
     assert_eq!(
         c("SELECT COUNT(*) FROM dead_letters WHERE reason = 'too-old'"),
         1

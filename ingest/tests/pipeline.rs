@@ -270,7 +270,12 @@ fn malformed_payloads_of_every_kind_become_dead_letters_with_reasons() {
                 // Older than max_past_age_s (10 years); a month-old reading is kept and
                 // forwarded (tests/log_apply.rs). Twenty years: SenML reads times below
                 // 2^28 s (1978) as relative.
-                senml_cbor("aq-0003", 1, t - 20 * 365 * 86_400, &[("pm25", "ug/m3", 5.0)]),
+                senml_cbor(
+                    "aq-0003",
+                    1,
+                    t - 20 * 365 * 86_400,
+                    &[("pm25", "ug/m3", 5.0)],
+                ),
             ),
             "too-old",
         ),

@@ -7,8 +7,8 @@
 //! dead letters) is derived from the log by the applier ([`crate::applier`]), which stores
 //! the applied position in the same SQLite transaction as its results. This is the shape
 //! of Kafka's log, Prometheus' WAL and InfluxDB 3's WAL: append, sync, acknowledge, index
-//! later. An SQLite inbox table was measured against it (see `ingest/README.md`): the
-//! append-only file costs a memcpy and a CRC per message, the table a B-tree insert.
+//! later. The append-only file costs a copy and a CRC per message; an SQLite inbox table
+//! would cost a B-tree insert per message (see `ingest/README.md`).
 //!
 //! **Files.** `<data_dir>/log/<first seq, 20 digits>.log`, numbered segments. A segment is
 //! a 16-byte header (magic `CTLOG\0\0\x01`, first sequence number, little endian) and then

@@ -1026,8 +1026,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn damage_before_the_last_segment_refuses_to_open() {
+    /// A log of ten 50-byte messages in segments of 100 bytes; returns its first segment.
+    fn ten_small_segments() -> (tempfile::TempDir, LogOptions, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let opts = LogOptions { segment_bytes: 100 };
         let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
@@ -1037,6 +1037,12 @@ mod tests {
         }
         drop(w);
         let first = segment_path(dir.path(), list_segments(dir.path()).unwrap()[0]);
+        (dir, opts, first)
+    }
+
+    #[test]
+    fn damage_before_the_last_segment_refuses_to_open() {
+        let (dir, opts, first) = ten_small_segments();
         let mut bytes = std::fs::read(&first).unwrap();
         let n = bytes.len();
         bytes[n - 5] ^= 1;
@@ -1048,15 +1054,7 @@ mod tests {
 
     #[test]
     fn a_log_that_does_not_reach_the_applied_position_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = LogOptions { segment_bytes: 100 };
-        let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
-        for i in 0..10u16 {
-            w.append(&arrival(i + 1, false, "s", &[0; 50]));
-            w.commit().unwrap();
-        }
-        drop(w);
-        let first = segment_path(dir.path(), list_segments(dir.path()).unwrap()[0]);
+        let (dir, opts, first) = ten_small_segments();
         std::fs::remove_file(first).unwrap();
         let e = LogWriter::open(dir.path(), opts, 0).unwrap_err();
         assert!(matches!(e, LogError::Gap { .. }), "{e}");

@@ -50,6 +50,71 @@ impl DeadLetter {
     }
 }
 
+/// A dead letter to write.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NewDeadLetter<'a> {
+    pub received_ns: i64,
+    pub topic: &'a str,
+    /// What is kept of the payload.
+    pub payload: &'a [u8],
+    pub reason: crate::validate::Reason,
+    pub detail: &'a str,
+    /// Size of the whole original payload.
+    pub payload_bytes: usize,
+}
+
+/// Writes a dead letter (inside the caller's transaction).
+pub(crate) fn insert(conn: &Connection, d: &NewDeadLetter<'_>) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            d.received_ns,
+            d.topic,
+            d.payload,
+            d.reason.as_str(),
+            d.detail,
+            d.payload_bytes as i64
+        ])
+    })
+    .map_err(IngestError::sql("insert dead letter"))?;
+    Ok(())
+}
+
+/// Dead letters per reason, most first.
+pub fn count_by_reason(conn: &Connection) -> Result<Vec<(String, u64)>> {
+    conn.prepare_cached(
+        "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason",
+    )
+    .and_then(|mut s| {
+        s.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
+            .collect()
+    })
+    .map_err(IngestError::sql("count dead letters"))
+}
+
+/// Dead letters received in `[from_ns, to_ns)`.
+pub fn count_between(conn: &Connection, from_ns: i64, to_ns: i64) -> Result<u64> {
+    conn.prepare_cached(
+        "SELECT count(*) FROM dead_letters WHERE received_ns >= ?1 AND received_ns < ?2",
+    )
+    .and_then(|mut s| s.query_row(params![from_ns, to_ns], |r| r.get::<_, i64>(0)))
+    .map(|n| n.max(0) as u64)
+    .map_err(IngestError::sql("count dead letters"))
+}
+
+/// Deletes dead letters received before `cutoff_ns` (retention).
+pub(crate) fn delete_before(conn: &Connection, cutoff_ns: i64) -> Result<u64> {
+    conn.execute(
+        "DELETE FROM dead_letters WHERE received_ns < ?1",
+        [cutoff_ns],
+    )
+    .map(|n| n as u64)
+    .map_err(IngestError::sql("delete old dead letters"))
+}
+
 /// Which dead letters to list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {

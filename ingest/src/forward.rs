@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use influxdb2::api::write::TimestampPrecision;
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Synchronous;
@@ -206,7 +206,7 @@ impl Forwarder {
                 }
             }
             if started.elapsed() >= deadline {
-                let (entries, _, _) = crate::store::outbox_stats(&self.conn)?;
+                let entries = crate::outbox::depth(&self.conn)?.entries;
                 return if entries == 0 {
                     Ok(())
                 } else {
@@ -229,17 +229,18 @@ impl Forwarder {
 
     /// One request's worth: `Ok(None)` when the outbox is empty.
     pub async fn drain_once(&mut self) -> Result<Option<DrainOutcome>, DrainError> {
-        let entries = self.next_entries().map_err(Local)?;
+        let entries =
+            crate::outbox::oldest(&self.conn, self.sink.max_request_bytes).map_err(Local)?;
         if entries.is_empty() {
             return Ok(None);
         }
         let mut body = Vec::new();
         let mut readings = 0u64;
-        for (_, n, b) in &entries {
-            body.extend_from_slice(b);
-            readings += *n;
+        for e in &entries {
+            body.extend_from_slice(&e.body);
+            readings += e.readings;
         }
-        let ids: Vec<i64> = entries.iter().map(|(id, _, _)| *id).collect();
+        let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
         drop(entries);
         let mut out = DrainOutcome {
             entries: ids.len(),
@@ -261,33 +262,11 @@ impl Forwarder {
         }
         self.failures = 0;
         ::metrics::counter!(m::FORWARD_READINGS).increment(out.readings);
-        if let Ok((depth, bytes, _)) = crate::store::outbox_stats(&self.conn) {
-            ::metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
-            ::metrics::gauge!(m::OUTBOX_BYTES).set(bytes as f64);
+        if let Ok(d) = crate::outbox::depth(&self.conn) {
+            ::metrics::gauge!(m::OUTBOX_DEPTH).set(d.entries as f64);
+            ::metrics::gauge!(m::OUTBOX_BYTES).set(d.bytes as f64);
         }
         Ok(Some(out))
-    }
-
-    /// Oldest entries, up to about `max_request_bytes` (at least one).
-    fn next_entries(&self) -> Result<Vec<(i64, u64, Vec<u8>)>> {
-        let mut s = self
-            .conn
-            .prepare_cached("SELECT id, readings, body FROM outbox ORDER BY id LIMIT 256")
-            .map_err(IngestError::sql("read outbox"))?;
-        let mut rows = s.query([]).map_err(IngestError::sql("read outbox"))?;
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        while let Some(r) = rows.next().map_err(IngestError::sql("read outbox"))? {
-            let body: Vec<u8> = r.get(2).map_err(IngestError::sql("read outbox"))?;
-            if !out.is_empty() && bytes + body.len() > self.sink.max_request_bytes {
-                break;
-            }
-            bytes += body.len();
-            let id: i64 = r.get(0).map_err(IngestError::sql("read outbox"))?;
-            let n: i64 = r.get(1).map_err(IngestError::sql("read outbox"))?;
-            out.push((id, n.max(0) as u64, body));
-        }
-        Ok(out)
     }
 
     /// Deletes sent entries and records refused lines, in one transaction.
@@ -296,32 +275,20 @@ impl Forwarder {
             .conn
             .transaction()
             .map_err(IngestError::sql("begin outbox delete"))?;
-        {
-            let mut del = tx
-                .prepare_cached("DELETE FROM outbox WHERE id = ?1")
-                .map_err(IngestError::sql("delete outbox entry"))?;
-            for id in ids {
-                del.execute([id])
-                    .map_err(IngestError::sql("delete outbox entry"))?;
-            }
-            let mut dl = tx
-                .prepare_cached(
-                    "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(IngestError::sql("insert dead letter"))?;
-            let now = crate::message::now_ns();
-            for (line, detail) in bad {
-                dl.execute(params![
-                    now,
-                    STORE_TOPIC,
-                    line,
-                    Reason::StoreRejected.as_str(),
+        crate::outbox::delete(&tx, ids)?;
+        let now = crate::message::now_ns();
+        for (line, detail) in bad {
+            crate::deadletter::insert(
+                &tx,
+                &crate::deadletter::NewDeadLetter {
+                    received_ns: now,
+                    topic: STORE_TOPIC,
+                    payload: line,
+                    reason: Reason::StoreRejected,
                     detail,
-                    line.len() as i64
-                ])
-                .map_err(IngestError::sql("insert dead letter"))?;
-            }
+                    payload_bytes: line.len(),
+                },
+            )?;
         }
         tx.commit()
             .map_err(IngestError::sql("commit outbox delete"))?;

@@ -1,31 +1,31 @@
-//! The pipeline: a batch of raw messages -> decode -> validate -> ONE SQLite transaction
-//! holding the new hot-tier rows, one outbox entry, the dead letters and the device state.
+//! The pipeline: a batch of messages (from the message log, or dead letters replayed) ->
+//! decode -> validate -> ONE SQLite transaction holding the new hot-tier rows, one outbox
+//! entry, the dead letters, the device state and, when applying the log, the applied log
+//! position. It orchestrates; each table's statements live in the module that owns it
+//! ([`crate::outbox`], [`crate::devices`], [`crate::deadletter`]; the hot tier's `readings`
+//! and `series` are written here and read in [`crate::query`]).
 //!
 //! Decoding and validation run before the transaction opens (pure CPU, no lock held).
-//! `Ok` from [`Pipeline::process`] means the transaction committed: every message of the
-//! batch is durable, as readings or as a dead letter, and may be acknowledged.
-//!
-//! **Sequence numbers** (SenML `seq`, per device): `seq == last + 1` is in order;
-//! `seq > last + 1` adds `seq - last - 1` gaps; `seq <= last` is a redelivery (counted in
-//! `duplicates`; its readings are ignored by `INSERT OR IGNORE`) when all its readings
-//! were already stored, and a reboot (counted in `reboots`, `seq` missed messages of the
-//! new run added to `gaps`) when they are new: a redelivered `seq` 0 is not a reboot. The device's `droppedReadings` metric adds up
-//! into `dropped_readings` (only when newly inserted, so redelivery does not double it).
+//! `Ok` from [`Pipeline::apply`] or [`Pipeline::process`] means the transaction committed:
+//! every message of the batch is in the state, as readings or as a dead letter. Sequence
+//! numbers are explained in [`crate::devices`].
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use schemas::topic::{Channel, Topic, TopicError};
 
 use crate::config::{IngestConfig, OutboxPolicy};
 use crate::decode::{self, Context, Decoded, Reading};
+use crate::devices::{DeviceRow, Sighting, device_row, write_device};
+pub use crate::devices::{SeqEvent, seq_event};
 use crate::error::{IngestError, Result};
 use crate::lineproto::{TagSet, Tags};
 use crate::message::Inbound;
 use crate::metrics as m;
+use crate::outbox;
 use crate::route::{Format, Router};
 use crate::store;
 use crate::validate::{Limits, Reason, Rejection, check_reading};
@@ -109,62 +109,6 @@ enum Outcome {
     /// because of a (re)subscription, not a new reading. Skipped and counted.
     Retained,
     Dead(Rejection),
-}
-
-/// Device row as read in the transaction, plus what the batch did to it.
-#[derive(Debug, Clone, Default)]
-struct DeviceRow {
-    district: Option<String>,
-    kind: Option<String>,
-    format: String,
-    first_seen: i64,
-    last_seen: i64,
-    last_seq: Option<u32>,
-    messages: i64,
-    readings: i64,
-    gaps: i64,
-    duplicates: i64,
-    duplicate_readings: i64,
-    reboots: i64,
-    dropped_readings: i64,
-    rejected: i64,
-    status: Option<String>,
-    status_at: Option<i64>,
-    meta_json: Option<String>,
-    meta_at: Option<i64>,
-}
-
-/// What a sequence number says about a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SeqEvent {
-    /// The device's first message we see.
-    First,
-    /// `last + 1`.
-    InOrder,
-    /// `n` messages were missed.
-    Gap(u32),
-    /// Not newer than the last one: a redelivery.
-    Duplicate,
-    /// The sequence restarted (the device rebooted); `missed` messages of the new run
-    /// (before this one) were not seen.
-    Reboot {
-        /// Messages of the new run not seen.
-        missed: u32,
-    },
-}
-
-/// Classifies `seq` against the device's last sequence number. `new_data` says whether the
-/// message brought readings not stored yet: a sequence number that goes back is a
-/// redelivery when everything was already stored, and a reboot when the data is new (this
-/// tells a redelivered `seq` 0 from a reboot, and catches a reboot whose `seq` 0 was lost).
-pub fn seq_event(last: Option<u32>, seq: u32, new_data: bool) -> SeqEvent {
-    match last {
-        None => SeqEvent::First,
-        Some(last) if Some(seq) == last.checked_add(1) => SeqEvent::InOrder,
-        Some(last) if seq > last => SeqEvent::Gap(seq - last - 1),
-        Some(_) if new_data => SeqEvent::Reboot { missed: seq },
-        Some(_) => SeqEvent::Duplicate,
-    }
 }
 
 impl Pipeline {
@@ -388,7 +332,7 @@ impl Pipeline {
     ) -> Result<BatchOutcome> {
         let forwarding = self.cfg.forward_enabled;
         if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
-            let (entries, bytes, _) = store::outbox_stats(&self.conn)?;
+            let (entries, bytes, _) = outbox_depth_tuple(&self.conn)?;
             if entries > 0 && bytes >= self.cfg.outbox_max_bytes {
                 return Err(IngestError::OutboxFull {
                     bytes,
@@ -653,7 +597,7 @@ impl Pipeline {
             }
         }
         if !body.is_empty() {
-            let (entries, bytes, _) = store::outbox_stats(&tx)?;
+            let (entries, bytes, _) = outbox_depth_tuple(&tx)?;
             let need = body.len() as u64;
             if entries > 0 && bytes + need > cfg.outbox_max_bytes {
                 match cfg.outbox_policy {
@@ -666,18 +610,18 @@ impl Pipeline {
                     }
                     OutboxPolicy::DropOldest => {
                         out.outbox_dropped_readings =
-                            drop_oldest(&tx, bytes + need - cfg.outbox_max_bytes)?;
+                            outbox::drop_oldest(&tx, bytes + need - cfg.outbox_max_bytes)?;
                     }
                 }
             }
-            insert_outbox(&tx, body.as_bytes(), body_readings)?;
+            outbox::insert(&tx, body.as_bytes(), body_readings)?;
         }
         if let Some(seq) = position {
             tx.prepare_cached("UPDATE log_position SET applied_seq = ?1")
                 .and_then(|mut s| s.execute([seq as i64]))
                 .map_err(IngestError::sql("record the applied log position"))?;
         }
-        let (depth, outbox_bytes, _) = store::outbox_stats(&tx)?;
+        let (depth, outbox_bytes, _) = outbox_depth_tuple(&tx)?;
         tx.commit().map_err(IngestError::sql("commit batch"))?;
         out.outbox_entries = depth;
         out.outbox_bytes = outbox_bytes;
@@ -757,6 +701,12 @@ impl Pipeline {
     }
 }
 
+/// (entries, bytes, readings) of the outbox.
+fn outbox_depth_tuple(conn: &Connection) -> Result<(u64, u64, u64)> {
+    let d = outbox::depth(conn)?;
+    Ok((d.entries, d.bytes, d.readings))
+}
+
 /// Binds a reading's own values (not the device, `?2`) to the reading insert.
 fn bind_reading(insert: &mut rusqlite::Statement<'_>, r: &Reading) -> rusqlite::Result<()> {
     insert.raw_bind_parameter(1, store::bucket(r.ts_ns))?;
@@ -776,225 +726,15 @@ fn insert_dead_letter(
     } else {
         &msg.payload[..]
     };
-    tx.prepare_cached(
-        "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            msg.received_at_ns,
-            msg.topic,
+    crate::deadletter::insert(
+        tx,
+        &crate::deadletter::NewDeadLetter {
+            received_ns: msg.received_at_ns,
+            topic: &msg.topic,
             payload,
-            rej.reason.as_str(),
-            rej.detail,
-            msg.payload.len() as i64
-        ])
-    })
-    .map_err(IngestError::sql("insert dead letter"))?;
-    Ok(())
-}
-
-pub(crate) fn insert_outbox(tx: &Connection, body: &[u8], readings: i64) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT INTO outbox(created_ns, readings, bytes, body) VALUES (?1, ?2, ?3, ?4)",
+            reason: rej.reason,
+            detail: &rej.detail,
+            payload_bytes: msg.payload.len(),
+        },
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            crate::message::now_ns(),
-            readings,
-            body.len() as i64,
-            body
-        ])
-    })
-    .map_err(IngestError::sql("insert outbox entry"))?;
-    Ok(())
-}
-
-/// Deletes the oldest outbox entries until `free` bytes are released; returns the readings
-/// they held.
-fn drop_oldest(tx: &Transaction<'_>, free: u64) -> Result<u64> {
-    let mut freed = 0u64;
-    let mut dropped = 0u64;
-    let mut next = tx
-        .prepare_cached("SELECT id, readings, bytes FROM outbox ORDER BY id LIMIT 1")
-        .map_err(IngestError::sql("prepare outbox scan"))?;
-    let mut del = tx
-        .prepare_cached("DELETE FROM outbox WHERE id = ?1")
-        .map_err(IngestError::sql("prepare outbox delete"))?;
-    while freed < free {
-        let Some((id, readings, bytes)) = next
-            .query_row([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })
-            .optional()
-            .map_err(IngestError::sql("scan outbox"))?
-        else {
-            break;
-        };
-        del.execute([id])
-            .map_err(IngestError::sql("drop outbox entry"))?;
-        freed += bytes.max(0) as u64;
-        dropped += readings.max(0) as u64;
-    }
-    Ok(dropped)
-}
-
-/// What a message says about its device.
-#[derive(Debug, Clone, Copy)]
-struct Sighting<'a> {
-    district: Option<&'a str>,
-    kind: Option<&'a str>,
-    format: Format,
-    received_at_ns: i64,
-    /// The message shows the device alive now (not a retained copy).
-    alive: bool,
-}
-
-/// The batch's row for `device`, read from the database on first use.
-fn device_row<'m>(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<String, DeviceRow>,
-    devices: &'m mut HashMap<String, DeviceRow>,
-    device: &str,
-    seen: Sighting<'_>,
-) -> Result<&'m mut DeviceRow> {
-    let Sighting {
-        district,
-        kind,
-        format,
-        received_at_ns,
-        alive,
-    } = seen;
-    let seen_at = if alive { received_at_ns } else { 0 };
-    let row = match devices.entry(device.to_owned()) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(v) => {
-            // Taken out of the cache: if this batch rolls back, the row is read again.
-            if let Some(row) = cache.remove(device) {
-                return Ok(finish_row(v.insert(row), district, kind, seen_at));
-            }
-            let existing = tx
-            .prepare_cached(
-                "SELECT district, kind, format, first_seen, last_seen, last_seq, messages, readings, gaps,
-                        duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
-                        status_at, meta_json, meta_at FROM devices WHERE device = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([device], |r| {
-                    Ok(DeviceRow {
-                        district: r.get(0)?,
-                        kind: r.get(1)?,
-                        format: r.get(2)?,
-                        first_seen: r.get(3)?,
-                        last_seen: r.get(4)?,
-                        last_seq: r.get::<_, Option<i64>>(5)?.and_then(|v| u32::try_from(v).ok()),
-                        messages: r.get(6)?,
-                        readings: r.get(7)?,
-                        gaps: r.get(8)?,
-                        duplicates: r.get(9)?,
-                        duplicate_readings: r.get(10)?,
-                        reboots: r.get(11)?,
-                        dropped_readings: r.get(12)?,
-                        rejected: r.get(13)?,
-                        status: r.get(14)?,
-                        status_at: r.get(15)?,
-                        meta_json: r.get(16)?,
-                        meta_at: r.get(17)?,
-                    })
-                })
-                .optional()
-            })
-            .map_err(IngestError::sql("read device"))?;
-            let row = existing.unwrap_or_else(|| DeviceRow {
-                format: format.as_str().to_owned(),
-                first_seen: seen_at,
-                last_seen: seen_at,
-                ..DeviceRow::default()
-            });
-            v.insert(row)
-        }
-    };
-    Ok(finish_row(row, district, kind, seen_at))
-}
-
-fn finish_row<'m>(
-    row: &'m mut DeviceRow,
-    district: Option<&str>,
-    kind: Option<&str>,
-    received_at_ns: i64,
-) -> &'m mut DeviceRow {
-    row.last_seen = row.last_seen.max(received_at_ns);
-    if row.first_seen == 0 {
-        row.first_seen = row.last_seen;
-    }
-    if let Some(d) = district
-        && row.district.as_deref() != Some(d)
-    {
-        row.district = Some(d.to_owned());
-    }
-    if let Some(k) = kind
-        && row.kind.as_deref() != Some(k)
-    {
-        row.kind = Some(k.to_owned());
-    }
-    row
-}
-
-fn write_device(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> Result<()> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO devices(device, district, kind, format, first_seen, last_seen, last_seq,
-            messages, readings, gaps, duplicates, duplicate_readings, reboots, dropped_readings,
-            rejected, status, status_at, meta_json, meta_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            device,
-            r.district,
-            r.kind,
-            r.format,
-            r.first_seen,
-            r.last_seen,
-            r.last_seq.map(i64::from),
-            r.messages,
-            r.readings,
-            r.gaps,
-            r.duplicates,
-            r.duplicate_readings,
-            r.reboots,
-            r.dropped_readings,
-            r.rejected,
-            r.status,
-            r.status_at,
-            r.meta_json,
-            r.meta_at
-        ])
-    })
-    .map_err(IngestError::sql("write device"))?;
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sequence_events() {
-        assert_eq!(seq_event(None, 5, true), SeqEvent::First);
-        assert_eq!(seq_event(Some(5), 6, true), SeqEvent::InOrder);
-        assert_eq!(seq_event(Some(5), 9, true), SeqEvent::Gap(3));
-        assert_eq!(seq_event(Some(5), 5, false), SeqEvent::Duplicate);
-        assert_eq!(seq_event(Some(5), 2, false), SeqEvent::Duplicate);
-        assert_eq!(seq_event(Some(5), 0, false), SeqEvent::Duplicate);
-        assert_eq!(seq_event(Some(5), 0, true), SeqEvent::Reboot { missed: 0 });
-        assert_eq!(seq_event(Some(5), 1, true), SeqEvent::Reboot { missed: 1 });
-        assert_eq!(seq_event(Some(0), 0, true), SeqEvent::Reboot { missed: 0 });
-        assert_eq!(
-            seq_event(Some(u32::MAX), 0, true),
-            SeqEvent::Reboot { missed: 0 }
-        );
-    }
 }

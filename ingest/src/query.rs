@@ -11,57 +11,9 @@ use serde::Serialize;
 use crate::config::Synchronous;
 use crate::error::{IngestError, Result};
 
-/// Outbox totals.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct OutboxDepth {
-    /// Entries (one per committed batch with new readings).
-    pub entries: u64,
-    /// Bytes of line protocol.
-    pub bytes: u64,
-    /// Readings.
-    pub readings: u64,
-}
+pub use crate::outbox::OutboxDepth;
 
-/// One device's state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceState {
-    /// Device id.
-    pub device: String,
-    /// District, if known.
-    pub district: Option<String>,
-    /// Kind, if known.
-    pub kind: Option<String>,
-    /// Format of its first message.
-    pub format: String,
-    /// First message, ns since the epoch.
-    pub first_seen_ns: i64,
-    /// Latest message, ns since the epoch.
-    pub last_seen_ns: i64,
-    /// Latest sequence number (SenML devices).
-    pub last_seq: Option<i64>,
-    /// Messages with readings.
-    pub messages: i64,
-    /// Readings stored.
-    pub readings: i64,
-    /// Missed messages (sequence gaps).
-    pub gaps: i64,
-    /// Messages seen again (redeliveries).
-    pub duplicates: i64,
-    /// Readings ignored as already stored.
-    pub duplicate_readings: i64,
-    /// Reboots seen (sequence back to 0).
-    pub reboots: i64,
-    /// Readings the device reported dropping from its backlog.
-    pub dropped_readings: i64,
-    /// Readings refused.
-    pub rejected: i64,
-    /// `online` / `offline` from the status topic.
-    pub status: Option<String>,
-    /// When the status last changed, ns.
-    pub status_at_ns: Option<i64>,
-    /// Retained `meta` JSON.
-    pub meta_json: Option<String>,
-}
+pub use crate::devices::DeviceState;
 
 /// A point of a series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -74,49 +26,12 @@ pub struct Point {
 
 /// Outbox totals on `conn`.
 pub fn outbox_depth(conn: &Connection) -> Result<OutboxDepth> {
-    let (entries, bytes, readings) = crate::store::outbox_stats(conn)?;
-    Ok(OutboxDepth {
-        entries,
-        bytes,
-        readings,
-    })
+    crate::outbox::depth(conn)
 }
 
 /// Every device, by id.
 pub fn device_states(conn: &Connection) -> Result<Vec<DeviceState>> {
-    let mut s = conn
-        .prepare_cached(
-            "SELECT device, district, kind, format, first_seen, last_seen, last_seq, messages, readings,
-                    gaps, duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
-                    status_at, meta_json FROM devices ORDER BY device",
-        )
-        .map_err(IngestError::sql("list devices"))?;
-    let rows = s
-        .query_map([], |r| {
-            Ok(DeviceState {
-                device: r.get(0)?,
-                district: r.get(1)?,
-                kind: r.get(2)?,
-                format: r.get(3)?,
-                first_seen_ns: r.get(4)?,
-                last_seen_ns: r.get(5)?,
-                last_seq: r.get(6)?,
-                messages: r.get(7)?,
-                readings: r.get(8)?,
-                gaps: r.get(9)?,
-                duplicates: r.get(10)?,
-                duplicate_readings: r.get(11)?,
-                reboots: r.get(12)?,
-                dropped_readings: r.get(13)?,
-                rejected: r.get(14)?,
-                status: r.get(15)?,
-                status_at_ns: r.get(16)?,
-                meta_json: r.get(17)?,
-            })
-        })
-        .and_then(Iterator::collect)
-        .map_err(IngestError::sql("list devices"))?;
-    Ok(rows)
+    crate::devices::list(conn)
 }
 
 /// Every (device, metric) series in the hot tier.

@@ -74,12 +74,7 @@ pub fn enforce(conn: &mut Connection, cfg: &IngestConfig, now_ns: i64) -> Result
         [cutoff],
     )
     .map_err(IngestError::sql("trim series spans"))?;
-    out.dead_letters_deleted =
-        tx.execute(
-            "DELETE FROM dead_letters WHERE received_ns < ?1",
-            [letters_cutoff],
-        )
-        .map_err(IngestError::sql("delete old dead letters"))? as u64;
+    out.dead_letters_deleted = crate::deadletter::delete_before(&tx, letters_cutoff)?;
     tx.commit().map_err(IngestError::sql("commit retention"))?;
     Ok(out)
 }

@@ -208,21 +208,6 @@ pub fn applied_seq(conn: &Connection) -> Result<u64> {
     .map_err(IngestError::sql("read the applied log position"))
 }
 
-/// Current outbox totals: (entries, bytes, readings).
-pub fn outbox_stats(conn: &Connection) -> Result<(u64, u64, u64)> {
-    conn.prepare_cached("SELECT entries, bytes, readings FROM outbox_stats")
-        .and_then(|mut s| {
-            s.query_row([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?.max(0) as u64,
-                    r.get::<_, i64>(1)?.max(0) as u64,
-                    r.get::<_, i64>(2)?.max(0) as u64,
-                ))
-            })
-        })
-        .map_err(IngestError::sql("read outbox stats"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,9 +229,10 @@ mod tests {
             [],
         )
         .unwrap();
-        assert_eq!(outbox_stats(&conn).unwrap(), (1, 10, 3));
+        let d = crate::outbox::depth(&conn).unwrap();
+        assert_eq!((d.entries, d.bytes, d.readings), (1, 10, 3));
         conn.execute("DELETE FROM outbox", []).unwrap();
-        assert_eq!(outbox_stats(&conn).unwrap(), (0, 0, 0));
+        assert_eq!(crate::outbox::depth(&conn).unwrap().entries, 0);
         drop(conn);
         let conn = open(dir.path(), Synchronous::Normal, Duration::from_secs(1)).unwrap();
         let sync: i64 = conn

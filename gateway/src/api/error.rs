@@ -19,6 +19,9 @@ pub enum ApiError {
     /// SQLite failed while reading (HTTP 500).
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
+    /// The state library failed while reading (HTTP 500).
+    #[error("state error: {0}")]
+    State(#[from] ingest::IngestError),
     /// A blocking task panicked or was cancelled (HTTP 500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -35,7 +38,9 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Database(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Database(_) | Self::State(_) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

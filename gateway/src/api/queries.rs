@@ -87,31 +87,30 @@ impl DeviceRow {
 }
 
 fn load_devices(conn: &Connection) -> Result<Vec<DeviceRow>, ApiError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT device, district, kind, format, NULLIF(first_seen, 0), NULLIF(last_seen, 0), last_seq, gaps, \
-         duplicates, dropped_readings, status, meta_json FROM devices ORDER BY device",
-    )?;
-    let rows = stmt.query_map([], |r| {
-        let meta: Option<String> = r.get(11)?;
-        Ok(DeviceRow {
-            device: r.get(0)?,
-            district: r.get(1)?,
-            kind: r.get(2)?,
-            format: r.get(3)?,
-            first_seen_ns: r.get(4)?,
-            last_seen_ns: r.get(5)?,
-            last_seq: r.get(6)?,
-            gaps: r.get::<_, Option<i64>>(7)?.unwrap_or(0),
-            duplicates: r.get::<_, Option<i64>>(8)?.unwrap_or(0),
-            dropped_readings: r.get::<_, Option<i64>>(9)?.unwrap_or(0),
-            status: r.get(10)?,
+    let states = ingest::devices::list(conn)?;
+    // 0 means "never seen alive" (known only from retained messages).
+    let seen = |ns: i64| (ns > 0).then_some(ns);
+    Ok(states
+        .into_iter()
+        .map(|d| DeviceRow {
+            device: d.device,
+            district: d.district,
+            kind: d.kind,
+            format: Some(d.format),
+            first_seen_ns: seen(d.first_seen_ns),
+            last_seen_ns: seen(d.last_seen_ns),
+            last_seq: d.last_seq,
+            gaps: d.gaps,
+            duplicates: d.duplicates,
+            dropped_readings: d.dropped_readings,
+            status: d.status,
             // A device's meta is its own JSON: a malformed one only loses the meta fields.
-            meta: meta
+            meta: d
+                .meta_json
                 .and_then(|m| serde_json::from_str(&m).ok())
                 .unwrap_or(serde_json::Value::Null),
         })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+        .collect())
 }
 
 fn stale_after(row: &DeviceRow, default: Duration) -> u64 {
@@ -576,29 +575,14 @@ pub fn stats(
     default_stale: Duration,
 ) -> Result<StatsResponse, ApiError> {
     let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC, reason",
-    )?;
-    let dead_letters = stmt
-        .query_map([], |r| {
-            Ok(ReasonCount {
-                reason: r.get(0)?,
-                count: r.get::<_, i64>(1)?.max(0).unsigned_abs(),
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    let dead_letters_last_hour: i64 = conn.query_row(
-        "SELECT count(*) FROM dead_letters WHERE received_ns >= ?1 AND received_ns < ?2",
-        params![at_ns - NS_PER_HOUR, at_ns],
-        |r| r.get(0),
-    )?;
-    let (outbox_entries, outbox_readings, outbox_bytes, oldest): (i64, i64, i64, Option<i64>) =
-        conn.query_row(
-            "SELECT count(*), coalesce(sum(readings), 0), coalesce(sum(bytes), 0), min(created_ns) \
-             FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )?;
+    let dead_letters: Vec<ReasonCount> = ingest::deadletter::count_by_reason(conn)?
+        .into_iter()
+        .map(|(reason, count)| ReasonCount { reason, count })
+        .collect();
+    let dead_letters_last_hour =
+        ingest::deadletter::count_between(conn, at_ns - NS_PER_HOUR, at_ns)?;
+    let outbox = ingest::outbox::depth(conn)?;
+    let oldest = ingest::outbox::oldest_created_ns(conn)?;
 
     // Readings per second over the last minute: a range of the leading bucket column.
     let window_start = at_ns - 60 * NS_PER_S;
@@ -623,15 +607,14 @@ pub fn stats(
     }
     let newest = rows.iter().filter_map(|r| r.last_seen_ns).max();
     let secs = |ns: i64| ns as f64 / NS_PER_S as f64;
-    let unsigned = |n: i64| n.max(0).unsigned_abs();
     Ok(StatsResponse {
         at_ms: ms(at_ns),
         dead_letters,
-        dead_letters_last_hour: unsigned(dead_letters_last_hour),
+        dead_letters_last_hour,
         ingest_rate_per_s: recent as f64 / 60.0,
-        outbox_entries: unsigned(outbox_entries),
-        outbox_readings: unsigned(outbox_readings),
-        outbox_bytes: unsigned(outbox_bytes),
+        outbox_entries: outbox.entries,
+        outbox_readings: outbox.readings,
+        outbox_bytes: outbox.bytes,
         store_lag_s: oldest.map_or(0.0, |o| secs((at_ns - o).max(0))),
         newest_message_age_s: newest.map(|n| secs((at_ns - n).max(0))),
         devices: rows.len() as u64,

@@ -1,0 +1,314 @@
+//! Device state: the `devices` table, owned here. The applier reads a device's row once
+//! per batch (or takes it from its cache), updates it in memory with what the batch says
+//! (sightings, sequence numbers, status, meta) and writes it back in the batch's
+//! transaction; the read side lists every device for the API and the CLI.
+//!
+//! **Sequence numbers** (SenML `seq`, per device): `seq == last + 1` is in order;
+//! `seq > last + 1` adds `seq - last - 1` gaps; `seq <= last` is a device-level repeat
+//! (counted in `duplicates`; its readings are ignored by the hot tier's key) when all its
+//! readings were already stored, and a reboot (counted in `reboots`, `seq` missed messages
+//! of the new run added to `gaps`) when they are new. Broker redeliveries never get here:
+//! the message log recognises them ([`crate::log`]).
+//!
+//! `first_seen`/`last_seen` are 0 for a device known only from retained messages: a
+//! retained status or meta is not a sign of life.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+
+use crate::error::{IngestError, Result};
+use crate::route::Format;
+
+/// One device's state.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceState {
+    /// Device id.
+    pub device: String,
+    /// District, if known.
+    pub district: Option<String>,
+    /// Kind, if known.
+    pub kind: Option<String>,
+    /// Format of its first message.
+    pub format: String,
+    /// First message, ns since the epoch.
+    pub first_seen_ns: i64,
+    /// Latest message, ns since the epoch.
+    pub last_seen_ns: i64,
+    /// Latest sequence number (SenML devices).
+    pub last_seq: Option<i64>,
+    /// Messages with readings.
+    pub messages: i64,
+    /// Readings stored.
+    pub readings: i64,
+    /// Missed messages (sequence gaps).
+    pub gaps: i64,
+    /// Messages seen again (redeliveries).
+    pub duplicates: i64,
+    /// Readings ignored as already stored.
+    pub duplicate_readings: i64,
+    /// Reboots seen (sequence back to 0).
+    pub reboots: i64,
+    /// Readings the device reported dropping from its backlog.
+    pub dropped_readings: i64,
+    /// Readings refused.
+    pub rejected: i64,
+    /// `online` / `offline` from the status topic.
+    pub status: Option<String>,
+    /// When the status last changed, ns.
+    pub status_at_ns: Option<i64>,
+    /// Retained `meta` JSON.
+    pub meta_json: Option<String>,
+}
+
+/// Every device, by id.
+pub fn list(conn: &Connection) -> Result<Vec<DeviceState>> {
+    let mut s = conn
+        .prepare_cached(
+            "SELECT device, district, kind, format, first_seen, last_seen, last_seq, messages, readings,
+                    gaps, duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
+                    status_at, meta_json FROM devices ORDER BY device",
+        )
+        .map_err(IngestError::sql("list devices"))?;
+    let rows = s
+        .query_map([], |r| {
+            Ok(DeviceState {
+                device: r.get(0)?,
+                district: r.get(1)?,
+                kind: r.get(2)?,
+                format: r.get(3)?,
+                first_seen_ns: r.get(4)?,
+                last_seen_ns: r.get(5)?,
+                last_seq: r.get(6)?,
+                messages: r.get(7)?,
+                readings: r.get(8)?,
+                gaps: r.get(9)?,
+                duplicates: r.get(10)?,
+                duplicate_readings: r.get(11)?,
+                reboots: r.get(12)?,
+                dropped_readings: r.get(13)?,
+                rejected: r.get(14)?,
+                status: r.get(15)?,
+                status_at_ns: r.get(16)?,
+                meta_json: r.get(17)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(IngestError::sql("list devices"))?;
+    Ok(rows)
+}
+
+/// Device row as read in the transaction, plus what the batch did to it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DeviceRow {
+    pub(crate) district: Option<String>,
+    pub(crate) kind: Option<String>,
+    pub(crate) format: String,
+    pub(crate) first_seen: i64,
+    pub(crate) last_seen: i64,
+    pub(crate) last_seq: Option<u32>,
+    pub(crate) messages: i64,
+    pub(crate) readings: i64,
+    pub(crate) gaps: i64,
+    pub(crate) duplicates: i64,
+    pub(crate) duplicate_readings: i64,
+    pub(crate) reboots: i64,
+    pub(crate) dropped_readings: i64,
+    pub(crate) rejected: i64,
+    pub(crate) status: Option<String>,
+    pub(crate) status_at: Option<i64>,
+    pub(crate) meta_json: Option<String>,
+    pub(crate) meta_at: Option<i64>,
+}
+
+/// What a sequence number says about a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqEvent {
+    /// The device's first message we see.
+    First,
+    /// `last + 1`.
+    InOrder,
+    /// `n` messages were missed.
+    Gap(u32),
+    /// Not newer than the last one: a redelivery.
+    Duplicate,
+    /// The sequence restarted (the device rebooted); `missed` messages of the new run
+    /// (before this one) were not seen.
+    Reboot {
+        /// Messages of the new run not seen.
+        missed: u32,
+    },
+}
+
+/// Classifies `seq` against the device's last sequence number. `new_data` says whether the
+/// message brought readings not stored yet: a sequence number that goes back is a
+/// redelivery when everything was already stored, and a reboot when the data is new (this
+/// tells a redelivered `seq` 0 from a reboot, and catches a reboot whose `seq` 0 was lost).
+pub fn seq_event(last: Option<u32>, seq: u32, new_data: bool) -> SeqEvent {
+    match last {
+        None => SeqEvent::First,
+        Some(last) if Some(seq) == last.checked_add(1) => SeqEvent::InOrder,
+        Some(last) if seq > last => SeqEvent::Gap(seq - last - 1),
+        Some(_) if new_data => SeqEvent::Reboot { missed: seq },
+        Some(_) => SeqEvent::Duplicate,
+    }
+}
+
+/// What a message says about its device.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sighting<'a> {
+    pub(crate) district: Option<&'a str>,
+    pub(crate) kind: Option<&'a str>,
+    pub(crate) format: Format,
+    pub(crate) received_at_ns: i64,
+    /// The message shows the device alive now (not a retained copy).
+    pub(crate) alive: bool,
+}
+
+/// The batch's row for `device`, read from the database on first use.
+pub(crate) fn device_row<'m>(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, DeviceRow>,
+    devices: &'m mut HashMap<String, DeviceRow>,
+    device: &str,
+    seen: Sighting<'_>,
+) -> Result<&'m mut DeviceRow> {
+    let Sighting {
+        district,
+        kind,
+        format,
+        received_at_ns,
+        alive,
+    } = seen;
+    let seen_at = if alive { received_at_ns } else { 0 };
+    let row = match devices.entry(device.to_owned()) {
+        Entry::Occupied(e) => e.into_mut(),
+        Entry::Vacant(v) => {
+            // Taken out of the cache: if this batch rolls back, the row is read again.
+            if let Some(row) = cache.remove(device) {
+                return Ok(finish_row(v.insert(row), district, kind, seen_at));
+            }
+            let existing = tx
+            .prepare_cached(
+                "SELECT district, kind, format, first_seen, last_seen, last_seq, messages, readings, gaps,
+                        duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
+                        status_at, meta_json, meta_at FROM devices WHERE device = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([device], |r| {
+                    Ok(DeviceRow {
+                        district: r.get(0)?,
+                        kind: r.get(1)?,
+                        format: r.get(2)?,
+                        first_seen: r.get(3)?,
+                        last_seen: r.get(4)?,
+                        last_seq: r.get::<_, Option<i64>>(5)?.and_then(|v| u32::try_from(v).ok()),
+                        messages: r.get(6)?,
+                        readings: r.get(7)?,
+                        gaps: r.get(8)?,
+                        duplicates: r.get(9)?,
+                        duplicate_readings: r.get(10)?,
+                        reboots: r.get(11)?,
+                        dropped_readings: r.get(12)?,
+                        rejected: r.get(13)?,
+                        status: r.get(14)?,
+                        status_at: r.get(15)?,
+                        meta_json: r.get(16)?,
+                        meta_at: r.get(17)?,
+                    })
+                })
+                .optional()
+            })
+            .map_err(IngestError::sql("read device"))?;
+            let row = existing.unwrap_or_else(|| DeviceRow {
+                format: format.as_str().to_owned(),
+                first_seen: seen_at,
+                last_seen: seen_at,
+                ..DeviceRow::default()
+            });
+            v.insert(row)
+        }
+    };
+    Ok(finish_row(row, district, kind, seen_at))
+}
+
+fn finish_row<'m>(
+    row: &'m mut DeviceRow,
+    district: Option<&str>,
+    kind: Option<&str>,
+    received_at_ns: i64,
+) -> &'m mut DeviceRow {
+    row.last_seen = row.last_seen.max(received_at_ns);
+    if row.first_seen == 0 {
+        row.first_seen = row.last_seen;
+    }
+    if let Some(d) = district
+        && row.district.as_deref() != Some(d)
+    {
+        row.district = Some(d.to_owned());
+    }
+    if let Some(k) = kind
+        && row.kind.as_deref() != Some(k)
+    {
+        row.kind = Some(k.to_owned());
+    }
+    row
+}
+
+pub(crate) fn write_device(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO devices(device, district, kind, format, first_seen, last_seen, last_seq,
+            messages, readings, gaps, duplicates, duplicate_readings, reboots, dropped_readings,
+            rejected, status, status_at, meta_json, meta_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            device,
+            r.district,
+            r.kind,
+            r.format,
+            r.first_seen,
+            r.last_seen,
+            r.last_seq.map(i64::from),
+            r.messages,
+            r.readings,
+            r.gaps,
+            r.duplicates,
+            r.duplicate_readings,
+            r.reboots,
+            r.dropped_readings,
+            r.rejected,
+            r.status,
+            r.status_at,
+            r.meta_json,
+            r.meta_at
+        ])
+    })
+    .map_err(IngestError::sql("write device"))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_events() {
+        assert_eq!(seq_event(None, 5, true), SeqEvent::First);
+        assert_eq!(seq_event(Some(5), 6, true), SeqEvent::InOrder);
+        assert_eq!(seq_event(Some(5), 9, true), SeqEvent::Gap(3));
+        assert_eq!(seq_event(Some(5), 5, false), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 2, false), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 0, false), SeqEvent::Duplicate);
+        assert_eq!(seq_event(Some(5), 0, true), SeqEvent::Reboot { missed: 0 });
+        assert_eq!(seq_event(Some(5), 1, true), SeqEvent::Reboot { missed: 1 });
+        assert_eq!(seq_event(Some(0), 0, true), SeqEvent::Reboot { missed: 0 });
+        assert_eq!(
+            seq_event(Some(u32::MAX), 0, true),
+            SeqEvent::Reboot { missed: 0 }
+        );
+    }
+}

@@ -76,9 +76,10 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         reader: open_reader(&cfg).await,
         forwarding: cfg.store.url.is_some(),
     })
-    .merge(crate::api::router(crate::api::ApiConfig::new(
-        ingest::store::db_path(&cfg.data_dir),
-    )));
+    .merge(crate::api::router(crate::api::ApiConfig {
+        log: Some(std::sync::Arc::clone(&progress)),
+        ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
+    }));
     let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;
 
     spawn_signal_handler(stop, shutdown.clone(), Arc::clone(&health));

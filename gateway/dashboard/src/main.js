@@ -73,6 +73,7 @@ function tiles(s) {
     t('devices stale', s.devices_stale, s.devices_stale > 0),
     t('store lag', `${s.store_lag_s.toFixed(1)} s`, s.store_lag_s > 60),
     t('outbox', `${s.outbox_entries} (${s.outbox_readings} readings)`, s.outbox_entries > 1000),
+    t('message log not applied', s.log_backlog_bytes == null ? '—' : `${(s.log_backlog_bytes / 1048576).toFixed(1)} MiB (${s.log_apply_lag_records} msgs)`, s.log_backlog_bytes > 64 * 1048576),
     t('newest message', s.newest_message_age_s == null ? '—' : `${s.newest_message_age_s.toFixed(1)} s ago`, s.newest_message_age_s > 120),
     t('dead letters (last hour / held)', `${s.dead_letters_last_hour} / ${dl}`, s.dead_letters_last_hour > 0),
   ].join('');

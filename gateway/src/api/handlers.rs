@@ -110,9 +110,13 @@ pub async fn stats(
     let p = checked(q)?;
     let stale = s.config.stale_after;
     let now = now_ns();
-    Ok(Json(
-        s.pool
-            .run(move |c| queries::stats(c, &p, now, stale))
-            .await?,
-    ))
+    let mut answer = s
+        .pool
+        .run(move |c| queries::stats(c, &p, now, stale))
+        .await?;
+    if let Some(log) = &s.config.log {
+        answer.log_backlog_bytes = Some(log.backlog_bytes());
+        answer.log_apply_lag_records = Some(log.durable().saturating_sub(log.applied()));
+    }
+    Ok(Json(answer))
 }

@@ -45,6 +45,9 @@ pub struct ApiConfig {
     /// How long a live `/api/aqi` answer is reused (default 30 s: the hourly NowCast
     /// moves slowly, and each answer reads 24 hours of every station).
     pub aqi_cache_ttl: Duration,
+    /// The running gateway's message-log positions, for `/api/stats` (default none:
+    /// `gateway query` reads a data directory without a live process).
+    pub log: Option<Arc<ingest::applier::Progress>>,
 }
 
 impl ApiConfig {
@@ -54,6 +57,7 @@ impl ApiConfig {
             db_path: db_path.into(),
             stale_after: queries::DEFAULT_STALE_AFTER,
             aqi_cache_ttl: Duration::from_secs(30),
+            log: None,
         }
     }
 }

@@ -257,6 +257,11 @@ pub struct StatsResponse {
     pub devices_online: u64,
     /// Devices stale (see `/api/devices`).
     pub devices_stale: u64,
+    /// Bytes in the message log not yet applied to the hot tier (live gateway only): a
+    /// number that keeps growing means the applier cannot keep up or is blocked.
+    pub log_backlog_bytes: Option<u64>,
+    /// Log records durable but not yet applied (live gateway only).
+    pub log_apply_lag_records: Option<u64>,
 }
 
 /// A count for one reason.

@@ -620,5 +620,7 @@ pub fn stats(
         devices: rows.len() as u64,
         devices_online: online,
         devices_stale: stale,
+        log_backlog_bytes: None,
+        log_apply_lag_records: None,
     })
 }

@@ -6,6 +6,9 @@
 //! ```text
 //! cargo bench -p gateway --bench e2e
 //! BENCH_MESSAGES=200000 BENCH_FORMAT=tasmota BENCH_STORE=1 cargo bench -p gateway --bench e2e
+//! # the same burst through an earlier build too, side by side (scripts/bench-peers.sh
+//! # --before REV builds one at bench/.work/before-target/release/gateway):
+//! BENCH_GATEWAY_BEFORE=bench/.work/before-target/release/gateway cargo bench -p gateway --bench e2e
 //! ```
 //!
 //! Method: the gateway subscribes once (creating its persistent session) and
@@ -76,6 +79,15 @@ fn proc_usage(pid: u32) -> (f64, u64) {
     (cpu, hwm_kb * 1024)
 }
 
+/// What one drain measured.
+struct Figures {
+    published: Duration,
+    drained: Duration,
+    cpu_s: f64,
+    rss: u64,
+    forwarded: Option<(Duration, f64, u64)>,
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing
     // special: run a small burst then, so the bench stays compiled and sane.
@@ -87,7 +99,67 @@ fn main() {
         _ => LoadFormat::Tasmota,
     };
     let with_store = std::env::var("BENCH_STORE").is_ok_and(|v| v == "1");
+    let mut builds: Vec<(String, String)> = Vec::new();
+    if let Ok(before) = std::env::var("BENCH_GATEWAY_BEFORE") {
+        // Relative to the workspace root, where the command is run from.
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(&before);
+        let path = if std::path::Path::new(&before).is_absolute() {
+            before.clone().into()
+        } else {
+            path
+        };
+        builds.push(("before".into(), path.display().to_string()));
+    }
+    builds.push(("this build".into(), env!("CARGO_BIN_EXE_gateway").into()));
+    let readings = messages * READINGS_PER_MESSAGE;
+    println!(
+        "gateway end-to-end benchmark ({format:?}, {messages} messages x {READINGS_PER_MESSAGE} readings, {devices} devices)"
+    );
+    for (label, bin) in &builds {
+        let f = run_burst(bin, format, messages, devices, with_store);
+        println!("  [{label}] {bin}");
+        println!(
+            "    publish into Mosquitto:  {:.2} s ({:.0} messages/s)",
+            f.published.as_secs_f64(),
+            messages as f64 / f.published.as_secs_f64()
+        );
+        println!(
+            "    drain to SQLite:         {:.2} s = {:.0} readings/s ({:.0} messages/s)",
+            f.drained.as_secs_f64(),
+            readings as f64 / f.drained.as_secs_f64(),
+            messages as f64 / f.drained.as_secs_f64()
+        );
+        println!(
+            "    gateway CPU:             {:.2} s = {:.2} us per reading",
+            f.cpu_s,
+            f.cpu_s * 1e6 / readings as f64
+        );
+        println!(
+            "    gateway peak RSS:        {:.1} MiB",
+            f.rss as f64 / 1048576.0
+        );
+        if let Some((t, cpu_total, rss_total)) = f.forwarded {
+            println!(
+                "    all in VictoriaMetrics:  {:.2} s after start ({:.0} readings/s); CPU {:.2} s total, peak RSS {:.1} MiB",
+                t.as_secs_f64(),
+                readings as f64 / t.as_secs_f64(),
+                cpu_total,
+                rss_total as f64 / 1048576.0
+            );
+        }
+    }
+}
 
+/// One burst through the gateway binary `bin`: fresh broker, store and data directory.
+fn run_burst(
+    bin: &str,
+    format: LoadFormat,
+    messages: u64,
+    devices: u32,
+    with_store: bool,
+) -> Figures {
     let broker = Mosquitto::start_with(MosquittoOptions::default()).unwrap();
     let store = with_store.then(|| VictoriaMetrics::start().unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -109,7 +181,7 @@ fn main() {
     }
     let log = dir.path().join("gateway.log");
     let spawn = || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        let mut cmd = Command::new(bin);
         cmd.args(&args).env("RUST_LOG", "warn");
         ChildGuard::spawn("gateway", &mut cmd, &log).unwrap()
     };
@@ -171,38 +243,12 @@ fn main() {
     }
     let (cpu_total, rss_total) = proc_usage(pid);
     gw.terminate(Duration::from_secs(60)).unwrap();
-
-    println!(
-        "gateway end-to-end benchmark ({format:?}, {messages} messages x {READINGS_PER_MESSAGE} readings, {devices} devices)"
-    );
-    println!(
-        "  publish into Mosquitto:  {:.2} s ({:.0} messages/s)",
-        published.as_secs_f64(),
-        messages as f64 / published.as_secs_f64()
-    );
-    println!(
-        "  drain to SQLite:         {:.2} s = {:.0} readings/s ({:.0} messages/s)",
-        drained.as_secs_f64(),
-        readings as f64 / drained.as_secs_f64(),
-        messages as f64 / drained.as_secs_f64()
-    );
-    println!(
-        "  gateway CPU:             {:.2} s = {:.2} CPU-s per million readings ({:.2} us/reading)",
+    Figures {
+        published,
+        drained,
         cpu_s,
-        cpu_s * 1e6 / readings as f64,
-        cpu_s * 1e6 / readings as f64
-    );
-    println!(
-        "  gateway peak RSS:        {:.1} MiB",
-        rss as f64 / 1048576.0
-    );
-    if let Some(f) = forwarded {
-        println!(
-            "  all in VictoriaMetrics:  {:.2} s after start ({:.0} readings/s); CPU {:.2} s total, peak RSS {:.1} MiB",
-            f.as_secs_f64(),
-            readings as f64 / f.as_secs_f64(),
-            cpu_total,
-            rss_total as f64 / 1048576.0
-        );
+        rss,
+        forwarded: forwarded.map(|t| (t, cpu_total, rss_total)),
     }
 }
+

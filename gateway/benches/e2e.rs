@@ -251,4 +251,3 @@ fn run_burst(
         forwarded: forwarded.map(|t| (t, cpu_total, rss_total)),
     }
 }
-

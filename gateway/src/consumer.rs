@@ -395,6 +395,15 @@ fn log_writer(
                         tracing::error!(error = %e, "message log commit failed; not acknowledging, retrying");
                         metrics::counter!("gateway_commit_retries_total", "reason" => "log")
                             .increment(1);
+                        if !open || rx.is_disconnected() {
+                            // Shutting down with a failing disk: these stay unacknowledged
+                            // and the broker redelivers them.
+                            tracing::warn!(
+                                messages = pending.len(),
+                                "stopping with a log commit that failed; the broker keeps those messages"
+                            );
+                            return;
+                        }
                         std::thread::sleep(retry.next_delay());
                     }
                 }

@@ -462,6 +462,8 @@ def run_one(scenario, peer, capture):
         batches = gateway_batch_histogram(info["http"]) if peer.startswith("gateway") else None
         durable = (gateway_histogram_quantiles(info["http"], "log_receive_to_durable_seconds")
                    if peer.startswith("gateway") else [None, None])
+        log_commit = (gateway_histogram_quantiles(info["http"], "log_commit_seconds")
+                      if peer.startswith("gateway") else [None, None])
         stop(peer_proc)
         stop(probe)
         stop(proxy, grace=300)
@@ -493,6 +495,8 @@ def run_one(scenario, peer, capture):
             "committed_latency_n": len(clat),
             "durable_p50_ms": durable[0],
             "durable_p99_ms": durable[1],
+            "log_commit_p50_ms": log_commit[0],
+            "log_commit_p99_ms": log_commit[1],
             "batch_size_histogram": batches,
         }
         log(f"{scenario}/{peer}: {json.dumps({k: v for k, v in result.items() if k != 'batch_size_histogram'})}")

@@ -84,6 +84,11 @@ struct Received {
     received_ns: i64,
 }
 
+/// Most messages handed to the log writer at once. The event loop hands over what one
+/// read of the socket brought (rumqttc parses a read's packets into a queue), so the writer
+/// thread is woken once per read, not once per message.
+const HANDOFF_BATCH: usize = 256;
+
 /// An acknowledgement the writer releases: packet id and connection generation.
 type Ack = (u16, u64);
 
@@ -99,7 +104,9 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let window = usize::from(cfg.receive_maximum).max(1);
     let (client, eventloop) = AsyncClient::new(options, window * 2 + 64);
-    let (to_writer, from_loop) = flume::bounded::<Received>(cfg.max_buffered.max(1));
+    // Batches of at most HANDOFF_BATCH messages; the bound keeps about `max_buffered`.
+    let (to_writer, from_loop) =
+        flume::bounded::<Vec<Received>>((cfg.max_buffered / HANDOFF_BATCH).max(2));
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<Vec<Ack>>();
     let writer_cfg = cfg.clone();
     let writer_progress = Arc::clone(&progress);
@@ -118,7 +125,7 @@ pub async fn run(
 async fn event_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    to_writer: flume::Sender<Received>,
+    to_writer: flume::Sender<Vec<Received>>,
     mut acks: mpsc::UnboundedReceiver<Vec<Ack>>,
     cfg: ConsumerConfig,
     health: Arc<Health>,
@@ -130,10 +137,27 @@ async fn event_loop(
     let mut generation: u64 = 0;
     let mut connected = false;
     let mut to_writer = Some(to_writer);
+    let mut handoff: Vec<Received> = Vec::with_capacity(HANDOFF_BATCH);
+    let received_total = metrics::counter!("mqtt_messages_received_total");
     // Acks the request channel had no room for; sent after the next poll.
     let mut unsent: VecDeque<u16> = VecDeque::new();
     let mut acks_open = true;
     loop {
+        // Hand over once rumqttc has no more parsed packets queued (the next poll would
+        // wait for the socket), or at the batch bound. This waits when the writer is
+        // behind: the connection is then not read (TCP back-pressure); the writer never
+        // waits on this task.
+        if !handoff.is_empty()
+            && (eventloop.state.events.is_empty()
+                || handoff.len() >= HANDOFF_BATCH
+                || shutdown.is_cancelled())
+            && let Some(tx) = &to_writer
+        {
+            let batch = std::mem::replace(&mut handoff, Vec::with_capacity(HANDOFF_BATCH));
+            if tx.send_async(batch).await.is_err() {
+                anyhow::bail!("the log writer stopped");
+            }
+        }
         if shutdown.is_cancelled() && to_writer.take().is_some() {
             tracing::debug!("no longer logging new messages; finishing the last commit");
         }
@@ -168,11 +192,11 @@ async fn event_loop(
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                metrics::counter!("mqtt_messages_received_total").increment(1);
-                let Some(tx) = &to_writer else {
+                received_total.increment(1);
+                if to_writer.is_none() {
                     // Shutting down: not logged, not acked; the broker keeps it.
                     continue;
-                };
+                }
                 let r = Received {
                     pkid: p.pkid,
                     qos: p.qos,
@@ -183,11 +207,7 @@ async fn event_loop(
                     payload: p.payload,
                     received_ns: ingest::message::now_ns(),
                 };
-                // Waits when the writer is behind: the connection is then not read (TCP
-                // back-pressure); the writer never waits on this task.
-                if tx.send_async(r).await.is_err() {
-                    anyhow::bail!("the log writer stopped");
-                }
+                handoff.push(r);
             }
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff.reset();
@@ -328,7 +348,7 @@ fn send_acks(client: &AsyncClient, unsent: &mut VecDeque<u16>) {
 /// back-pressure), and deletion of applied segments.
 fn log_writer(
     mut log: LogWriter,
-    rx: flume::Receiver<Received>,
+    rx: flume::Receiver<Vec<Received>>,
     acks: mpsc::UnboundedSender<Vec<Ack>>,
     cfg: ConsumerConfig,
     progress: &Progress,
@@ -348,10 +368,12 @@ fn log_writer(
         let mut messages = 0usize;
         if open {
             match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(r) => {
-                    append(&mut log, &r, &mut pending, &mut received);
-                    batch_bytes += r.payload.len();
-                    messages += 1;
+                Ok(first) => {
+                    for r in &first {
+                        append(&mut log, r, &mut pending, &mut received);
+                        batch_bytes += r.payload.len();
+                        messages += 1;
+                    }
                     let deadline = Instant::now() + cfg.linger;
                     while messages < cfg.max_messages && batch_bytes < cfg.max_bytes {
                         let next = if cfg.linger.is_zero() {
@@ -365,10 +387,12 @@ fn log_writer(
                             rx.recv_deadline(deadline)
                         };
                         match next {
-                            Ok(r) => {
-                                append(&mut log, &r, &mut pending, &mut received);
-                                batch_bytes += r.payload.len();
-                                messages += 1;
+                            Ok(more) => {
+                                for r in &more {
+                                    append(&mut log, r, &mut pending, &mut received);
+                                    batch_bytes += r.payload.len();
+                                    messages += 1;
+                                }
                             }
                             Err(flume::RecvTimeoutError::Timeout) => break,
                             Err(flume::RecvTimeoutError::Disconnected) => {

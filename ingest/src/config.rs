@@ -74,14 +74,16 @@ pub struct IngestConfig {
     pub tasmota_utc_offset: String,
     /// SQLite durability of the state database (see [`Synchronous`]). Default: `normal`.
     pub synchronous: Synchronous,
-    /// The message log starts a new segment file past this size; whole segments are
-    /// deleted once applied. Default: 67108864 (64 MiB).
+    /// Size of a message-log segment file, preallocated (zeros written) when it is
+    /// started, so that group commits overwrite instead of growing a file; whole segments
+    /// are deleted once applied. Default: 16777216 (16 MiB).
     pub log_segment_bytes: u64,
     /// Apply backlog (bytes logged but not yet applied to the state) beyond which the
     /// gateway stops acknowledging, so the broker holds further messages. Default:
     /// 268435456 (256 MiB).
     pub log_max_backlog_bytes: u64,
-    /// Most payload bytes applied in one state transaction. Default: 4194304 (4 MiB).
+    /// Most payload bytes applied in one state transaction (its decoded form is held in
+    /// memory until the commit). Default: 1048576 (1 MiB).
     pub apply_max_bytes: usize,
     /// After the first message of a quiet spell, how long the applier waits for more
     /// before its transaction: fewer, larger transactions at a steady rate (each costs
@@ -107,9 +109,9 @@ impl Default for IngestConfig {
             forward_enabled: false,
             tasmota_utc_offset: "+07:00".to_owned(),
             synchronous: Synchronous::Normal,
-            log_segment_bytes: 64 * 1024 * 1024,
+            log_segment_bytes: 16 * 1024 * 1024,
             log_max_backlog_bytes: 256 * 1024 * 1024,
-            apply_max_bytes: 4 * 1024 * 1024,
+            apply_max_bytes: 1024 * 1024,
             apply_linger_ms: 5,
             busy_timeout_ms: 5000,
         }

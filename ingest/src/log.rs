@@ -42,7 +42,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -50,7 +51,7 @@ use bytes::Bytes;
 /// The log's folder inside the data directory.
 pub const LOG_DIR: &str = "log";
 
-const MAGIC: [u8; 8] = *b"CTLOG\x00\x00\x01";
+const MAGIC: [u8; 8] = *b"CTLOG\x00\x00\x02";
 const SEGMENT_HEADER: u64 = 16;
 const RECORD_HEADER: usize = 8;
 const KIND_MESSAGE: u8 = 1;
@@ -288,43 +289,61 @@ fn parse_body(body: &[u8]) -> std::result::Result<Parsed<'_>, String> {
     }
 }
 
-/// Reads one record at the reader's position into `body`. `Ok(false)`: clean end of file.
-/// `Err(reason)`: a short, oversized or corrupt record.
-fn read_record<R: Read>(
-    r: &mut R,
-    body: &mut Vec<u8>,
-) -> std::result::Result<bool, std::result::Result<String, std::io::Error>> {
+/// What reading a record found.
+enum Read {
+    /// A record is in `body`.
+    Record,
+    /// The end of the written part: the end of the file, or a zeroed header (the unused,
+    /// preallocated rest of a segment).
+    End,
+    /// A short, oversized or corrupt record.
+    Bad(String),
+}
+
+/// Reads one record at the reader's position into `body`.
+fn read_record<R: Read2>(r: &mut R, body: &mut Vec<u8>) -> std::io::Result<Read> {
     let mut head = [0u8; RECORD_HEADER];
-    let mut got = 0;
-    while got < RECORD_HEADER {
-        match r.read(&mut head[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err(Ok("record header cut short".into())),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Err(e)),
-        }
+    let got = read_full(r, &mut head)?;
+    if got == 0 || (got == RECORD_HEADER && head == [0u8; RECORD_HEADER]) {
+        return Ok(Read::End);
+    }
+    if got < RECORD_HEADER {
+        return Ok(Read::Bad("record header cut short".into()));
     }
     let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
     if len == 0 || len > MAX_BODY {
-        return Err(Ok(format!("record length {len} out of bounds")));
+        return Ok(Read::Bad(format!("record length {len} out of bounds")));
     }
     body.clear();
     body.resize(len, 0);
-    let mut got = 0;
-    while got < len {
-        match r.read(&mut body[got..]) {
-            Ok(0) => return Err(Ok(format!("record cut short ({got} of {len} bytes)"))),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Err(e)),
-        }
+    let got = read_full(r, body)?;
+    if got < len {
+        return Ok(Read::Bad(format!(
+            "record cut short ({got} of {len} bytes)"
+        )));
     }
     if crc32fast::hash(body) != crc {
-        return Err(Ok("CRC mismatch".into()));
+        return Ok(Read::Bad("CRC mismatch".into()));
     }
-    Ok(true)
+    Ok(Read::Record)
+}
+
+/// `std::io::Read` under a short name (the enum above takes `Read`).
+use std::io::Read as Read2;
+
+/// Reads until `buf` is full or the end of the file; returns the bytes read.
+fn read_full<R: Read2>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 fn push_record(buf: &mut Vec<u8>, body_len: usize, write_body: impl FnOnce(&mut Vec<u8>)) {
@@ -339,11 +358,27 @@ fn push_record(buf: &mut Vec<u8>, body_len: usize, write_body: impl FnOnce(&mut 
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Writes zeros over `[from, to)` of `file`.
+fn zero_fill(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK];
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(CHUNK as u64) as usize;
+        file.write_all_at(&zeros[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 /// One segment as the writer knows it.
 #[derive(Debug, Clone, Copy)]
 struct Segment {
     base: u64,
+    /// Bytes written (header, records).
     bytes: u64,
+    /// The file's preallocated size.
+    capacity: u64,
 }
 
 /// The appending side of the log: owned by one task (the gateway's log writer).
@@ -367,51 +402,52 @@ pub struct LogWriter {
 
 impl LogWriter {
     /// Opens the log in `dir` (creating it), scanning every segment: rebuilds the
-    /// redelivery index and truncates a torn tail. `applied` is the state's applied
+    /// redelivery index and cuts off a torn tail. `applied` is the state's applied
     /// position: the log must reach back to `applied + 1`, and continues above it.
     pub fn open(dir: &Path, opts: LogOptions, applied: u64) -> Result<(Self, OpenReport)> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut report = OpenReport::default();
-        let mut bases = list_segments(dir)?;
-        let mut segments = Vec::new();
+        let bases = list_segments(dir)?;
+        let mut segments: Vec<Segment> = Vec::new();
         let mut index = HashMap::new();
         let mut next_seq: Option<u64> = None;
         let mut body = Vec::new();
         let last_i = bases.len().checked_sub(1);
-        for (i, &base) in bases.clone().iter().enumerate() {
+        for (i, &base) in bases.iter().enumerate() {
             let path = segment_path(dir, base);
             let is_last = Some(i) == last_i;
-            let file = File::open(&path).map_err(io_err(&path))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_err(&path))?;
             let file_len = file.metadata().map_err(io_err(&path))?.len();
-            let mut r = BufReader::with_capacity(1 << 20, file);
+            let mut r = BufReader::with_capacity(1 << 20, &file);
             let mut offset = 0u64;
             let mut bad: Option<String> = None;
             let mut header = [0u8; SEGMENT_HEADER as usize];
-            match r.read_exact(&mut header) {
-                Ok(()) if header[..8] == MAGIC && header[8..] == base.to_le_bytes() => {
-                    offset = SEGMENT_HEADER;
-                }
-                Ok(()) => bad = Some("bad segment header".into()),
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                    bad = Some("segment header cut short".into())
-                }
-                Err(e) => return Err(io_err(&path)(e)),
+            let got = read_full(&mut r, &mut header).map_err(io_err(&path))?;
+            if got == header.len() && header[..8] == MAGIC && header[8..] == base.to_le_bytes() {
+                offset = SEGMENT_HEADER;
+            } else if got < header.len() || header.iter().all(|b| *b == 0) {
+                bad = Some("segment header missing (a crash while the segment was created)".into());
+            } else {
+                bad = Some("bad segment header".into());
             }
             let mut expect = next_seq.unwrap_or(base);
             if bad.is_none() && expect != base {
                 bad = Some(format!("segment starts at {base}, expected {expect}"));
             }
             while bad.is_none() {
-                match read_record(&mut r, &mut body) {
-                    Ok(false) => break,
-                    Ok(true) => {}
-                    Err(Ok(reason)) => {
+                match read_record(&mut r, &mut body).map_err(io_err(&path))? {
+                    Read::End => break,
+                    Read::Record => {}
+                    Read::Bad(reason) => {
                         bad = Some(reason);
                         break;
                     }
-                    Err(Err(e)) => return Err(io_err(&path)(e)),
                 }
-                let seq = match parse_body(&body) {
+                match parse_body(&body) {
                     Ok(Parsed::Message {
                         seq,
                         pkid,
@@ -419,31 +455,30 @@ impl LogWriter {
                         topic,
                         payload,
                         ..
-                    }) => {
-                        if seq == expect && flags & 3 != 0 {
+                    }) if seq == expect => {
+                        if flags & 3 != 0 {
                             index.insert(pkid, digest(topic, payload));
                         }
-                        report.messages += u64::from(seq == expect);
-                        seq
+                        report.messages += 1;
+                        expect += 1;
                     }
-                    Ok(Parsed::Index { seq, entries }) => {
-                        if seq == expect {
-                            index = decode_index(entries);
-                        }
-                        seq
+                    // The index as of the next message: replaces what was rebuilt so far
+                    // (the same thing when the older segments are still there).
+                    Ok(Parsed::Index { seq, entries }) if seq == expect => {
+                        index = decode_index(entries);
+                    }
+                    Ok(Parsed::Message { seq, .. } | Parsed::Index { seq, .. }) => {
+                        bad = Some(format!("record {seq} where {expect} was expected"));
+                        break;
                     }
                     Err(reason) => {
                         bad = Some(reason);
                         break;
                     }
-                };
-                if seq != expect {
-                    bad = Some(format!("record {seq} where {expect} was expected"));
-                    break;
                 }
-                expect += 1;
                 offset += (RECORD_HEADER + body.len()) as u64;
             }
+            drop(r);
             if let Some(reason) = bad {
                 if !is_last {
                     return Err(LogError::Corrupt {
@@ -452,32 +487,30 @@ impl LogWriter {
                         reason,
                     });
                 }
-                let removed = file_len - offset;
+                let removed = file_len.saturating_sub(offset);
                 tracing::warn!(
                     segment = %path.display(),
                     offset,
-                    bytes_removed = removed,
                     reason = %reason,
-                    "message log: torn tail after a crash, truncated (it was never acknowledged)"
+                    "message log: torn tail after a crash, cut off (it was never acknowledged)"
                 );
                 ::metrics::counter!(crate::metrics::LOG_TORN_TAILS).increment(1);
                 report.truncated = Some((path.clone(), offset, removed, reason));
                 if offset <= SEGMENT_HEADER {
                     std::fs::remove_file(&path).map_err(io_err(&path))?;
                     sync_dir(dir)?;
-                    bases.pop();
                     continue;
                 }
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
+                // The segment is preallocated: zero what follows the last good record, so
+                // that the damaged bytes are never read as records again.
+                zero_fill(&file, offset, file_len)
+                    .and_then(|()| file.sync_all())
                     .map_err(io_err(&path))?;
-                f.set_len(offset).map_err(io_err(&path))?;
-                f.sync_all().map_err(io_err(&path))?;
             }
             segments.push(Segment {
                 base,
                 bytes: offset,
+                capacity: file_len.max(offset),
             });
             next_seq = Some(expect);
         }
@@ -501,44 +534,33 @@ impl LogWriter {
                 std::fs::remove_file(&path).map_err(io_err(&path))?;
             }
         }
-        let appended_bytes = segments.iter().map(|s| s.bytes).sum();
-        let mut w = match segments.last() {
-            // Continue the last segment when it ends where the state expects.
-            Some(s) if next_seq == Some(next) => {
+        let file = match segments.last() {
+            // Continue the last segment.
+            Some(s) => {
                 let path = segment_path(dir, s.base);
-                let file = OpenOptions::new()
-                    .append(true)
+                OpenOptions::new()
+                    .write(true)
                     .open(&path)
-                    .map_err(io_err(&path))?;
-                Self {
-                    dir: dir.to_owned(),
-                    opts,
-                    segments,
-                    file,
-                    buf: Vec::new(),
-                    next_seq: next,
-                    durable_seq: next - 1,
-                    index,
-                    marks: VecDeque::new(),
-                    appended_bytes,
-                }
+                    .map_err(io_err(&path))?
             }
-            _ => {
-                let (file, seg) = create_segment(dir, next, &index)?;
+            None => {
+                let (file, seg) = create_segment(dir, next, &index, opts.segment_bytes, 0)?;
                 segments.push(seg);
-                Self {
-                    dir: dir.to_owned(),
-                    opts,
-                    segments,
-                    file,
-                    buf: Vec::new(),
-                    next_seq: next + 1,
-                    durable_seq: next,
-                    index,
-                    marks: VecDeque::new(),
-                    appended_bytes: appended_bytes + seg.bytes,
-                }
+                file
             }
+        };
+        let appended_bytes = segments.iter().map(|s| s.bytes).sum();
+        let mut w = Self {
+            dir: dir.to_owned(),
+            opts,
+            segments,
+            file,
+            buf: Vec::new(),
+            next_seq: next,
+            durable_seq: next - 1,
+            index,
+            marks: VecDeque::new(),
+            appended_bytes,
         };
         w.marks.push_back((w.durable_seq, w.appended_bytes));
         Ok((w, report))
@@ -578,26 +600,37 @@ impl LogWriter {
         self.buf.len()
     }
 
-    /// Writes what was appended with one `write` and makes it durable with one
-    /// `fdatasync`; starts a new segment when the current one is full. Returns the highest
-    /// durable sequence number. On error nothing appended since the last commit may be
-    /// acknowledged; the caller retries (the buffer is kept).
+    /// Writes what was appended with one `pwrite` into the preallocated segment and makes
+    /// it durable with one `fdatasync`: the file's size does not change, so the sync writes
+    /// data only, without a filesystem journal commit that would wait for every other
+    /// file's dirty data. Starts a new segment first when the buffer does not fit. Returns
+    /// the highest durable sequence number. On error nothing appended since the last commit
+    /// may be acknowledged; the caller retries (the buffer is kept).
     pub fn commit(&mut self) -> Result<u64> {
         if self.buf.is_empty() {
             return Ok(self.durable_seq);
         }
-        let path = segment_path(&self.dir, self.active().base);
-        if let Err(e) = self
-            .file
-            .write_all(&self.buf)
-            .and_then(|()| self.file.sync_data())
-        {
-            // The file may hold part of the buffer: cut it back so that a retry does not
-            // write the records twice.
-            let len = self.active().bytes;
-            let _ = self.file.set_len(len);
-            return Err(io_err(&path)(e));
+        let active = self.active();
+        if active.bytes + self.buf.len() as u64 > active.capacity {
+            // The first buffered record starts the new segment.
+            let base = self.durable_seq + 1;
+            let (file, seg) = create_segment(
+                &self.dir,
+                base,
+                &self.index,
+                self.opts.segment_bytes,
+                self.buf.len() as u64,
+            )?;
+            self.file = file;
+            self.segments.push(seg);
+            self.appended_bytes += seg.bytes;
         }
+        let active = self.active();
+        let path = segment_path(&self.dir, active.base);
+        self.file
+            .write_all_at(&self.buf, active.bytes)
+            .and_then(|()| self.file.sync_data())
+            .map_err(io_err(&path))?;
         let n = self.buf.len() as u64;
         self.buf.clear();
         if let Some(s) = self.segments.last_mut() {
@@ -607,24 +640,15 @@ impl LogWriter {
         self.durable_seq = self.next_seq - 1;
         self.marks
             .push_back((self.durable_seq, self.appended_bytes));
-        if self.active().bytes >= self.opts.segment_bytes {
-            let (file, seg) = create_segment(&self.dir, self.next_seq, &self.index)?;
-            self.file = file;
-            self.segments.push(seg);
-            self.next_seq += 1;
-            self.durable_seq += 1;
-            self.appended_bytes += seg.bytes;
-            self.marks
-                .push_back((self.durable_seq, self.appended_bytes));
-        }
         Ok(self.durable_seq)
     }
 
     fn active(&self) -> Segment {
-        self.segments
-            .last()
-            .copied()
-            .unwrap_or(Segment { base: 0, bytes: 0 })
+        self.segments.last().copied().unwrap_or(Segment {
+            base: 0,
+            bytes: 0,
+            capacity: 0,
+        })
     }
 
     /// The highest durable sequence number.
@@ -641,7 +665,7 @@ impl LogWriter {
             let s = self.segments.remove(0);
             let path = segment_path(&self.dir, s.base);
             std::fs::remove_file(&path).map_err(io_err(&path))?;
-            freed += s.bytes;
+            freed += s.capacity;
             removed = true;
         }
         if removed {
@@ -665,9 +689,9 @@ impl LogWriter {
         self.appended_bytes.saturating_sub(at)
     }
 
-    /// Bytes of the segments on disk.
+    /// Bytes of the segment files on disk (preallocated).
     pub fn disk_bytes(&self) -> u64 {
-        self.segments.iter().map(|s| s.bytes).sum()
+        self.segments.iter().map(|s| s.capacity).sum()
     }
 }
 
@@ -683,9 +707,17 @@ fn decode_index(entries: &[u8]) -> HashMap<u16, u64> {
         .collect()
 }
 
-/// Creates segment `base` holding the header and the index record (sequence `base`), synced
-/// with its folder.
-fn create_segment(dir: &Path, base: u64, index: &HashMap<u16, u64>) -> Result<(File, Segment)> {
+/// Creates segment `base`: the header and the index record (as of message `base`), then
+/// zeros up to `segment_bytes` (or more, to hold `room` bytes of records), synced with its
+/// folder. The zeros are written, not just allocated: writing into allocated-but-unwritten
+/// extents would change metadata at every commit again.
+fn create_segment(
+    dir: &Path,
+    base: u64,
+    index: &HashMap<u16, u64>,
+    segment_bytes: u64,
+    room: u64,
+) -> Result<(File, Segment)> {
     let path = segment_path(dir, base);
     let mut buf = Vec::with_capacity(SEGMENT_HEADER as usize + 32 + index.len() * 10);
     buf.extend_from_slice(&MAGIC);
@@ -702,25 +734,26 @@ fn create_segment(dir: &Path, base: u64, index: &HashMap<u16, u64>) -> Result<(F
             b.extend_from_slice(&d.to_le_bytes());
         }
     });
-    let mut file = OpenOptions::new()
+    let used = buf.len() as u64;
+    let capacity = segment_bytes.max(used + room);
+    let file = OpenOptions::new()
         .create(true)
         .truncate(true)
+        .read(true)
         .write(true)
         .open(&path)
         .map_err(io_err(&path))?;
-    file.write_all(&buf)
+    file.write_all_at(&buf, 0)
+        .and_then(|()| zero_fill(&file, used, capacity))
         .and_then(|()| file.sync_all())
         .map_err(io_err(&path))?;
     sync_dir(dir)?;
-    let file = OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .map_err(io_err(&path))?;
     Ok((
         file,
         Segment {
             base,
-            bytes: buf.len() as u64,
+            bytes: used,
+            capacity,
         },
     ))
 }
@@ -731,56 +764,69 @@ pub struct LogReader {
     dir: PathBuf,
     /// The next sequence number to read.
     next_seq: u64,
-    file: Option<BufReader<File>>,
+    /// The segment being read: its base, reader, and the offset of the next record.
+    file: Option<(u64, BufReader<File>, u64)>,
     body: Vec<u8>,
 }
 
 impl LogReader {
     /// A cursor that reads from `from` on (the first sequence number not applied yet).
     pub fn open(dir: &Path, from: u64) -> Result<Self> {
-        let mut r = Self {
+        Ok(Self {
             dir: dir.to_owned(),
             next_seq: from,
             file: None,
             body: Vec::new(),
-        };
-        let bases = list_segments(dir)?;
-        // The segment holding `from`: the last one starting at or before it.
-        if let Some(&base) = bases.iter().rev().find(|b| **b <= from) {
-            r.open_segment(base)?;
-            // Skip what is already applied.
-            let mut seq = base;
-            while seq < from {
-                let path = segment_path(dir, base);
-                let Some(f) = r.file.as_mut() else { break };
-                match read_record(f, &mut r.body) {
-                    Ok(true) => seq += 1,
-                    Ok(false) => break,
-                    Err(Ok(reason)) => {
-                        return Err(LogError::Corrupt {
-                            path,
-                            offset: 0,
-                            reason,
-                        });
-                    }
-                    Err(Err(e)) => return Err(io_err(&path)(e)),
-                }
-            }
-            if seq < from {
-                // `from` is beyond this segment's end: it starts the next one (or is not
-                // written yet).
-                r.file = None;
-            }
-        }
-        Ok(r)
+        })
     }
 
-    fn open_segment(&mut self, base: u64) -> Result<()> {
+    /// Opens the segment holding `seq` (the last one starting at or before it) and skips
+    /// the records before `seq`.
+    fn open_at(&mut self, seq: u64) -> Result<()> {
+        let bases = list_segments(&self.dir)?;
+        let Some(&base) = bases.iter().rev().find(|b| **b <= seq) else {
+            return Err(LogError::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                reason: format!("no segment holds message {seq}"),
+            });
+        };
         let path = segment_path(&self.dir, base);
         let mut f = BufReader::with_capacity(1 << 20, File::open(&path).map_err(io_err(&path))?);
         let mut header = [0u8; SEGMENT_HEADER as usize];
         f.read_exact(&mut header).map_err(io_err(&path))?;
-        self.file = Some(f);
+        let mut pos = SEGMENT_HEADER;
+        loop {
+            match read_record(&mut f, &mut self.body).map_err(io_err(&path))? {
+                Read::Record => {}
+                Read::End => break,
+                Read::Bad(reason) => {
+                    return Err(LogError::Corrupt {
+                        path,
+                        offset: pos,
+                        reason,
+                    });
+                }
+            }
+            let at = match parse_body(&self.body) {
+                Ok(Parsed::Message { seq: s, .. }) => Some(s),
+                Ok(Parsed::Index { .. }) => None,
+                Err(reason) => {
+                    return Err(LogError::Corrupt {
+                        path,
+                        offset: pos,
+                        reason,
+                    });
+                }
+            };
+            if at.is_some_and(|s| s >= seq) {
+                break;
+            }
+            pos += (RECORD_HEADER + self.body.len()) as u64;
+        }
+        // Position before the record found (or at the end of what is written).
+        f.seek(SeekFrom::Start(pos)).map_err(io_err(&path))?;
+        self.file = Some((base, f, pos));
         Ok(())
     }
 
@@ -794,28 +840,51 @@ impl LogReader {
     /// passed over. Afterwards [`LogReader::next_seq`] is one above the last record read.
     pub fn read(&mut self, upto: u64, max_bytes: usize, out: &mut Vec<Entry>) -> Result<()> {
         let mut bytes = 0usize;
+        // Set after an end was seen once at this position: read the file again (the
+        // reader's buffer may hold zeros read before the writer wrote there), then move on
+        // to the next segment.
+        let mut retried = false;
         while self.next_seq <= upto && (bytes < max_bytes || bytes == 0) {
             if self.file.is_none() {
-                self.open_segment(self.next_seq)?;
+                self.open_at(self.next_seq)?;
             }
-            let path = || segment_path(&self.dir, self.next_seq);
-            let Some(f) = self.file.as_mut() else { break };
-            match read_record(f, &mut self.body) {
-                Ok(true) => {}
-                Ok(false) => {
-                    // End of this segment: the next record starts the next one.
-                    self.file = None;
+            let Some((base, f, pos)) = self.file.as_mut() else {
+                break;
+            };
+            let base = *base;
+            let path = segment_path(&self.dir, base);
+            match read_record(f, &mut self.body).map_err(io_err(&path))? {
+                Read::Record => retried = false,
+                Read::End if !retried => {
+                    retried = true;
+                    f.seek(SeekFrom::Start(*pos)).map_err(io_err(&path))?;
                     continue;
                 }
-                Err(Ok(reason)) => {
+                Read::End => {
+                    // The record is in a later segment.
+                    retried = false;
+                    self.file = None;
+                    let next = list_segments(&self.dir)?
+                        .into_iter()
+                        .find(|b| *b > base && *b <= self.next_seq);
+                    if next.is_none() {
+                        return Err(LogError::Corrupt {
+                            path,
+                            offset: 0,
+                            reason: format!("message {} is missing", self.next_seq),
+                        });
+                    }
+                    continue;
+                }
+                Read::Bad(reason) => {
                     return Err(LogError::Corrupt {
-                        path: path(),
-                        offset: 0,
+                        path,
+                        offset: *pos,
                         reason,
                     });
                 }
-                Err(Err(e)) => return Err(io_err(&path())(e)),
             }
+            *pos += (RECORD_HEADER + self.body.len()) as u64;
             match parse_body(&self.body) {
                 Ok(Parsed::Message {
                     seq,
@@ -836,24 +905,24 @@ impl LogReader {
                         topic: String::from_utf8_lossy(topic).into_owned(),
                         payload: Bytes::copy_from_slice(payload),
                     });
+                    self.next_seq += 1;
                 }
                 Ok(Parsed::Index { seq, .. }) if seq == self.next_seq => {}
-                Ok(_) => {
+                Ok(Parsed::Message { seq, .. } | Parsed::Index { seq, .. }) => {
                     return Err(LogError::Corrupt {
-                        path: path(),
-                        offset: 0,
-                        reason: format!("record out of order where {} was expected", self.next_seq),
+                        path,
+                        offset: *pos,
+                        reason: format!("record {seq} where {} was expected", self.next_seq),
                     });
                 }
                 Err(reason) => {
                     return Err(LogError::Corrupt {
-                        path: path(),
-                        offset: 0,
+                        path,
+                        offset: *pos,
                         reason,
                     });
                 }
             }
-            self.next_seq += 1;
         }
         Ok(())
     }
@@ -862,6 +931,10 @@ impl LogReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const SMALL: LogOptions = LogOptions {
+        segment_bytes: 4096,
+    };
 
     fn arrival<'a>(pkid: u16, dup: bool, topic: &'a str, payload: &'a [u8]) -> Arrival<'a> {
         Arrival {
@@ -887,57 +960,61 @@ mod tests {
     #[test]
     fn appends_commits_and_reads_back_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        let (mut w, rep) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
         assert_eq!(rep.segments, 0);
-        // Sequence 1 is the first segment's index record.
-        assert_eq!(w.durable_seq(), 1);
-        assert_eq!(
-            w.append(&arrival(1, false, "a/b", b"x")),
-            Appended::Logged(2)
-        );
-        assert_eq!(
-            w.append(&arrival(2, false, "a/c", b"yy")),
-            Appended::Logged(3)
-        );
-        assert_eq!(w.commit().unwrap(), 3);
-        let got = read_all(dir.path(), 1, 3);
+        assert_eq!(w.durable_seq(), 0);
+        let first = w.append(&arrival(1, false, "a/b", b"x"));
+        assert_eq!(first, Appended::Logged(1));
+        let second = w.append(&arrival(2, false, "a/c", b"yy"));
+        assert_eq!(second, Appended::Logged(2));
+        assert_eq!(w.commit().unwrap(), 2);
+        // Preallocated: the file is at its full size from the start.
+        assert_eq!(w.disk_bytes(), SMALL.segment_bytes);
+        let got = read_all(dir.path(), 1, 2);
         assert_eq!(got.len(), 2);
-        assert_eq!((got[0].seq, got[0].topic.as_str()), (2, "a/b"));
+        assert_eq!((got[0].seq, got[0].topic.as_str()), (1, "a/b"));
         assert_eq!((got[1].pkid, &got[1].payload[..]), (2, &b"yy"[..]));
         assert_eq!(got[1].received_ns, 1_002);
         assert!(!got[1].dup && !got[1].retain && got[1].qos == 1);
     }
 
     #[test]
+    fn a_reader_sees_what_is_committed_after_it_reached_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
+        w.append(&arrival(1, false, "t", b"1"));
+        w.commit().unwrap();
+        let mut r = LogReader::open(dir.path(), 1).unwrap();
+        let mut out = Vec::new();
+        r.read(1, 1 << 20, &mut out).unwrap();
+        // The reader's buffer now holds the zeros after record 1; record 2 is written
+        // over them afterwards and must still be read.
+        w.append(&arrival(2, false, "t", b"2"));
+        w.commit().unwrap();
+        r.read(2, 1 << 20, &mut out).unwrap();
+        let ids: Vec<u16> = out.iter().map(|e| e.pkid).collect();
+        assert_eq!(ids, vec![1, 2]);
+    }
+
+    #[test]
     fn redelivery_rule_follows_mqtt_section_4_4() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
-        assert!(matches!(
-            w.append(&arrival(7, false, "t", b"1")),
-            Appended::Logged(_)
-        ));
+        let (mut w, _) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
+        let logged = |a: Appended| matches!(a, Appended::Logged(_));
+        assert!(logged(w.append(&arrival(7, false, "t", b"1"))));
         // The broker resends it (DUP=1, same id, same content): already logged.
         assert_eq!(w.append(&arrival(7, true, "t", b"1")), Appended::Redelivery);
         // The same content again as a first delivery under the reused id: a new message.
-        assert!(matches!(
-            w.append(&arrival(7, false, "t", b"1")),
-            Appended::Logged(_)
-        ));
+        assert!(logged(w.append(&arrival(7, false, "t", b"1"))));
         // DUP=1 with other content: not the logged one, so new.
-        assert!(matches!(
-            w.append(&arrival(7, true, "t", b"2")),
-            Appended::Logged(_)
-        ));
+        assert!(logged(w.append(&arrival(7, true, "t", b"2"))));
         w.commit().unwrap();
         drop(w);
         // The index survives a restart.
-        let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        let (mut w, rep) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
         assert_eq!(rep.messages, 3);
         assert_eq!(w.append(&arrival(7, true, "t", b"2")), Appended::Redelivery);
-        assert!(matches!(
-            w.append(&arrival(7, true, "t", b"1")),
-            Appended::Logged(_)
-        ));
+        assert!(logged(w.append(&arrival(7, true, "t", b"1"))));
     }
 
     #[test]
@@ -978,6 +1055,7 @@ mod tests {
             w.append(&arrival(i + 1, false, "s", &i.to_le_bytes()));
             w.commit().unwrap();
         }
+        assert!(list_segments(dir.path()).unwrap().len() > 5);
         let got = read_all(dir.path(), 1, w.durable_seq());
         let ids: Vec<u16> = got.iter().map(|e| e.pkid).collect();
         assert_eq!(ids, (1..=30).collect::<Vec<_>>());
@@ -993,41 +1071,45 @@ mod tests {
     }
 
     #[test]
-    fn torn_tail_is_truncated_and_the_rest_kept() {
+    fn torn_tail_is_cut_off_and_the_rest_kept() {
         for damage in ["cut", "flip"] {
             let dir = tempfile::tempdir().unwrap();
-            let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+            let (mut w, _) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
             for pkid in 1..=5 {
                 w.append(&arrival(pkid, false, "t", b"payload"));
             }
             w.commit().unwrap();
+            let end = w.active().bytes as usize;
             drop(w);
             let path = last_segment(dir.path());
             let mut bytes = std::fs::read(&path).unwrap();
-            let len = bytes.len();
             match damage {
-                "cut" => bytes.truncate(len - 3),
-                _ => bytes[len - 2] ^= 0x40,
+                // The last bytes never reached the disk: zeros where they should be.
+                "cut" => bytes[end - 3..end].fill(0),
+                _ => bytes[end - 2] ^= 0x40,
             }
             std::fs::write(&path, &bytes).unwrap();
-            let (mut w, rep) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
-            let (_, _, removed, why) = rep.truncated.clone().expect("truncated");
-            assert!(removed > 0, "{damage}: {why}");
-            assert_eq!(rep.messages, 4, "{damage}");
+            let (mut w, rep) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
+            let (_, _, _, why) = rep.truncated.clone().expect("cut off");
+            assert_eq!(rep.messages, 4, "{damage}: {why}");
+            // The damaged bytes were zeroed: a second open finds a clean end.
+            let (_, again) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
+            assert!(again.truncated.is_none(), "{damage}");
             // The log continues where the good part ends.
             assert_eq!(
                 w.append(&arrival(9, false, "t", b"new")),
-                Appended::Logged(6)
+                Appended::Logged(5)
             );
             w.commit().unwrap();
-            let got = read_all(dir.path(), 1, 6);
+            let got = read_all(dir.path(), 1, 5);
             let ids: Vec<u16> = got.iter().map(|e| e.pkid).collect();
             assert_eq!(ids, vec![1, 2, 3, 4, 9], "{damage}");
         }
     }
 
-    /// A log of ten 50-byte messages in segments of 100 bytes; returns its first segment.
-    fn ten_small_segments() -> (tempfile::TempDir, LogOptions, PathBuf) {
+    /// A log of ten 50-byte messages in segments of 100 bytes; returns its first segment
+    /// and where that segment's records end.
+    fn ten_small_segments() -> (tempfile::TempDir, LogOptions, PathBuf, usize) {
         let dir = tempfile::tempdir().unwrap();
         let opts = LogOptions { segment_bytes: 100 };
         let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
@@ -1035,17 +1117,17 @@ mod tests {
             w.append(&arrival(i + 1, false, "s", &[0; 50]));
             w.commit().unwrap();
         }
+        let end = w.segments[0].bytes as usize;
         drop(w);
         let first = segment_path(dir.path(), list_segments(dir.path()).unwrap()[0]);
-        (dir, opts, first)
+        (dir, opts, first, end)
     }
 
     #[test]
     fn damage_before_the_last_segment_refuses_to_open() {
-        let (dir, opts, first) = ten_small_segments();
+        let (dir, opts, first, end) = ten_small_segments();
         let mut bytes = std::fs::read(&first).unwrap();
-        let n = bytes.len();
-        bytes[n - 5] ^= 1;
+        bytes[end - 5] ^= 1;
         std::fs::write(&first, &bytes).unwrap();
         let e = LogWriter::open(dir.path(), opts, 0).unwrap_err();
         assert!(matches!(e, LogError::Corrupt { .. }), "{e}");
@@ -1054,20 +1136,24 @@ mod tests {
 
     #[test]
     fn a_log_that_does_not_reach_the_applied_position_is_refused() {
-        let (dir, opts, first) = ten_small_segments();
+        let (dir, opts, first, _) = ten_small_segments();
         std::fs::remove_file(first).unwrap();
         let e = LogWriter::open(dir.path(), opts, 0).unwrap_err();
         assert!(matches!(e, LogError::Gap { .. }), "{e}");
         // An empty folder starts above the applied position.
         let empty = tempfile::tempdir().unwrap();
-        let (w, _) = LogWriter::open(empty.path(), opts, 41).unwrap();
-        assert_eq!(w.durable_seq(), 42);
+        let (mut w, _) = LogWriter::open(empty.path(), opts, 41).unwrap();
+        assert_eq!(w.durable_seq(), 41);
+        assert_eq!(
+            w.append(&arrival(1, false, "s", b"x")),
+            Appended::Logged(42)
+        );
     }
 
     #[test]
     fn backlog_follows_the_applied_position() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut w, _) = LogWriter::open(dir.path(), LogOptions::default(), 0).unwrap();
+        let (mut w, _) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
         let start = w.durable_seq();
         assert_eq!(w.backlog_bytes(start), 0);
         w.append(&arrival(1, false, "t", &[0; 100]));

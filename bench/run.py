@@ -464,6 +464,10 @@ def run_one(scenario, peer, capture):
                    if peer.startswith("gateway") else [None, None])
         log_commit = (gateway_histogram_quantiles(info["http"], "log_commit_seconds")
                       if peer.startswith("gateway") else [None, None])
+        applied = (gateway_histogram_quantiles(info["http"], "ingest_receive_to_applied_seconds")
+                   if peer.startswith("gateway") else [None, None])
+        outbox_wait = (gateway_histogram_quantiles(info["http"], "forward_outbox_to_stored_seconds")
+                       if peer.startswith("gateway") else [None, None])
         stop(peer_proc)
         stop(probe)
         stop(proxy, grace=300)
@@ -497,6 +501,10 @@ def run_one(scenario, peer, capture):
             "durable_p99_ms": durable[1],
             "log_commit_p50_ms": log_commit[0],
             "log_commit_p99_ms": log_commit[1],
+            "receive_to_applied_p50_ms": applied[0],
+            "receive_to_applied_p99_ms": applied[1],
+            "outbox_to_stored_p50_ms": outbox_wait[0],
+            "outbox_to_stored_p99_ms": outbox_wait[1],
             "batch_size_histogram": batches,
         }
         log(f"{scenario}/{peer}: {json.dumps({k: v for k, v in result.items() if k != 'batch_size_histogram'})}")

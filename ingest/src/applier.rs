@@ -220,12 +220,25 @@ pub fn run(
             }
         }
         entries.clear();
-        if let Err(e) = reader.read(durable, opts.max_bytes, &mut entries) {
-            // A damaged record that was durable: nothing after it can be applied. Stop
-            // applying (acks stop once the backlog bound is reached) and say why.
-            tracing::error!(error = %e, "cannot read the message log; applying stopped");
-            (hooks.on_result)(Err(&IngestError::Config(e.to_string())));
-            return;
+        let read = reader.read(durable, opts.max_bytes, &mut entries);
+        if read.is_err() && !entries.is_empty() {
+            // Apply what was read before the failure; the next round meets it again.
+            reader.reset();
+        } else if let Err(e) = read {
+            // A record that was durable cannot be read (an I/O error, damage): nothing
+            // after it can be applied. Retry with backoff (acks stop once the backlog bound
+            // is reached) and say why; `/health` shows the state failing.
+            if retry == Duration::from_millis(50) {
+                tracing::error!(error = %e, "cannot read the message log; retrying");
+            }
+            (hooks.on_result)(Err(&IngestError::Log(e)));
+            if progress.stopping() {
+                return;
+            }
+            reader.reset();
+            std::thread::sleep(retry);
+            retry = (retry * 2).min(Duration::from_secs(5));
+            continue;
         }
         batch.clear();
         batch.extend(entries.drain(..).map(|e| Inbound {

@@ -47,6 +47,9 @@ pub enum IngestError {
     /// The store sink could not be set up (bad URL, TLS backend, ...).
     #[error("store sink: {0}")]
     Sink(String),
+    /// The message log could not be read or written.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
     /// A flush did not empty the outbox before its deadline.
     #[error("outbox not drained before the deadline: {entries} entries left")]
     FlushTimeout {

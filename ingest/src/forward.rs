@@ -241,6 +241,7 @@ impl Forwarder {
             readings += e.readings;
         }
         let ids: Vec<i64> = entries.iter().map(|e| e.id).collect();
+        let created: Vec<i64> = entries.iter().map(|e| e.created_ns).collect();
         drop(entries);
         let mut out = DrainOutcome {
             entries: ids.len(),
@@ -262,6 +263,11 @@ impl Forwarder {
         }
         self.failures = 0;
         ::metrics::counter!(m::FORWARD_READINGS).increment(out.readings);
+        let now = crate::message::now_ns();
+        let waited = ::metrics::histogram!(m::OUTBOX_TO_STORED);
+        for c in created {
+            waited.record((now - c).max(0) as f64 / 1e9);
+        }
         if let Ok(d) = crate::outbox::depth(&self.conn) {
             ::metrics::gauge!(m::OUTBOX_DEPTH).set(d.entries as f64);
             ::metrics::gauge!(m::OUTBOX_BYTES).set(d.bytes as f64);

@@ -835,14 +835,20 @@ impl LogReader {
         self.next_seq
     }
 
+    /// Forgets the open segment: the next read finds `next_seq` again from the files.
+    pub fn reset(&mut self) {
+        self.file = None;
+    }
+
     /// Reads durable messages with sequence numbers up to `upto` (inclusive), about
     /// `max_bytes` of payload at most (at least one record), into `out`. Index records are
     /// passed over. Afterwards [`LogReader::next_seq`] is one above the last record read.
     pub fn read(&mut self, upto: u64, max_bytes: usize, out: &mut Vec<Entry>) -> Result<()> {
         let mut bytes = 0usize;
-        // Set after an end was seen once at this position: read the file again (the
-        // reader's buffer may hold zeros read before the writer wrote there), then move on
-        // to the next segment.
+        // Set after an end or a bad record was seen once at this position: the reader's
+        // buffer may hold zeros, or part of a record, read ahead before the writer wrote
+        // there; the file is read again before moving to the next segment (an end) or
+        // calling it damage (a bad record).
         let mut retried = false;
         while self.next_seq <= upto && (bytes < max_bytes || bytes == 0) {
             if self.file.is_none() {
@@ -874,6 +880,13 @@ impl LogReader {
                             reason: format!("message {} is missing", self.next_seq),
                         });
                     }
+                    continue;
+                }
+                // The buffer may hold part of a record that was being written when it was
+                // read ahead: read the file again once before calling it damage.
+                Read::Bad(_) if !retried => {
+                    retried = true;
+                    f.seek(SeekFrom::Start(*pos)).map_err(io_err(&path))?;
                     continue;
                 }
                 Read::Bad(reason) => {
@@ -990,6 +1003,27 @@ mod tests {
         // The reader's buffer now holds the zeros after record 1; record 2 is written
         // over them afterwards and must still be read.
         w.append(&arrival(2, false, "t", b"2"));
+        w.commit().unwrap();
+        r.read(2, 1 << 20, &mut out).unwrap();
+        let ids: Vec<u16> = out.iter().map(|e| e.pkid).collect();
+        assert_eq!(ids, vec![1, 2]);
+    }
+
+    #[test]
+    fn a_reader_rereads_a_record_it_saw_half_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = LogWriter::open(dir.path(), SMALL, 0).unwrap();
+        w.append(&arrival(1, false, "t", b"1"));
+        w.commit().unwrap();
+        // Half of record 2 is on disk (as a concurrent read could see it mid-write).
+        w.append(&arrival(2, false, "t", b"second"));
+        let active = w.active();
+        let half = &w.buf[..w.buf.len() / 2];
+        w.file.write_all_at(half, active.bytes).unwrap();
+        let mut r = LogReader::open(dir.path(), 1).unwrap();
+        let mut out = Vec::new();
+        r.read(1, 1 << 20, &mut out).unwrap();
+        // Now the whole record is committed; the reader's buffer still holds half of it.
         w.commit().unwrap();
         r.read(2, 1 << 20, &mut out).unwrap();
         let ids: Vec<u16> = out.iter().map(|e| e.pkid).collect();

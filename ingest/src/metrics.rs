@@ -13,6 +13,10 @@ pub const DUPLICATES: &str = "ingest_duplicates_total";
 pub const COMMIT_SECONDS: &str = "ingest_commit_seconds";
 /// Seconds from a reading's device time to its commit.
 pub const END_TO_END_SECONDS: &str = "ingest_end_to_end_seconds";
+/// Seconds from a message's receipt to its state transaction (hot tier, outbox).
+pub const RECEIVE_TO_APPLIED: &str = "ingest_receive_to_applied_seconds";
+/// Seconds an outbox entry waited between its transaction and the store's acceptance.
+pub const OUTBOX_TO_STORED: &str = "forward_outbox_to_stored_seconds";
 /// Entries waiting in the outbox.
 pub const OUTBOX_DEPTH: &str = "outbox_depth_entries";
 /// Bytes waiting in the outbox.
@@ -62,6 +66,16 @@ pub fn describe() {
     describe_counter!(DUPLICATES, "Readings already stored (redeliveries)");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Batch transaction time");
     describe_histogram!(END_TO_END_SECONDS, Unit::Seconds, "Device time to commit");
+    describe_histogram!(
+        RECEIVE_TO_APPLIED,
+        Unit::Seconds,
+        "Receipt of a message to its state transaction"
+    );
+    describe_histogram!(
+        OUTBOX_TO_STORED,
+        Unit::Seconds,
+        "Outbox entry committed to accepted by the store"
+    );
     describe_gauge!(OUTBOX_DEPTH, "Entries waiting in the outbox");
     describe_gauge!(OUTBOX_BYTES, Unit::Bytes, "Bytes waiting in the outbox");
     describe_counter!(FORWARD_READINGS, "Readings the store accepted");

@@ -102,12 +102,14 @@ pub struct Entry {
     pub readings: u64,
     /// Line protocol.
     pub body: Vec<u8>,
+    /// When its transaction committed, ns since the epoch.
+    pub created_ns: i64,
 }
 
 /// The oldest entries, up to about `max_bytes` of line protocol (at least one).
 pub fn oldest(conn: &Connection, max_bytes: usize) -> Result<Vec<Entry>> {
     let mut s = conn
-        .prepare_cached("SELECT id, readings, body FROM outbox ORDER BY id LIMIT 256")
+        .prepare_cached("SELECT id, readings, body, created_ns FROM outbox ORDER BY id LIMIT 256")
         .map_err(IngestError::sql("read outbox"))?;
     let mut rows = s.query([]).map_err(IngestError::sql("read outbox"))?;
     let mut out = Vec::new();
@@ -120,10 +122,12 @@ pub fn oldest(conn: &Connection, max_bytes: usize) -> Result<Vec<Entry>> {
         bytes += body.len();
         let id: i64 = r.get(0).map_err(IngestError::sql("read outbox"))?;
         let n: i64 = r.get(1).map_err(IngestError::sql("read outbox"))?;
+        let created_ns: i64 = r.get(3).map_err(IngestError::sql("read outbox"))?;
         out.push(Entry {
             id,
             readings: n.max(0) as u64,
             body,
+            created_ns,
         });
     }
     Ok(out)

@@ -642,6 +642,12 @@ impl Pipeline {
         }
         let now_ns = crate::message::now_ns();
         ::metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
+        if position.is_some() {
+            let applied = ::metrics::histogram!(m::RECEIVE_TO_APPLIED);
+            for msg in batch {
+                applied.record((now_ns - msg.received_at_ns).max(0) as f64 / 1e9);
+            }
+        }
         for ts in latest_ts {
             ::metrics::histogram!(m::END_TO_END_SECONDS).record((now_ns - ts) as f64 / 1e9);
         }

@@ -85,9 +85,10 @@ pub struct IngestConfig {
     /// Most payload bytes applied in one state transaction (its decoded form is held in
     /// memory until the commit). Default: 1048576 (1 MiB).
     pub apply_max_bytes: usize,
-    /// After the first message of a quiet spell, how long the applier waits for more
-    /// before its transaction: fewer, larger transactions at a steady rate (each costs
-    /// tens of microseconds however small). Default: 5 ms.
+    /// After new messages become durable, how long the applier waits for more before its
+    /// transaction: fewer, larger transactions at a steady rate (each costs tens of
+    /// microseconds however small). The log's group commit already gathers what arrives
+    /// together, and a transaction in progress gathers the next batch. Default: 1 ms.
     pub apply_linger_ms: u64,
     /// How long a write waits for a lock held by another connection (the forwarder, the
     /// CLI) before failing. Default: 5000 ms.
@@ -112,7 +113,7 @@ impl Default for IngestConfig {
             log_segment_bytes: 16 * 1024 * 1024,
             log_max_backlog_bytes: 256 * 1024 * 1024,
             apply_max_bytes: 1024 * 1024,
-            apply_linger_ms: 5,
+            apply_linger_ms: 1,
             busy_timeout_ms: 5000,
         }
     }

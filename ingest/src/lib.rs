@@ -18,6 +18,7 @@ pub mod decode;
 pub mod devices;
 pub mod error;
 pub mod forward;
+pub mod hot;
 pub mod lineproto;
 pub mod log;
 pub mod message;

@@ -14,11 +14,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 use schemas::topic::{Channel, Topic, TopicError};
 
 use crate::config::{IngestConfig, OutboxPolicy};
-use crate::decode::{self, Context, Decoded, Reading};
+use crate::decode::{self, Context, Decoded};
 use crate::devices::{DeviceRow, Sighting, device_row, write_device};
 pub use crate::devices::{SeqEvent, seq_event};
 use crate::error::{IngestError, Result};
@@ -371,9 +371,7 @@ impl Pipeline {
         }
         let cache = &mut self.device_cache;
         {
-            let mut insert = tx
-                .prepare_cached("INSERT OR IGNORE INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)")
-                .map_err(IngestError::sql("prepare reading insert"))?;
+            let mut insert = crate::hot::Inserter::new(&tx)?;
             for (msg, outcome) in batch.iter().zip(&outcomes) {
                 match outcome {
                     Outcome::Dead(rej) => {
@@ -462,25 +460,15 @@ impl Pipeline {
                             let mut fresh = false;
                             // One lookup per message, not per reading.
                             let device_series = known_series.get(g.device.as_str());
-                            // Bindings persist across executions: the device is bound once per
-                            // message, each reading binds only its own four values.
-                            insert
-                                .raw_bind_parameter(2, g.device.as_str())
-                                .map_err(IngestError::sql("bind reading device"))?;
+                            insert.device(&g.device)?;
                             for r in &g.readings {
                                 let name = r.metric.name();
                                 // Older than the hot window (a backfill, an old recording):
                                 // to the store only. Redeliveries of it are caught by the log.
                                 let cold =
                                     r.ts_ns < msg.received_at_ns.saturating_sub(hot_retention_ns);
-                                let n = if cold {
-                                    1
-                                } else {
-                                    bind_reading(&mut insert, r)
-                                        .and_then(|()| insert.raw_execute())
-                                        .map_err(IngestError::sql("insert reading"))?
-                                };
-                                if n == 0 {
+                                let new = cold || insert.insert(r)?;
+                                if !new {
                                     out.duplicates += 1;
                                     row.duplicate_readings += 1;
                                     continue;
@@ -565,20 +553,7 @@ impl Pipeline {
         for (device, row) in &devices {
             write_device(&tx, device, row)?;
         }
-        if !series_span.is_empty() {
-            let mut s = tx
-                .prepare_cached(
-                    "INSERT INTO series(device, metric, first_ns, last_ns) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(device, metric) DO UPDATE SET
-                        first_ns = min(first_ns, excluded.first_ns),
-                        last_ns = max(last_ns, excluded.last_ns)",
-                )
-                .map_err(IngestError::sql("prepare series upsert"))?;
-            for ((d, mm), (first, last)) in &series_span {
-                s.execute(params![d, mm, first, last])
-                    .map_err(IngestError::sql("upsert series"))?;
-            }
-        }
+        crate::hot::extend_series(&tx, &series_span)?;
         let delete_dead_letters = replay.as_ref().map_or(&[][..], |r| r.delete_dead_letters);
         if let Some(r) = &replay
             && r.requeue_readings > 0
@@ -711,14 +686,6 @@ impl Pipeline {
 fn outbox_depth_tuple(conn: &Connection) -> Result<(u64, u64, u64)> {
     let d = outbox::depth(conn)?;
     Ok((d.entries, d.bytes, d.readings))
-}
-
-/// Binds a reading's own values (not the device, `?2`) to the reading insert.
-fn bind_reading(insert: &mut rusqlite::Statement<'_>, r: &Reading) -> rusqlite::Result<()> {
-    insert.raw_bind_parameter(1, store::bucket(r.ts_ns))?;
-    insert.raw_bind_parameter(3, r.metric.name())?;
-    insert.raw_bind_parameter(4, r.ts_ns)?;
-    insert.raw_bind_parameter(5, r.value)
 }
 
 fn insert_dead_letter(

@@ -206,6 +206,10 @@ pub struct StoreConfig {
     pub token: Option<Secret>,
     /// Per-request timeout in seconds. Default: 10.
     pub timeout_s: u64,
+    /// After new readings reach the outbox, wait this long for more before the
+    /// write, in milliseconds: fewer, larger requests. Adds at most this to the
+    /// time to the store. Default: 10.
+    pub linger_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -216,6 +220,7 @@ impl Default for StoreConfig {
             bucket: "telemetry".into(),
             token: None,
             timeout_s: 10,
+            linger_ms: 10,
         }
     }
 }
@@ -499,6 +504,13 @@ impl Config {
                 "batch.linger_us",
                 None,
                 "must be at most 1000000 (1 s): it delays every acknowledgement",
+            ));
+        }
+        if self.store.linger_ms > 10_000 {
+            return Err(invalid(
+                "store.linger_ms",
+                None,
+                "must be at most 10000 (10 s): it delays every write to the store",
             ));
         }
         if self.batch.max_bytes == 0 {

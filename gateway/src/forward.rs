@@ -19,6 +19,7 @@ pub fn sink_config(cfg: &Config) -> ingest::SinkConfig {
     sink.bucket.clone_from(&s.bucket);
     sink.token = s.token.as_ref().map(|t| t.expose().to_owned());
     sink.timeout = Duration::from_secs(s.timeout_s);
+    sink.linger = Duration::from_millis(s.linger_ms);
     sink
 }
 

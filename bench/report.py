@@ -68,7 +68,7 @@ for scenario, title in (
             for le, count in h:
                 cells.append(f"≤{le}: {count - prev:,.0f}")
                 prev = count
-            lines += [f"Gateway batch sizes (messages per commit, from `/metrics` `batch_size`), {scenario}: "
+            lines += [f"Batch sizes of {NAMES[r['peer']]} (messages per state transaction, from `/metrics` `batch_size`), {scenario}: "
                       + ", ".join(cells), ""]
 lines += [
     "Definitions: *publish / drain time* = how long the replay took to publish everything "

@@ -90,13 +90,12 @@ fn describe() {
         "mqtt_stale_acks_skipped_total",
         "Acks not sent because the message arrived on an earlier connection (the broker redelivers it)"
     );
-    metrics::describe_counter!(
-        "mqtt_shed_total",
-        "Publishes left unacked because the in-memory buffer was full (taken again after a reconnect)"
+    metrics::describe_histogram!(
+        "batch_size",
+        "Messages per state transaction of the applier"
     );
-    metrics::describe_histogram!("batch_size", "Messages per committed batch");
     metrics::describe_counter!(
         "gateway_commit_retries_total",
-        "Batch commits retried, by reason (backpressure: outbox full; failed: SQLite error)"
+        "Commits retried, by reason (backpressure: outbox full; failed: SQLite error; log: message log write or sync)"
     );
 }

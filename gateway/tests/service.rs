@@ -484,10 +484,8 @@ fn a_queued_session_larger_than_the_buffer_is_taken_in_full() {
         |n| *n >= 50_000,
     );
     assert_eq!(reading_count(&gw.data_dir), 50_000);
-    // Mosquitto 2.0 sends the whole queue at once: the gateway sheds past its
-    // buffer and reconnects for the rest.
-    let shed = gw.metric("mqtt_shed_total").unwrap_or(0.0);
-    eprintln!("shed {shed} publishes past the buffer");
+    // Mosquitto 2.0 sends the whole queue at once: the bounded hand-off to the log writer
+    // holds the connection back (TCP back-pressure) instead of buffering it all.
     assert!(gw.terminate().expect("exited").success());
 }
 

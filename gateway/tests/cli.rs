@@ -130,3 +130,62 @@ fn bad_configuration_fails_at_start_naming_the_key() {
         "{shown}"
     );
 }
+
+/// A message log damaged before its last segment is not a torn write: the gateway refuses
+/// to start, names the file and says what to do, and leaves the data as it is.
+#[test]
+fn a_damaged_message_log_stops_the_start_with_what_to_do() {
+    use ingest::log::{Arrival, LogOptions, LogWriter};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The state database first (the log continues above its applied position).
+    drop(ingest::Pipeline::open(&data, ingest::IngestConfig::default()).unwrap());
+    let log_dir = data.join(ingest::log::LOG_DIR);
+    let opts = LogOptions { segment_bytes: 100 };
+    let (mut w, _) = LogWriter::open(&log_dir, opts, 0).unwrap();
+    for pkid in 1..=6u16 {
+        w.append(&Arrival {
+            topic: b"tele/d1/SENSOR",
+            payload: &[b'x'; 60],
+            qos: 1,
+            retain: false,
+            dup: false,
+            pkid,
+            received_ns: 1,
+        });
+        w.commit().unwrap();
+    }
+    drop(w);
+    let mut segments: Vec<_> = std::fs::read_dir(&log_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    segments.sort();
+    assert!(segments.len() > 2, "{segments:?}");
+    // Flip a payload byte of the first segment's only message (after its index record).
+    let mut bytes = std::fs::read(&segments[0]).unwrap();
+    let end = bytes.iter().rposition(|b| *b != 0).unwrap();
+    bytes[end - 2] ^= 0x01;
+    std::fs::write(&segments[0], &bytes).unwrap();
+    let out = gateway(
+        &[
+            "run",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--mqtt",
+            "mqtt://127.0.0.1:9",
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(t.contains("move the file aside"), "{t}");
+    assert!(
+        t.contains(segments[0].file_name().unwrap().to_str().unwrap()),
+        "{t}"
+    );
+    // Nothing was changed on disk.
+    assert_eq!(std::fs::read(&segments[0]).unwrap(), bytes);
+}

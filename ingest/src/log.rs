@@ -622,7 +622,16 @@ impl LogWriter {
                 self.buf.len() as u64,
             )?;
             self.file = file;
-            self.segments.push(seg);
+            if active.base == base {
+                // The active segment holds no message yet (a fresh log whose first group
+                // is larger than a segment): it was just made again, larger, in place.
+                self.appended_bytes -= active.bytes;
+                if let Some(last) = self.segments.last_mut() {
+                    *last = seg;
+                }
+            } else {
+                self.segments.push(seg);
+            }
             self.appended_bytes += seg.bytes;
         }
         let active = self.active();
@@ -989,6 +998,28 @@ mod tests {
         assert_eq!((got[1].pkid, &got[1].payload[..]), (2, &b"yy"[..]));
         assert_eq!(got[1].received_ns, 1_002);
         assert!(!got[1].dup && !got[1].retain && got[1].qos == 1);
+    }
+
+    #[test]
+    fn a_first_group_larger_than_a_segment_grows_the_empty_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = LogOptions { segment_bytes: 100 };
+        let (mut w, _) = LogWriter::open(dir.path(), opts, 0).unwrap();
+        w.append(&arrival(1, false, "t", &[7; 200]));
+        assert_eq!(w.commit().unwrap(), 1);
+        // One segment, not two with the same first message.
+        assert_eq!(w.segments.len(), 1);
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1]);
+        // Releasing nothing applied keeps it.
+        assert_eq!(w.release(0).unwrap(), 0);
+        w.append(&arrival(2, false, "t", &[8; 200]));
+        w.commit().unwrap();
+        assert_eq!(w.release(0).unwrap(), 0, "message 1 is not applied");
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![1, 2]);
+        let got = read_all(dir.path(), 1, 2);
+        assert_eq!(got.iter().map(|e| e.pkid).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(w.release(1).unwrap() > 0);
+        assert_eq!(list_segments(dir.path()).unwrap(), vec![2]);
     }
 
     #[test]

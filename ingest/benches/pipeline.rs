@@ -1,5 +1,6 @@
 //! In-process benchmark of decode -> validate -> commit (one SQLite transaction per batch,
-//! durable `synchronous=FULL`, outbox on), for SenML-CBOR and Tasmota batches.
+//! the default `synchronous = normal` the gateway runs behind its message log, outbox on),
+//! for SenML-CBOR and Tasmota batches.
 //!
 //! ```text
 //! cargo bench -p ingest --bench pipeline

@@ -159,7 +159,8 @@ impl Default for MqttConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Most messages in one log commit. Default: 1000.
+    /// Most messages in one log commit, and in one state transaction of the
+    /// applier. Default: 1000.
     pub max_messages: usize,
     /// Most payload bytes in one log commit. Default: 4194304 (4 MiB).
     pub max_bytes: usize,

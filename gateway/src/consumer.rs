@@ -93,7 +93,7 @@ const HANDOFF_BATCH: usize = 256;
 type Ack = (u16, u64);
 
 /// Runs the consumer until `shutdown` is cancelled, then logs and acknowledges what was
-/// received and disconnects cleanly. Returns the log writer (for a last segment release).
+/// received and disconnects cleanly.
 pub async fn run(
     options: MqttOptions,
     cfg: ConsumerConfig,
@@ -361,52 +361,30 @@ fn log_writer(
     let mut holding_since: Option<Instant> = None;
     // Receipt times of the messages in the commit being assembled.
     let mut received: Vec<i64> = Vec::new();
-    while open || !pending.is_empty() {
-        // Wait for the first message; wake now and then to release held acks and
-        // applied segments.
+    loop {
+        // Wait for the first hand-off (waking now and then to release held acks and applied
+        // segments), then take more until the linger passes or a bound is reached. A
+        // deadline already past takes only what is queued.
         let mut batch_bytes = 0usize;
         let mut messages = 0usize;
-        if open {
-            match rx.recv_timeout(Duration::from_millis(50)) {
-                Ok(first) => {
-                    for r in &first {
+        let mut deadline = Instant::now() + Duration::from_millis(50);
+        while open && messages < cfg.max_messages && batch_bytes < cfg.max_bytes {
+            match rx.recv_deadline(deadline) {
+                Ok(batch) => {
+                    if messages == 0 {
+                        deadline = Instant::now() + cfg.linger;
+                    }
+                    for r in &batch {
                         append(&mut log, r, &mut pending, &mut received);
                         batch_bytes += r.payload.len();
                         messages += 1;
                     }
-                    let deadline = Instant::now() + cfg.linger;
-                    while messages < cfg.max_messages && batch_bytes < cfg.max_bytes {
-                        let next = if cfg.linger.is_zero() {
-                            rx.try_recv().map_err(|e| match e {
-                                flume::TryRecvError::Empty => flume::RecvTimeoutError::Timeout,
-                                flume::TryRecvError::Disconnected => {
-                                    flume::RecvTimeoutError::Disconnected
-                                }
-                            })
-                        } else {
-                            rx.recv_deadline(deadline)
-                        };
-                        match next {
-                            Ok(more) => {
-                                for r in &more {
-                                    append(&mut log, r, &mut pending, &mut received);
-                                    batch_bytes += r.payload.len();
-                                    messages += 1;
-                                }
-                            }
-                            Err(flume::RecvTimeoutError::Timeout) => break,
-                            Err(flume::RecvTimeoutError::Disconnected) => {
-                                open = false;
-                                break;
-                            }
-                        }
-                    }
                 }
-                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Timeout) => break,
                 Err(flume::RecvTimeoutError::Disconnected) => open = false,
             }
         }
-        if messages > 0 || log.pending_bytes() > 0 {
+        if messages > 0 {
             let started = Instant::now();
             loop {
                 match log.commit() {
@@ -489,12 +467,9 @@ fn log_writer(
             }
             metrics::gauge!(m::LOG_DISK_BYTES).set(log.disk_bytes() as f64);
         }
-        if !open && held.is_empty() {
-            break;
-        }
-        if !open && !held.is_empty() {
-            // Shutting down while holding: these stay unacknowledged (the broker
-            // redelivers them and the log recognises them).
+        if !open {
+            // Anything still held stays unacknowledged: the broker redelivers it and the
+            // log recognises it.
             break;
         }
     }

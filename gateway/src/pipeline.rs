@@ -86,13 +86,15 @@ pub fn spawn_applier(
     forwarder: Option<Arc<tokio::sync::Notify>>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let opts = ApplierOptions {
+        // The same bound as a log commit, which is also what one state transaction held
+        // before the log.
+        max_messages: cfg.batch.max_messages,
         max_bytes: cfg.ingest.apply_max_bytes,
         linger: Duration::from_millis(cfg.ingest.apply_linger_ms),
         housekeeping: Duration::from_secs(cfg.batch.retention_interval_s),
         sync_interval: Duration::from_secs(1),
     };
     let hooks = Hooks {
-        on_applied: Box::new(|| {}),
         on_outbox: Box::new(move || {
             if let Some(f) = &forwarder {
                 f.notify_one();

@@ -137,10 +137,9 @@ impl Progress {
 /// What an apply attempt did: `Ok((messages, readings))` or the error.
 pub type ApplyResult<'a> = Result<(usize, usize), &'a IngestError>;
 
-/// How the applier is told about and tells the rest of the service.
+/// How the applier tells the rest of the service. (The log writer reads [`Progress`] on
+/// its own, at least every 50 ms, to release acks and segments.)
 pub struct Hooks {
-    /// Called after each applied batch (the log writer may release acks or segments).
-    pub on_applied: Box<dyn Fn() + Send>,
     /// Called when a batch added to the outbox (wakes the forwarder at once).
     pub on_outbox: Box<dyn Fn() + Send>,
     /// Called after each apply attempt: `Ok(messages, readings)` or the error.
@@ -156,6 +155,10 @@ impl std::fmt::Debug for Hooks {
 /// Applier settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ApplierOptions {
+    /// Most messages per transaction. With policy `block` a transaction whose outbox entry
+    /// does not fit is refused whole, so this also bounds how far below its limit the outbox
+    /// can stop filling, and how far over it a first entry can go.
+    pub max_messages: usize,
     /// Most payload bytes per transaction.
     pub max_bytes: usize,
     /// Wait for more after the first new record.
@@ -192,35 +195,30 @@ pub fn run(
             }
         }
         let next = reader.next_seq();
-        let stopping = progress.stopping();
         let mut durable = progress.wait_durable(next, Duration::from_millis(200));
         if durable < next {
-            if stopping || progress.stopping() {
+            // The stop is requested once the writer has committed its last messages: what
+            // is durable then is applied before the loop ends here.
+            if progress.stopping() {
                 break;
             }
             if last_sync.elapsed() >= opts.sync_interval && progress.synced() < progress.applied() {
                 sync(&mut pipeline, progress, &mut last_sync);
-                (hooks.on_applied)();
             }
             continue;
         }
-        // Linger for more unless a full batch is already there or we are stopping.
-        if !opts.linger.is_zero() && !progress.stopping() {
-            let deadline = Instant::now() + opts.linger;
-            let mut now = Instant::now();
-            while now < deadline {
-                let more = progress.wait_durable(u64::MAX, deadline - now);
-                if more > durable {
-                    durable = more;
-                }
-                if progress.stopping() {
-                    break;
-                }
-                now = Instant::now();
+        // Linger for more, unless stopping.
+        let deadline = Instant::now() + opts.linger;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || progress.stopping() {
+                break;
             }
+            durable = progress.wait_durable(u64::MAX, deadline - now);
         }
         entries.clear();
-        let read = reader.read(durable, opts.max_bytes, &mut entries);
+        let from = reader.next_seq();
+        let read = reader.read(durable, opts.max_messages, opts.max_bytes, &mut entries);
         if read.is_err() && !entries.is_empty() {
             // Apply what was read before the failure; the next round meets it again.
             reader.reset();
@@ -274,14 +272,13 @@ pub fn run(
                     }
                     if full && !progress.backpressure.swap(true, Ordering::AcqRel) {
                         tracing::warn!(error = %e, messages = batch.len(), "outbox full: holding acknowledgements until the store catches up");
-                        (hooks.on_applied)();
                     } else if !full {
                         tracing::error!(error = %e, messages = batch.len(), "applying the log failed; retrying (the log keeps the messages)");
                     }
                     (hooks.on_result)(Err(&e));
                     if progress.stopping() {
                         tracing::warn!(
-                            from = upto + 1 - batch.len() as u64,
+                            from,
                             "stopping with messages not applied; they are applied at the next start"
                         );
                         return;
@@ -294,10 +291,8 @@ pub fn run(
         if last_sync.elapsed() >= opts.sync_interval {
             sync(&mut pipeline, progress, &mut last_sync);
         }
-        (hooks.on_applied)();
     }
     sync(&mut pipeline, progress, &mut last_sync);
-    (hooks.on_applied)();
 }
 
 fn sync(pipeline: &mut Pipeline, progress: &Progress, last_sync: &mut Instant) {

@@ -595,11 +595,6 @@ impl LogWriter {
         Appended::Logged(seq)
     }
 
-    /// Bytes appended and not yet committed.
-    pub fn pending_bytes(&self) -> usize {
-        self.buf.len()
-    }
-
     /// Writes what was appended with one `pwrite` into the preallocated segment and makes
     /// it durable with one `fdatasync`: the file's size does not change, so the sync writes
     /// data only, without a filesystem journal commit that would wait for every other
@@ -849,17 +844,28 @@ impl LogReader {
         self.file = None;
     }
 
-    /// Reads durable messages with sequence numbers up to `upto` (inclusive), about
-    /// `max_bytes` of payload at most (at least one record), into `out`. Index records are
-    /// passed over. Afterwards [`LogReader::next_seq`] is one above the last record read.
-    pub fn read(&mut self, upto: u64, max_bytes: usize, out: &mut Vec<Entry>) -> Result<()> {
+    /// Reads durable messages with sequence numbers up to `upto` (inclusive), at most
+    /// `max_messages` and about `max_bytes` of payload (at least one record), into `out`.
+    /// Index records are passed over. Afterwards [`LogReader::next_seq`] is one above the
+    /// last record read.
+    pub fn read(
+        &mut self,
+        upto: u64,
+        max_messages: usize,
+        max_bytes: usize,
+        out: &mut Vec<Entry>,
+    ) -> Result<()> {
         let mut bytes = 0usize;
+        let first = out.len();
         // Set after an end or a bad record was seen once at this position: the reader's
         // buffer may hold zeros, or part of a record, read ahead before the writer wrote
         // there; the file is read again before moving to the next segment (an end) or
         // calling it damage (a bad record).
         let mut retried = false;
-        while self.next_seq <= upto && (bytes < max_bytes || bytes == 0) {
+        while self.next_seq <= upto
+            && out.len() - first < max_messages.max(1)
+            && (bytes < max_bytes || bytes == 0)
+        {
             if self.file.is_none() {
                 self.open_at(self.next_seq)?;
             }
@@ -974,7 +980,7 @@ mod tests {
         let mut r = LogReader::open(dir, from).unwrap();
         let mut out = Vec::new();
         while r.next_seq() <= upto {
-            r.read(upto, 1 << 20, &mut out).unwrap();
+            r.read(upto, usize::MAX, 1 << 20, &mut out).unwrap();
         }
         out
     }
@@ -1030,12 +1036,12 @@ mod tests {
         w.commit().unwrap();
         let mut r = LogReader::open(dir.path(), 1).unwrap();
         let mut out = Vec::new();
-        r.read(1, 1 << 20, &mut out).unwrap();
+        r.read(1, usize::MAX, 1 << 20, &mut out).unwrap();
         // The reader's buffer now holds the zeros after record 1; record 2 is written
         // over them afterwards and must still be read.
         w.append(&arrival(2, false, "t", b"2"));
         w.commit().unwrap();
-        r.read(2, 1 << 20, &mut out).unwrap();
+        r.read(2, usize::MAX, 1 << 20, &mut out).unwrap();
         let ids: Vec<u16> = out.iter().map(|e| e.pkid).collect();
         assert_eq!(ids, vec![1, 2]);
     }
@@ -1053,10 +1059,10 @@ mod tests {
         w.file.write_all_at(half, active.bytes).unwrap();
         let mut r = LogReader::open(dir.path(), 1).unwrap();
         let mut out = Vec::new();
-        r.read(1, 1 << 20, &mut out).unwrap();
+        r.read(1, usize::MAX, 1 << 20, &mut out).unwrap();
         // Now the whole record is committed; the reader's buffer still holds half of it.
         w.commit().unwrap();
-        r.read(2, 1 << 20, &mut out).unwrap();
+        r.read(2, usize::MAX, 1 << 20, &mut out).unwrap();
         let ids: Vec<u16> = out.iter().map(|e| e.pkid).collect();
         assert_eq!(ids, vec![1, 2]);
     }

@@ -2,8 +2,8 @@
 //! decode -> validate -> ONE SQLite transaction holding the new hot-tier rows, one outbox
 //! entry, the dead letters, the device state and, when applying the log, the applied log
 //! position. It orchestrates; each table's statements live in the module that owns it
-//! ([`crate::outbox`], [`crate::devices`], [`crate::deadletter`]; the hot tier's `readings`
-//! and `series` are written here and read in [`crate::query`]).
+//! ([`crate::hot`], [`crate::outbox`], [`crate::devices`], [`crate::deadletter`], the log
+//! position in [`crate::store`]; the hot tier is read in [`crate::query`]).
 //!
 //! Decoding and validation run before the transaction opens (pure CPU, no lock held).
 //! `Ok` from [`Pipeline::apply`] or [`Pipeline::process`] means the transaction committed:
@@ -19,8 +19,7 @@ use schemas::topic::{Channel, Topic, TopicError};
 
 use crate::config::{IngestConfig, OutboxPolicy};
 use crate::decode::{self, Context, Decoded};
-use crate::devices::{DeviceRow, Sighting, device_row, write_device};
-pub use crate::devices::{SeqEvent, seq_event};
+use crate::devices::{DeviceRow, SeqEvent, Sighting, device_row, seq_event, write_device};
 use crate::error::{IngestError, Result};
 use crate::lineproto::{TagSet, Tags};
 use crate::message::Inbound;
@@ -180,9 +179,7 @@ impl Pipeline {
         if self.cfg.synchronous == crate::config::Synchronous::Full {
             return Ok(());
         }
-        self.conn
-            .execute_batch("PRAGMA synchronous = FULL; BEGIN IMMEDIATE; UPDATE log_position SET applied_seq = applied_seq; COMMIT; PRAGMA synchronous = NORMAL;")
-            .map_err(IngestError::sql("sync the state database"))
+        store::sync_committed(&self.conn)
     }
 
     /// Re-injects dead letters (after a fix: a new route, a wider limit) and deletes them, in
@@ -332,10 +329,10 @@ impl Pipeline {
     ) -> Result<BatchOutcome> {
         let forwarding = self.cfg.forward_enabled;
         if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
-            let (entries, bytes, _) = outbox_depth_tuple(&self.conn)?;
-            if entries > 0 && bytes >= self.cfg.outbox_max_bytes {
+            let d = outbox::depth(&self.conn)?;
+            if d.entries > 0 && d.bytes >= self.cfg.outbox_max_bytes {
                 return Err(IngestError::OutboxFull {
-                    bytes,
+                    bytes: d.bytes,
                     limit: self.cfg.outbox_max_bytes,
                 });
             }
@@ -572,7 +569,7 @@ impl Pipeline {
             }
         }
         if !body.is_empty() {
-            let (entries, bytes, _) = outbox_depth_tuple(&tx)?;
+            let outbox::OutboxDepth { entries, bytes, .. } = outbox::depth(&tx)?;
             let need = body.len() as u64;
             if entries > 0 && bytes + need > cfg.outbox_max_bytes {
                 match cfg.outbox_policy {
@@ -592,14 +589,12 @@ impl Pipeline {
             outbox::insert(&tx, body.as_bytes(), body_readings)?;
         }
         if let Some(seq) = position {
-            tx.prepare_cached("UPDATE log_position SET applied_seq = ?1")
-                .and_then(|mut s| s.execute([seq as i64]))
-                .map_err(IngestError::sql("record the applied log position"))?;
+            store::set_applied_seq(&tx, seq)?;
         }
-        let (depth, outbox_bytes, _) = outbox_depth_tuple(&tx)?;
+        let depth = outbox::depth(&tx)?;
         tx.commit().map_err(IngestError::sql("commit batch"))?;
-        out.outbox_entries = depth;
-        out.outbox_bytes = outbox_bytes;
+        out.outbox_entries = depth.entries;
+        out.outbox_bytes = depth.bytes;
         self.data_version = Some(data_version);
         self.device_cache.extend(devices);
 
@@ -668,8 +663,8 @@ impl Pipeline {
                 "outbox full: dropped the oldest entries (policy drop-oldest); the hot tier keeps them"
             );
         }
-        ::metrics::gauge!(m::OUTBOX_DEPTH).set(depth as f64);
-        ::metrics::gauge!(m::OUTBOX_BYTES).set(outbox_bytes as f64);
+        ::metrics::gauge!(m::OUTBOX_DEPTH).set(depth.entries as f64);
+        ::metrics::gauge!(m::OUTBOX_BYTES).set(depth.bytes as f64);
         Ok(out)
     }
 
@@ -680,12 +675,6 @@ impl Pipeline {
         self.known_series.clear();
         Ok(out)
     }
-}
-
-/// (entries, bytes, readings) of the outbox.
-fn outbox_depth_tuple(conn: &Connection) -> Result<(u64, u64, u64)> {
-    let d = outbox::depth(conn)?;
-    Ok((d.entries, d.bytes, d.readings))
 }
 
 fn insert_dead_letter(

@@ -208,6 +208,26 @@ pub fn applied_seq(conn: &Connection) -> Result<u64> {
     .map_err(IngestError::sql("read the applied log position"))
 }
 
+/// Makes every transaction committed on `conn` durable with one fsync of the WAL: a
+/// transaction committed with `synchronous = FULL` syncs the WAL, and with it every frame
+/// before its own. `conn` runs with `NORMAL` again afterwards.
+pub(crate) fn sync_committed(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         BEGIN IMMEDIATE; UPDATE log_position SET applied_seq = applied_seq; COMMIT;
+         PRAGMA synchronous = NORMAL;",
+    )
+    .map_err(IngestError::sql("sync the state database"))
+}
+
+/// Records the applied message-log position, inside the transaction holding what was applied.
+pub(crate) fn set_applied_seq(conn: &Connection, seq: u64) -> Result<()> {
+    conn.prepare_cached("UPDATE log_position SET applied_seq = ?1")
+        .and_then(|mut s| s.execute([seq as i64]))
+        .map_err(IngestError::sql("record the applied log position"))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,6 @@ use ingest::{IngestConfig, Pipeline};
 
 fn hooks() -> Hooks {
     Hooks {
-        on_applied: Box::new(|| {}),
         on_outbox: Box::new(|| {}),
         on_result: Box::new(|_| {}),
     }
@@ -50,6 +49,7 @@ fn log_and_apply(data: &std::path::Path, payloads: &[&str], retain: bool) -> u64
         reader,
         &progress,
         ApplierOptions {
+            max_messages: 1000,
             max_bytes: 64,
             linger: Duration::ZERO,
             housekeeping: Duration::from_secs(3600),

@@ -44,6 +44,10 @@ pub enum IngestError {
     /// The configuration is invalid (a bad route pattern, a zero limit, ...).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A hot-tier chunk that does not decode (a damaged database file).
+    #[error("hot tier: damaged chunk: {0}")]
+    Chunk(String),
+
     /// The store sink could not be set up (bad URL, TLS backend, ...).
     #[error("store sink: {0}")]
     Sink(String),

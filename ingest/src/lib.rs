@@ -12,6 +12,7 @@
 //! be acknowledged.
 
 pub mod applier;
+pub mod chunk;
 pub mod config;
 pub mod deadletter;
 pub mod decode;

@@ -194,6 +194,7 @@ pub fn run(
                 }
             }
         }
+        maintain(&mut pipeline);
         let next = reader.next_seq();
         let mut durable = progress.wait_durable(next, Duration::from_millis(200));
         if durable < next {
@@ -292,7 +293,20 @@ pub fn run(
             sync(&mut pipeline, progress, &mut last_sync);
         }
     }
+    if let Err(e) = pipeline.flush_hot() {
+        tracing::warn!(error = %e, "cannot flush the hot tier's head at the stop; the next start takes it over");
+    }
     sync(&mut pipeline, progress, &mut last_sync);
+}
+
+/// Flushes the hot tier's head when due. A failure leaves the head as it is (durable in
+/// its rows) for the next try.
+fn maintain(pipeline: &mut Pipeline) {
+    if let Err(e) = pipeline.maintain() {
+        tracing::warn!(error = %e, "cannot flush the hot tier's head; retrying later");
+    }
+    ::metrics::gauge!(crate::metrics::HOT_HEAD_READINGS)
+        .set(pipeline.hot_head().read().readings() as f64);
 }
 
 fn sync(pipeline: &mut Pipeline, progress: &Progress, last_sync: &mut Instant) {

@@ -56,6 +56,13 @@ pub struct IngestConfig {
     /// arrives already older than this skips the hot tier and still goes to the store (a
     /// backfill, an import, a replay of an old recording). Default: 604800 s (7 days).
     pub hot_retention_s: u64,
+    /// Readings the hot tier's head holds in memory (about 20 bytes each, plus the same in
+    /// the state database's `hot_head` rows) before they are written into compressed
+    /// chunks. Default: 500000.
+    pub hot_head_max_readings: usize,
+    /// The longest a reading stays in the head before it is written into a chunk: larger
+    /// makes fewer, larger chunks; a restart takes the head over either way. Default: 600 s.
+    pub hot_flush_interval_s: u64,
     /// Readings stamped more than this before receipt are refused (`too-old`): a bound for
     /// absurd times (a clock at its epoch, seconds read as milliseconds), not a retention.
     /// Default: 315576000 s (10 years).
@@ -103,6 +110,8 @@ impl Default for IngestConfig {
             deadletter_payload_keep_bytes: 4096,
             max_future_skew_s: 300,
             hot_retention_s: 7 * 86_400,
+            hot_head_max_readings: 500_000,
+            hot_flush_interval_s: 600,
             max_past_age_s: 315_576_000,
             deadletter_retention_s: 30 * 86_400,
             outbox_max_bytes: 256 * 1024 * 1024,
@@ -128,6 +137,12 @@ impl IngestConfig {
         }
         if self.hot_retention_s == 0 {
             return bad("hot_retention_s", "must be greater than 0");
+        }
+        if self.hot_head_max_readings == 0 {
+            return bad("hot_head_max_readings", "must be greater than 0");
+        }
+        if self.hot_flush_interval_s == 0 {
+            return bad("hot_flush_interval_s", "must be greater than 0");
         }
         if self.max_past_age_s == 0 {
             return bad("max_past_age_s", "must be greater than 0");

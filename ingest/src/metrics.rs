@@ -53,6 +53,12 @@ pub const LOG_COMMIT_SECONDS: &str = "log_commit_seconds";
 pub const LOG_RECEIVE_TO_DURABLE: &str = "log_receive_to_durable_seconds";
 /// Messages per group commit.
 pub const LOG_COMMIT_MESSAGES: &str = "log_commit_messages";
+/// Seconds per flush of the hot tier's head into chunks.
+pub const HOT_FLUSH_SECONDS: &str = "hot_flush_seconds";
+/// Readings written from the head into chunks.
+pub const HOT_FLUSHED_READINGS: &str = "hot_flushed_readings_total";
+/// Readings held in the hot tier's head.
+pub const HOT_HEAD_READINGS: &str = "hot_head_readings";
 
 /// Registers descriptions and units with the installed recorder.
 pub fn describe() {
@@ -65,6 +71,19 @@ pub fn describe() {
     describe_counter!(REJECTED, "Refused messages or readings, by reason");
     describe_counter!(DUPLICATES, "Readings already stored (redeliveries)");
     describe_histogram!(COMMIT_SECONDS, Unit::Seconds, "Batch transaction time");
+    describe_histogram!(
+        HOT_FLUSH_SECONDS,
+        Unit::Seconds,
+        "Time to write the hot tier's head into chunks"
+    );
+    describe_counter!(
+        HOT_FLUSHED_READINGS,
+        "Readings written from the hot tier's head into chunks"
+    );
+    describe_gauge!(
+        HOT_HEAD_READINGS,
+        "Readings held in the hot tier's head (memory)"
+    );
     describe_histogram!(END_TO_END_SECONDS, Unit::Seconds, "Device time to commit");
     describe_histogram!(
         RECEIVE_TO_APPLIED,

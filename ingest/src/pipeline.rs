@@ -21,6 +21,7 @@ use crate::config::{IngestConfig, OutboxPolicy};
 use crate::decode::{self, Context, Decoded};
 use crate::devices::{DeviceRow, SeqEvent, Sighting, device_row, seq_event, write_device};
 use crate::error::{IngestError, Result};
+use crate::hot::{FlushOutcome, HotHead, HotOptions, HotWriter};
 use crate::lineproto::{TagSet, Tags};
 use crate::message::Inbound;
 use crate::metrics as m;
@@ -61,9 +62,8 @@ pub struct Pipeline {
     /// store).
     hot_retention_ns: i64,
     tasmota_offset_s: i32,
-    /// What the `series` table records, device -> metric -> (first, last) bucket: a series
-    /// row is written only when a reading falls outside that span (new series, new bucket).
-    known_series: HashMap<String, HashMap<String, (i64, i64)>>,
+    /// The hot tier's writing side and its head.
+    hot: HotWriter,
     /// Device rows as this pipeline last committed them, saving a read per device per
     /// batch. Valid while `PRAGMA data_version` is unchanged, i.e. no other connection
     /// (another pipeline replaying dead letters, the forwarder) has committed since.
@@ -133,14 +133,17 @@ impl Pipeline {
         let tasmota_offset_s = cfg.tasmota_offset_s()?;
         Ok(Self {
             conn,
-            cfg,
             router,
             limits,
             hot_retention_ns,
             tasmota_offset_s,
-            known_series: HashMap::new(),
+            hot: HotWriter::new(HotOptions {
+                head_max_readings: cfg.hot_head_max_readings,
+                flush_interval: Duration::from_secs(cfg.hot_flush_interval_s),
+            }),
             device_cache: HashMap::new(),
             data_version: None,
+            cfg,
         })
     }
 
@@ -165,7 +168,48 @@ impl Pipeline {
     /// from the position the state holds, so nothing is applied twice.
     /// `Err(OutboxFull)` (policy `block`): nothing applied; retry later.
     pub fn apply(&mut self, batch: &[Inbound], applied_seq: u64) -> Result<BatchOutcome> {
+        self.own_hot_head()?;
         self.process_inner(batch, None, Some(applied_seq))
+    }
+
+    /// Makes this pipeline the owner of the hot tier's head (the log's applier is): it
+    /// takes over the stored head and keeps later readings in it until a flush, instead of
+    /// writing them into chunks in each batch. Returns the head for readers in this
+    /// process. [`Pipeline::apply`] does this on its first call.
+    pub fn own_hot_head(&mut self) -> Result<HotHead> {
+        self.hot.own(&self.conn)?;
+        Ok(self.hot.head().clone())
+    }
+
+    /// The hot tier's head, for readers in this process ([`crate::query::HotRead`]).
+    pub fn hot_head(&self) -> HotHead {
+        self.hot.head().clone()
+    }
+
+    /// Flushes the head into chunks when it is due (full, or its oldest reading has
+    /// waited `hot_flush_interval_s`). The applier calls this between batches.
+    pub fn maintain(&mut self) -> Result<Option<FlushOutcome>> {
+        if !self.hot.flush_due() {
+            return Ok(None);
+        }
+        self.flush_hot().map(Some)
+    }
+
+    /// Writes the head into chunks now (at a stop, so that the data directory holds no
+    /// head; a restart would take it over anyway).
+    pub fn flush_hot(&mut self) -> Result<FlushOutcome> {
+        let started = Instant::now();
+        let out = self.hot.flush(&mut self.conn)?;
+        if out.readings > 0 {
+            ::metrics::histogram!(m::HOT_FLUSH_SECONDS).record(started.elapsed().as_secs_f64());
+            ::metrics::counter!(m::HOT_FLUSHED_READINGS).increment(out.readings as u64);
+            tracing::debug!(
+                ?out,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "hot tier flushed"
+            );
+        }
+        Ok(out)
     }
 
     /// The message-log position the state has applied up to.
@@ -327,6 +371,22 @@ impl Pipeline {
         replay: Option<Replay<'_>>,
         position: Option<u64>,
     ) -> Result<BatchOutcome> {
+        let out = self.process_tx(batch, replay, position);
+        match &out {
+            Ok(_) => self.hot.committed(),
+            Err(_) => self.hot.rolled_back(),
+        }
+        out
+    }
+
+    /// [`Pipeline::process_inner`] up to the commit; the caller settles the hot tier's
+    /// in-memory state by the result.
+    fn process_tx(
+        &mut self,
+        batch: &[Inbound],
+        replay: Option<Replay<'_>>,
+        position: Option<u64>,
+    ) -> Result<BatchOutcome> {
         let forwarding = self.cfg.forward_enabled;
         if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
             let d = outbox::depth(&self.conn)?;
@@ -348,13 +408,9 @@ impl Pipeline {
         let mut tagset = TagSet::default();
         let mut body_readings = 0i64;
         let mut devices: HashMap<String, DeviceRow> = HashMap::new();
-        // (device, metric) -> (first, last) ts_ns of this batch's new readings, for series
-        // whose recorded span they extend.
-        let mut series_span: HashMap<(String, String), (i64, i64)> = HashMap::new();
         let mut rejections: Vec<Reason> = Vec::new();
         let mut seq_events: Vec<(String, SeqEvent)> = Vec::new();
         let mut latest_ts: Vec<i64> = Vec::new();
-        let known_series = &self.known_series;
         let hot_retention_ns = self.hot_retention_ns;
         let tx = self
             .conn
@@ -367,8 +423,9 @@ impl Pipeline {
             self.device_cache.clear();
         }
         let cache = &mut self.device_cache;
+        let hot = &mut self.hot;
+        hot.begin(&tx)?;
         {
-            let mut insert = crate::hot::Inserter::new(&tx)?;
             for (msg, outcome) in batch.iter().zip(&outcomes) {
                 match outcome {
                     Outcome::Dead(rej) => {
@@ -455,16 +512,16 @@ impl Pipeline {
                             }
                             let mut newest = i64::MIN;
                             let mut fresh = false;
-                            // One lookup per message, not per reading.
-                            let device_series = known_series.get(g.device.as_str());
-                            insert.device(&g.device)?;
                             for r in &g.readings {
                                 let name = r.metric.name();
                                 // Older than the hot window (a backfill, an old recording):
                                 // to the store only. Redeliveries of it are caught by the log.
                                 let cold =
                                     r.ts_ns < msg.received_at_ns.saturating_sub(hot_retention_ns);
-                                let new = cold || insert.insert(r)?;
+                                let new = cold || {
+                                    let id = hot.series(&tx, &g.device, name)?;
+                                    hot.insert(&tx, id, r.ts_ns, r.value)?
+                                };
                                 if !new {
                                     out.duplicates += 1;
                                     row.duplicate_readings += 1;
@@ -482,17 +539,6 @@ impl Pipeline {
                                 if forwarding {
                                     tagset.write_line(&mut body, name, r.value, r.ts_ns);
                                     body_readings += 1;
-                                }
-                                let b = store::bucket(r.ts_ns);
-                                let covered = device_series
-                                    .and_then(|s| s.get(name))
-                                    .is_some_and(|(first, last)| *first <= b && b <= *last);
-                                if !covered && !cold {
-                                    let span = series_span
-                                        .entry((g.device.clone(), name.to_owned()))
-                                        .or_insert((r.ts_ns, r.ts_ns));
-                                    span.0 = span.0.min(r.ts_ns);
-                                    span.1 = span.1.max(r.ts_ns);
                                 }
                             }
                             // Replayed messages are out of band: their old sequence numbers
@@ -550,7 +596,7 @@ impl Pipeline {
         for (device, row) in &devices {
             write_device(&tx, device, row)?;
         }
-        crate::hot::extend_series(&tx, &series_span)?;
+        hot.finish(&tx)?;
         let delete_dead_letters = replay.as_ref().map_or(&[][..], |r| r.delete_dead_letters);
         if let Some(r) = &replay
             && r.requeue_readings > 0
@@ -598,18 +644,7 @@ impl Pipeline {
         self.data_version = Some(data_version);
         self.device_cache.extend(devices);
 
-        // Committed: now the in-memory caches and the metrics.
-        for ((d, mm), (first, last)) in series_span {
-            let (fb, lb) = (store::bucket(first), store::bucket(last));
-            let span = self
-                .known_series
-                .entry(d)
-                .or_default()
-                .entry(mm)
-                .or_insert((fb, lb));
-            span.0 = span.0.min(fb);
-            span.1 = span.1.max(lb);
-        }
+        // Committed: now the metrics.
         let now_ns = crate::message::now_ns();
         ::metrics::histogram!(m::COMMIT_SECONDS).record(started.elapsed().as_secs_f64());
         if position.is_some() {
@@ -670,9 +705,10 @@ impl Pipeline {
 
     /// Deletes hot-tier readings and dead letters past their retention. See [`crate::retention`].
     pub fn enforce_retention(&mut self, now_ns: i64) -> Result<crate::retention::RetentionOutcome> {
-        let out = crate::retention::enforce(&mut self.conn, &self.cfg, now_ns)?;
+        let head_ids = self.hot.head_ids(&self.conn)?;
+        let out = crate::retention::enforce(&mut self.conn, &self.cfg, now_ns, &head_ids)?;
         // Retention may have forgotten series: learn them again from the next inserts.
-        self.known_series.clear();
+        self.hot.forget();
         Ok(out)
     }
 }

@@ -2,17 +2,14 @@
 //! older than `deadletter_retention_s`. The gateway calls it periodically (e.g. every few
 //! minutes) through [`crate::Pipeline::enforce_retention`].
 //!
-//! Readings lead their primary key with the time bucket, so old readings are a key-range
-//! delete. It runs in transactions of at most [`BUCKETS_PER_TX`] buckets so the pipeline
-//! never waits long for the write lock. Series whose newest reading is past retention are
-//! forgotten.
+//! Old readings go chunk by chunk: whole chunks through the index on their end time, and
+//! the chunks across the cutoff are rewritten without their older part. Series left with
+//! no readings are forgotten (unless the head holds some).
 
 use rusqlite::Connection;
 
 use crate::config::IngestConfig;
 use crate::error::{IngestError, Result};
-
-pub use crate::hot::BUCKETS_PER_TX;
 
 /// What retention deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,7 +23,12 @@ pub struct RetentionOutcome {
 }
 
 /// Applies retention as of `now_ns`.
-pub fn enforce(conn: &mut Connection, cfg: &IngestConfig, now_ns: i64) -> Result<RetentionOutcome> {
+pub fn enforce(
+    conn: &mut Connection,
+    cfg: &IngestConfig,
+    now_ns: i64,
+    head_ids: &[u32],
+) -> Result<RetentionOutcome> {
     let ns = |s: u64| {
         i64::try_from(s)
             .unwrap_or(i64::MAX / 2)
@@ -34,14 +36,15 @@ pub fn enforce(conn: &mut Connection, cfg: &IngestConfig, now_ns: i64) -> Result
     };
     let cutoff = now_ns.saturating_sub(ns(cfg.hot_retention_s));
     let letters_cutoff = now_ns.saturating_sub(ns(cfg.deadletter_retention_s));
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(IngestError::sql("begin retention"))?;
+    let trimmed = crate::hot::delete_before(&tx, cutoff, head_ids)?;
     let mut out = RetentionOutcome {
-        readings_deleted: crate::hot::delete_readings_before(conn, cutoff)?,
+        readings_deleted: trimmed.readings,
+        series_deleted: trimmed.series,
         ..RetentionOutcome::default()
     };
-    let tx = conn
-        .transaction()
-        .map_err(IngestError::sql("begin retention"))?;
-    out.series_deleted = crate::hot::trim_series(&tx, cutoff)?;
     out.dead_letters_deleted = crate::deadletter::delete_before(&tx, letters_cutoff)?;
     tx.commit().map_err(IngestError::sql("commit retention"))?;
     Ok(out)

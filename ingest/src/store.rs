@@ -5,17 +5,7 @@
 //! forwarder (deletes outbox entries) and readers (HTTP, CLI) work side by side.
 //!
 //! Tables:
-//! - `readings(bucket, device, metric, ts_ns, value)`, primary key
-//!   (bucket, device, metric, ts_ns), WITHOUT ROWID: the hot tier. A reading's identity is
-//!   (device, metric, ts_ns); `bucket` is a function of `ts_ns` (10 s wide), so the key is
-//!   the same identity and `INSERT OR IGNORE` still makes redelivery idempotent. Leading
-//!   with the bucket keeps each commit's writes on the few B-tree pages of the current
-//!   buckets: with the plain (device, metric, ts_ns) key, a batch with one reading from each
-//!   of N series dirties N pages, and the WAL frames and checkpoints of those pages cost
-//!   several microseconds of CPU per reading (measured: 8 us -> 2.5 us per reading with
-//!   1000 devices). A series query seeks once per bucket of its range.
-//! - `series(device, metric, first_ns, last_ns)`: every series in the hot tier and the span
-//!   of its readings, so queries and retention need no scan of readings.
+//! - `series`, `chunks`, `hot_head`, `hot_state`: the hot tier, described in [`crate::hot`].
 //! - `outbox(id, created_ns, readings, bytes, body)`: line protocol waiting for the store;
 //!   `outbox_stats` is kept by triggers so the size check is O(1).
 //! - `dead_letters(id, received_ns, topic, payload, reason, detail, payload_bytes)`.
@@ -25,7 +15,8 @@
 //!   database, written in the same transaction as those results ([`crate::log`]).
 //!
 //! A data directory written by an earlier version is migrated on open (schema 1 had no
-//! message log: the log starts empty above position 0).
+//! message log: the log starts empty above position 0; schema 2 kept one row per reading,
+//! whose rows move into chunks).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -124,7 +115,46 @@ CREATE TABLE log_position(
 );
 INSERT INTO log_position VALUES (1, 0);
 "#,
+    // The chunked hot tier ([`crate::hot`]); the rows of `readings` move into chunks
+    // ([`crate::hot::migrate_rows`], run right after this).
+    r#"
+ALTER TABLE series RENAME TO series_v2;
+
+CREATE TABLE series(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    first_ns INTEGER,
+    last_ns INTEGER,
+    last_value REAL,
+    UNIQUE(device, metric)
+);
+
+CREATE TABLE chunks(
+    series INTEGER NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY(series, start_ns)
+) WITHOUT ROWID;
+CREATE INDEX chunks_end ON chunks(end_ns);
+
+CREATE TABLE hot_head(
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+
+CREATE TABLE hot_state(
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO hot_state VALUES (1, 0);
+"#,
 ];
+
+/// The migration after which [`crate::hot::migrate_rows`] runs.
+const CHUNKED_HOT_TIER: usize = 2;
 
 /// Width of a hot-tier time bucket: `bucket = ts_ns.div_euclid(BUCKET_NS)`.
 pub const BUCKET_NS: i64 = 10_000_000_000;
@@ -193,6 +223,9 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)
             .map_err(IngestError::sql("migrate schema"))?;
+        if i == CHUNKED_HOT_TIER {
+            crate::hot::migrate_rows(&tx)?;
+        }
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(IngestError::sql("write schema version"))?;
     }

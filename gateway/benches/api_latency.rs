@@ -44,8 +44,11 @@ struct Shape {
 /// Fills the hot tier (if not already filled with this shape); returns the end of the data.
 fn build(dir: &PathBuf, shape: &Shape) -> i64 {
     let marker = dir.join(format!(
-        "filled-{}x{}dx{}m",
-        shape.devices, shape.days, shape.metrics
+        "filled-schema{}-{}x{}dx{}m",
+        ingest::store::SCHEMA_VERSION,
+        shape.devices,
+        shape.days,
+        shape.metrics
     ));
     if let Ok(end) = std::fs::read_to_string(&marker) {
         eprintln!("reusing the hot tier in {}", dir.display());
@@ -87,43 +90,29 @@ fn build(dir: &PathBuf, shape: &Shape) -> i64 {
             ],
         )
         .unwrap();
-        for metric in metrics {
-            tx.execute(
-                "INSERT INTO series(device, metric, first_ns, last_ns) VALUES (?1, ?2, ?3, ?4)",
-                params![device, metric, start, end - MINUTE],
-            )
-            .unwrap();
-        }
     }
     tx.commit().unwrap();
-    // Time outermost, as the pipeline writes them: keys arrive in primary-key order
-    // (bucket, device, metric, ts), so the fill appends instead of splitting pages.
+    // An hour of every series per transaction, through the hot tier's writer: each series
+    // ends up in chunks of an hour, as the pipeline's flushes leave a steady city.
     let names: Vec<String> = (0..shape.devices).map(|d| format!("aq-{d:04}")).collect();
     let mut rows = 0u64;
     let hours = points / 60;
     for h in 0..hours {
         let tx = conn.transaction().unwrap();
-        {
-            let mut ins = tx
-                .prepare_cached(
-                    "INSERT INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .unwrap();
-            for i in h * 60..(h + 1) * 60 {
-                let ts = start + i * MINUTE;
-                for (d, device) in names.iter().enumerate() {
-                    for metric in metrics {
-                        // A daily cycle plus a per-device offset: values vary like real air.
-                        let v = 40.0
-                            + 25.0 * ((i as f64) * std::f64::consts::TAU / 1440.0).sin()
-                            + (d % 17) as f64;
-                        ins.execute(params![ingest::store::bucket(ts), device, metric, ts, v])
-                            .unwrap();
-                        rows += 1;
-                    }
+        let mut batch: Vec<(&str, &str, i64, f64)> = Vec::new();
+        for i in h * 60..(h + 1) * 60 {
+            let ts = start + i * MINUTE;
+            for (d, device) in names.iter().enumerate() {
+                for metric in metrics {
+                    // A daily cycle plus a per-device offset: values vary like real air.
+                    let v = 40.0
+                        + 25.0 * ((i as f64) * std::f64::consts::TAU / 1440.0).sin()
+                        + (d % 17) as f64;
+                    batch.push((device, metric, ts, v));
                 }
             }
         }
+        rows += ingest::hot::import(&tx, batch).unwrap().written as u64;
         tx.commit().unwrap();
         if h % 24 == 23 {
             eprintln!(

@@ -45,12 +45,17 @@ pub struct Opened {
     pub reader: LogReader,
     /// Positions shared by the writer, the applier and `/health`.
     pub progress: Arc<Progress>,
+    /// The hot tier's head, which the applier owns, for the query API.
+    pub hot_head: ingest::hot::HotHead,
 }
 
 /// Opens the state, then the log above its applied position (truncating a torn tail).
 pub fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
-    let pipeline = open(cfg)
+    let mut pipeline = open(cfg)
         .with_context(|| format!("cannot open the SQLite state in {}", cfg.data_dir.display()))?;
+    let hot_head = pipeline
+        .own_hot_head()
+        .context("cannot read the hot tier's head")?;
     let applied = pipeline.applied_seq()?;
     let dir = log_dir(cfg);
     let opts = LogOptions {
@@ -72,6 +77,7 @@ pub fn open_all(cfg: &Config) -> anyhow::Result<Opened> {
         log,
         reader,
         progress,
+        hot_head,
     })
 }
 

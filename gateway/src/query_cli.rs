@@ -95,7 +95,7 @@ impl Source {
 
     fn local<T>(
         &self,
-        f: impl FnOnce(&rusqlite::Connection) -> Result<T, crate::api::ApiError>,
+        f: impl FnOnce(&ingest::query::HotRead<'_>) -> Result<T, crate::api::ApiError>,
     ) -> Result<T> {
         let Self::Local { pool } = self else {
             bail!("not a local source");

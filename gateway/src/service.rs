@@ -56,6 +56,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         cfg.ingest.log_max_backlog_bytes,
     );
 
+    let hot_head = opened.hot_head.clone();
     let forwarder = match &cfg.store.url {
         Some(_) => Some(crate::forward::spawn(&cfg)?),
         None => None,
@@ -78,6 +79,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     })
     .merge(crate::api::router(crate::api::ApiConfig {
         log: Some(std::sync::Arc::clone(&progress)),
+        head: Some(hot_head),
         ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
     }));
     let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;

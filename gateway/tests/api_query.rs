@@ -108,25 +108,10 @@ fn fill(dir: &Path) {
         "not json",
     );
     {
-        // As the ingest pipeline writes them: the reading under its 10-second bucket, and
-        // the series' span.
-        let mut reading = tx
-            .prepare(
-                "INSERT INTO readings(bucket, device, metric, ts_ns, value) VALUES (?1, ?2, ?3, ?4, ?5)",
-            )
-            .unwrap();
-        let mut span = tx
-            .prepare(
-                "INSERT INTO series(device, metric, first_ns, last_ns) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT(device, metric) DO UPDATE SET
-                    first_ns = min(first_ns, excluded.first_ns), last_ns = max(last_ns, excluded.last_ns)",
-            )
-            .unwrap();
-        let mut ins = |device: &str, metric: &str, ts: i64, v: f64| {
-            reading
-                .execute(params![ingest::store::bucket(ts), device, metric, ts, v])
-                .unwrap();
-            span.execute(params![device, metric, ts]).unwrap();
+        // Through the hot tier's own writer: chunks per series, as the pipeline leaves them.
+        let mut rows: Vec<(&str, &str, i64, f64)> = Vec::new();
+        let mut ins = |device: &'static str, metric: &'static str, ts: i64, v: f64| {
+            rows.push((device, metric, ts, v));
         };
         for i in 0..1440i64 {
             let ts = T0 + i * 60 * NS;
@@ -138,22 +123,9 @@ fn fill(dir: &Path) {
         ins("wx-1", "temperature", T0 + DAY - 30 * NS, 28.5);
         // A reading stamped after the evaluation instant: `latest` must not use it.
         ins("aq-2", "pm25", T0 + DAY + 60 * NS, 999.0);
-        // A later reading in the same 10 s bucket: ingest leaves the series span alone for
-        // it (the bucket is already covered), and `latest` must still find it.
-        let later = T0 + DAY - 28 * NS;
-        assert_eq!(
-            ingest::store::bucket(later),
-            ingest::store::bucket(T0 + DAY - 30 * NS)
-        );
-        reading
-            .execute(params![
-                ingest::store::bucket(later),
-                "wx-1",
-                "temperature",
-                later,
-                28.75
-            ])
-            .unwrap();
+        // A later reading two seconds on: `latest` must find it.
+        ins("wx-1", "temperature", T0 + DAY - 28 * NS, 28.75);
+        ingest::hot::import(&tx, rows).unwrap();
     }
     for (reason, ago) in [
         ("malformed-payload", 10),

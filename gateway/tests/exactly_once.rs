@@ -259,10 +259,7 @@ fn a_repeated_payload_is_two_readings_and_retained_ones_are_not_new() {
         "both readings",
         WAIT,
         || {
-            query_u64(
-                &gw.data_dir,
-                "SELECT COUNT(*) FROM readings WHERE device = 'rp-esp'",
-            )
+            readings_where(&gw.data_dir, |d, _| d == "rp-esp")
         },
         |n| *n >= 2,
     );
@@ -274,17 +271,11 @@ fn a_repeated_payload_is_two_readings_and_retained_ones_are_not_new() {
     gw.restart();
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        query_u64(
-            &gw.data_dir,
-            "SELECT COUNT(*) FROM readings WHERE device = 'rp-esp'"
-        ),
+        readings_where(&gw.data_dir, |d, _| d == "rp-esp"),
         2
     );
     assert_eq!(
-        query_u64(
-            &gw.data_dir,
-            "SELECT COUNT(*) FROM readings WHERE device = 'rt-esp'"
-        ),
+        readings_where(&gw.data_dir, |d, _| d == "rt-esp"),
         0,
         "a retained reading is not a new reading"
     );
@@ -448,10 +439,7 @@ fn a_month_old_reading_reaches_the_store_and_a_fifty_year_old_one_is_refused() {
     );
     // Older than the hot tier's week: in the store, not in the hot tier.
     assert_eq!(
-        query_u64(
-            &gw.data_dir,
-            "SELECT COUNT(*) FROM readings WHERE device = 'old-1'"
-        ),
+        readings_where(&gw.data_dir, |d, _| d == "old-1"),
         0
     );
     assert!(store.export(r#"{device="old-2"}"#).unwrap().is_empty());

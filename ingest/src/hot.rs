@@ -739,3 +739,35 @@ pub(crate) fn migrate_rows(tx: &Transaction<'_>) -> Result<()> {
         .map_err(IngestError::sql("drop the old hot tier"))?;
     Ok(())
 }
+
+/// What [`import`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Readings written.
+    pub written: usize,
+    /// Readings the hot tier already held (same series and time), skipped.
+    pub duplicates: usize,
+}
+
+/// Writes readings `(device, metric, time ns, value)` straight into chunks inside `tx`,
+/// skipping those the hot tier already holds: for loading a hot tier outside the message
+/// log (test fixtures, benchmarks, backfills). A running gateway sees them as it sees any
+/// other writer's (see the module docs).
+pub fn import<'a>(
+    tx: &Transaction<'_>,
+    readings: impl IntoIterator<Item = (&'a str, &'a str, i64, f64)>,
+) -> Result<Imported> {
+    let mut w = HotWriter::new(HotOptions::default());
+    w.begin(tx)?;
+    let mut out = Imported::default();
+    for (device, metric, ts, value) in readings {
+        let id = w.series(tx, device, metric)?;
+        if w.insert(tx, id, ts, value)? {
+            out.written += 1;
+        } else {
+            out.duplicates += 1;
+        }
+    }
+    w.finish(tx)?;
+    Ok(out)
+}

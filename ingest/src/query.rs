@@ -397,9 +397,13 @@ impl Reader {
     /// Opens the existing state database in `data_dir` read-only: it neither creates nor
     /// migrates anything, so it suits tools looking at a running gateway's data.
     pub fn open_read_only(data_dir: &Path) -> Result<Self> {
-        let path = crate::store::db_path(data_dir);
+        Self::open_file_read_only(&crate::store::db_path(data_dir))
+    }
+
+    /// [`Reader::open_read_only`] on the database file itself.
+    pub fn open_file_read_only(path: &Path) -> Result<Self> {
         let conn = Connection::open_with_flags(
-            &path,
+            path,
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(IngestError::sql("open database read-only"))?;

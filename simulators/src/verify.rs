@@ -25,8 +25,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OpenFlags};
+use anyhow::{Context, Result};
 
 use crate::device::flags;
 use crate::manifest::{self, ManifestRow};
@@ -166,61 +165,40 @@ fn same(a: f64, b: f64) -> bool {
 }
 
 /// Reads the hot tier's readings for `devices` (read-only, so a running gateway is not
-/// disturbed), plus the gateway's duplicate counters if the `devices` table has them.
+/// disturbed; its head is read from the rows it keeps durable), plus the gateway's
+/// duplicate counters. `path` is the SQLite file or the data directory holding it. The
+/// hot tier records no commit time (the third value is `false`).
 fn load_hot_tier(path: &Path, devices: &HashSet<String>) -> Result<(Series, Option<u64>, bool)> {
-    let db = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("open hot tier {}", path.display()))?;
-    let columns: Vec<String> = db
-        .prepare("SELECT name FROM pragma_table_info('readings')")?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    if columns.is_empty() {
-        bail!(
-            "{} has no `readings` table: is it the gateway's hot tier?",
-            path.display()
-        );
+    let reader = if path.is_dir() {
+        ingest::query::Reader::open_read_only(path)
+    } else {
+        ingest::query::Reader::open_file_read_only(path)
     }
-    let commit_col = ["commit_ns", "committed_ns", "stored_ns", "inserted_ns"]
-        .into_iter()
-        .find(|c| columns.iter().any(|k| k == c));
-    let sql = match commit_col {
-        Some(c) => format!("SELECT device, metric, ts_ns, value, {c} FROM readings"),
-        None => "SELECT device, metric, ts_ns, value, NULL FROM readings".to_owned(),
-    };
+    .with_context(|| format!("open hot tier {}", path.display()))?;
+    let hot = reader.hot()?;
     let mut series: Series = HashMap::new();
-    let mut stmt = db.prepare(&sql)?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let device: String = r.get(0)?;
-        if !devices.contains(&device) {
+    for row in hot.series_rows()? {
+        if !devices.contains(&row.device) {
             continue;
         }
-        let ts_ns: i64 = r.get(2)?;
-        let p = Point {
+        let points = hot.points(row.id, i64::MIN, i64::MAX)?;
+        let e = series.entry((row.device, row.metric)).or_default();
+        e.extend(points.into_iter().map(|(ts_ns, value)| Point {
             ts_ms: (ts_ns as f64 / 1e6).round() as i64,
-            value: r.get(3)?,
-            commit_ns: r.get(4)?,
-        };
-        series.entry((device, r.get(1)?)).or_default().push(p);
+            value,
+            commit_ns: None,
+        }));
     }
-    let dup = db
-        .prepare("SELECT device, duplicates FROM devices")
-        .and_then(|mut s| {
-            let it = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let mut sum = 0u64;
-            for x in it {
-                let (d, n) = x?;
-                if devices.contains(&d) {
-                    sum += n.max(0) as u64;
-                }
-            }
-            Ok(sum)
-        })
-        .ok();
-    Ok((series, dup, commit_col.is_some()))
+    let dup = ingest::query::device_states(reader.connection())
+        .ok()
+        .map(|states| {
+            states
+                .iter()
+                .filter(|d| devices.contains(&d.device))
+                .map(|d| d.duplicates.max(0) as u64)
+                .sum()
+        });
+    Ok((series, dup, false))
 }
 
 /// Reads every `<metric>_value` series of the manifest's devices from VictoriaMetrics.

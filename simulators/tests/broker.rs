@@ -285,36 +285,39 @@ fn same_seed_gives_identical_traffic() {
     });
 }
 
-fn write_hot_tier(path: &Path, rows: &[ManifestRow], duplicates: i64) {
-    let mut conn = rusqlite::Connection::open(path).unwrap();
-    // One transaction: thousands of autocommits would each wait for a sync.
-    let db = conn.transaction().unwrap();
-    db.execute_batch(
-        "CREATE TABLE readings(device TEXT NOT NULL, metric TEXT NOT NULL, ts_ns INTEGER NOT NULL, value REAL NOT NULL,
-             PRIMARY KEY(device, metric, ts_ns)) WITHOUT ROWID;
-         CREATE TABLE devices(device TEXT PRIMARY KEY, duplicates INTEGER NOT NULL DEFAULT 0);",
+/// A gateway data directory holding `rows` in its hot tier (as the gateway stores them:
+/// receipt-stamped readings at receipt time, device repeats once) and `duplicates`
+/// counted for one device; returns the database file.
+fn write_hot_tier(dir: &Path, rows: &[ManifestRow], duplicates: i64) -> std::path::PathBuf {
+    let mut conn = ingest::store::open(
+        dir,
+        ingest::Synchronous::Normal,
+        std::time::Duration::from_secs(5),
     )
     .unwrap();
-    let mut ins = db
-        .prepare("INSERT OR IGNORE INTO readings VALUES (?1, ?2, ?3, ?4)")
-        .unwrap();
-    for r in rows {
-        // The gateway stamps time-less readings on receipt.
-        let ts_ns = if r.flags & flags::RECEIPT_TIME != 0 {
-            r.sent_ns + 3_000_000
-        } else {
-            r.ts_ms * 1_000_000
-        };
-        if r.flags & flags::DUPLICATE != 0 && r.flags & flags::RECEIPT_TIME == 0 {
-            continue;
-        }
-        ins.execute(rusqlite::params![r.device, r.metric, ts_ns, r.value])
-            .unwrap();
-    }
-    drop(ins);
-    db.execute("INSERT INTO devices VALUES ('aq-0001', ?1)", [duplicates])
-        .unwrap();
-    db.commit().unwrap();
+    let tx = conn.transaction().unwrap();
+    let readings: Vec<(&str, &str, i64, f64)> = rows
+        .iter()
+        .filter(|r| r.flags & flags::DUPLICATE == 0 || r.flags & flags::RECEIPT_TIME != 0)
+        .map(|r| {
+            // The gateway stamps time-less readings on receipt.
+            let ts_ns = if r.flags & flags::RECEIPT_TIME != 0 {
+                r.sent_ns + 3_000_000
+            } else {
+                r.ts_ms * 1_000_000
+            };
+            (r.device.as_str(), r.metric.as_str(), ts_ns, r.value)
+        })
+        .collect();
+    ingest::hot::import(&tx, readings).unwrap();
+    tx.execute(
+        "INSERT INTO devices(device, format, first_seen, last_seen, duplicates) \
+         VALUES ('aq-0001', 'senml', 0, 0, ?1)",
+        [duplicates],
+    )
+    .unwrap();
+    tx.commit().unwrap();
+    ingest::store::db_path(dir)
 }
 
 fn line_protocol(rows: &[ManifestRow]) -> String {
@@ -363,8 +366,7 @@ fn verify_finds_loss_duplicates_and_wrong_values() {
     );
 
     // Everything landed: clean verdict, exit status 0.
-    let clean = dir.path().join("clean.sqlite3");
-    write_hot_tier(&clean, &rows, 0);
+    let clean = write_hot_tier(&dir.path().join("clean"), &rows, 0);
     let r = verify::run(&mpath, &Landing::HotTier(clean.clone())).unwrap();
     assert!(!r.failed(), "{r:?}");
     assert_eq!(r.found, r.expected);
@@ -380,8 +382,7 @@ fn verify_finds_loss_duplicates_and_wrong_values() {
     let mut damaged: Vec<ManifestRow> = rows.clone();
     damaged[corrupt].value = damaged[corrupt].value * 1.1 + 1.5;
     damaged.remove(lose);
-    let bad = dir.path().join("bad.sqlite3");
-    write_hot_tier(&bad, &damaged, 1);
+    let bad = write_hot_tier(&dir.path().join("bad"), &damaged, 1);
     let r = verify::run(&mpath, &Landing::HotTier(bad.clone())).unwrap();
     assert_eq!(r.lost, 1, "{r:?}");
     assert_eq!(r.wrong_value, 1, "{r:?}");

@@ -143,12 +143,9 @@ impl Traffic {
         }
     }
 
-    /// SQL condition selecting this phase's rows in the hot tier.
-    fn hot_tier_count_sql(&self) -> String {
-        format!(
-            "SELECT COUNT(*) FROM readings WHERE device >= '{p}' AND device < '{p}~'",
-            p = self.prefix
-        )
+    /// Whether a hot-tier device is this phase's.
+    fn owns(&self, device: &str) -> bool {
+        device.starts_with(&self.prefix)
     }
 }
 
@@ -377,8 +374,15 @@ impl Gateway {
             .unwrap_or(0)
     }
 
+    /// Readings of the phase in the hot tier (chunks and head), 0 before it exists.
     fn stored(&self, traffic: &Traffic) -> u64 {
-        self.query(&traffic.hot_tier_count_sql())
+        if !self.db().exists() {
+            return 0;
+        }
+        match ingest::query::Reader::open_read_only(&self.data_dir) {
+            Ok(r) => r.reading_count(|d, _| traffic.owns(d)).unwrap(),
+            Err(_) => 0,
+        }
     }
 
     fn outbox_entries(&self) -> u64 {

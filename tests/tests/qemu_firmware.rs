@@ -409,19 +409,14 @@ impl Gateway {
 
     /// Hot-tier values of one metric of one device, in time order.
     fn values(&self, device: &str, metric: &str) -> Vec<(i64, f64)> {
-        let Some(db) = self.db() else {
+        let Ok(r) = ingest::query::Reader::open_read_only(&self.data_dir) else {
             return Vec::new();
         };
-        let mut stmt = db
-            .prepare(
-                "SELECT ts_ns, value FROM readings WHERE device = ?1 AND metric = ?2 \
-                 ORDER BY ts_ns",
-            )
-            .unwrap();
-        stmt.query_map([device, metric], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
+        let hot = r.hot().unwrap();
+        match hot.find(device, metric).unwrap() {
+            Some(row) => hot.points(row.id, i64::MIN, i64::MAX).unwrap(),
+            None => Vec::new(),
+        }
     }
 
     fn log_tail(&self) -> String {

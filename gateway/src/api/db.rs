@@ -1,8 +1,11 @@
 //! Read-only access to the hot tier: a small pool of read-only SQLite connections on the
-//! gateway's database file. WAL mode lets these readers run while the ingest writer
+//! gateway's database file, and the hot tier's in-memory head when the API runs in the
+//! process that writes it. WAL mode lets these readers run while the ingest writer
 //! commits; they never take a write lock, so a slow dashboard cannot stall acks.
 
 use super::error::ApiError;
+use ingest::hot::HotHead;
+use ingest::query::HotRead;
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,6 +21,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct ReadPool {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
+    /// The writer's head (same process), else each query reads the stored head.
+    head: Option<HotHead>,
 }
 
 impl ReadPool {
@@ -27,7 +32,15 @@ impl ReadPool {
         Self {
             path: path.into(),
             idle: Arc::new(Mutex::new(Vec::new())),
+            head: None,
         }
+    }
+
+    /// Reads the hot tier's head from `head` (the writer's, in this process) rather than
+    /// from its stored rows.
+    pub fn with_head(mut self, head: Option<HotHead>) -> Self {
+        self.head = head;
+        self
     }
 
     /// The database file.
@@ -59,7 +72,7 @@ impl ReadPool {
     /// Runs `f` on a connection, synchronously (for the CLI and tests).
     pub fn with<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, ApiError>,
+        f: impl FnOnce(&HotRead<'_>) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let taken = self
             .idle
@@ -70,7 +83,9 @@ impl ReadPool {
             Some(c) => c,
             None => self.open()?,
         };
-        let out = f(&conn);
+        let out = HotRead::new(&conn, self.head.as_ref())
+            .map_err(ApiError::from)
+            .and_then(|hot| f(&hot));
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < IDLE_CONNECTIONS {
             idle.push(conn);
@@ -81,7 +96,7 @@ impl ReadPool {
     /// Runs `f` on a connection in tokio's blocking pool (SQLite calls block).
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, ApiError> + Send + 'static,
+        f: impl FnOnce(&HotRead<'_>) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || pool.with(f))

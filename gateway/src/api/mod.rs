@@ -48,6 +48,9 @@ pub struct ApiConfig {
     /// The running gateway's message-log positions, for `/api/stats` (default none:
     /// `gateway query` reads a data directory without a live process).
     pub log: Option<Arc<ingest::applier::Progress>>,
+    /// The hot tier's head when the writer runs in this process (default none: the head
+    /// is read from its stored rows).
+    pub head: Option<ingest::hot::HotHead>,
 }
 
 impl ApiConfig {
@@ -58,6 +61,7 @@ impl ApiConfig {
             stale_after: queries::DEFAULT_STALE_AFTER,
             aqi_cache_ttl: Duration::from_secs(30),
             log: None,
+            head: None,
         }
     }
 }
@@ -117,7 +121,7 @@ impl ApiState {
     /// State for a configuration.
     pub fn new(config: ApiConfig) -> Self {
         Self {
-            pool: ReadPool::new(config.db_path.clone()),
+            pool: ReadPool::new(config.db_path.clone()).with_head(config.head.clone()),
             config: Arc::new(config),
             aqi_cache: Arc::default(),
             hour_cache: Arc::default(),

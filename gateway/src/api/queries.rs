@@ -1,24 +1,23 @@
 //! The read side of the hot tier: every question the API and `gateway query` answer, as
-//! synchronous functions over one read-only connection. The SQL follows the ingest side's
-//! layout (`ingest::store`): `readings` is keyed by `(bucket, device, metric, ts_ns)` with
-//! 10-second time buckets first (so that commits write few pages), and `series` records
-//! every (device, metric) with the span of its readings. So:
+//! synchronous functions over one read-only connection and the hot tier's head
+//! ([`HotRead`]). The hot tier keeps each series' readings in compressed chunks of up to an
+//! hour plus an in-memory head (`ingest::hot`), and `series` records every
+//! (device, metric) under an integer id with the span and newest value of its chunks. So:
 //!
-//! - a series is one statement that seeks `(bucket, device, metric)` once per 10-second
-//!   bucket of its range (clamped to the series' span), the downsampling done by SQLite's
-//!   GROUP BY; a 24-hour series is 8,640 seeks inside SQLite, not a scan;
-//! - "latest value of every series" is the `series` table joined to the one reading at its
-//!   `last_ns`: one point lookup per series;
-//! - "readings in the last minute" is a range of the leading bucket column;
-//! - hourly means for the AQI are one pass over an hour's buckets for every station at
-//!   once, cached per clock hour (an hour's means do not change once it is over).
+//! - a series is its chunks that overlap the range (a primary-key range on
+//!   `(series, start_ns)`), decoded and downsampled here; a 24-hour series of a 10-second
+//!   sensor is about 25 chunks;
+//! - "latest value of every series" is the `series` table (its newest chunk value) and
+//!   the head, without touching a chunk unless `at` is in the past;
+//! - "readings in the last minute" and the hourly means for the AQI read the chunks that
+//!   can overlap the window through the index on their end time; hourly means are cached
+//!   per clock hour (an hour's means do not change once it is over).
 
 use super::error::ApiError;
 use super::model::*;
 use super::params::{self, Agg, SeriesRequest};
 use crate::aqi;
-use ingest::store::{BUCKET_NS, bucket};
-use rusqlite::{Connection, OptionalExtension, params};
+use ingest::query::{HotRead, SeriesRow};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -86,7 +85,7 @@ impl DeviceRow {
     }
 }
 
-fn load_devices(conn: &Connection) -> Result<Vec<DeviceRow>, ApiError> {
+fn load_devices(conn: &rusqlite::Connection) -> Result<Vec<DeviceRow>, ApiError> {
     let states = ingest::devices::list(conn)?;
     // 0 means "never seen alive" (known only from retained messages).
     let seen = |ns: i64| (ns > 0).then_some(ns);
@@ -152,7 +151,7 @@ fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
 
 /// `GET /api/devices`.
 pub fn devices(
-    conn: &Connection,
+    conn: &HotRead<'_>,
     p: &params::DevicesParams,
     now_ns: i64,
     default_stale: Duration,
@@ -191,55 +190,79 @@ pub fn devices(
     })
 }
 
-/// The recorded span `[first_ns, last_ns]` of a series, if it exists.
-fn span(conn: &Connection, device: &str, metric: &str) -> Result<Option<(i64, i64)>, ApiError> {
-    Ok(conn
-        .prepare_cached("SELECT first_ns, last_ns FROM series WHERE device = ?1 AND metric = ?2")?
-        .query_row(params![device, metric], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?)
+/// SQLite's `avg()`: Kahan-Babuska-Neumaier summation, as SQLite computes it (3.43 and
+/// later), so that means are what the SQL over one row per reading answered, to the bit.
+#[derive(Debug, Default, Clone, Copy)]
+struct Mean {
+    sum: f64,
+    err: f64,
+    n: u64,
 }
 
-/// `GET /api/series`: each pair downsampled in SQL.
-pub fn series(conn: &Connection, req: &SeriesRequest) -> Result<SeriesResponse, ApiError> {
-    // The bucket list drives the join (CROSS JOIN keeps it the outer loop): one primary-key
-    // seek per 10-second bucket, each reading only this series' rows.
-    const FROM: &str = "FROM b CROSS JOIN readings r \
-         ON r.bucket = b.x AND r.device = ?1 AND r.metric = ?2 AND r.ts_ns >= ?3 AND r.ts_ns < ?4 \
-         GROUP BY g ORDER BY g";
-    let select = match req.agg {
-        Agg::Avg => "SELECT r.ts_ns / ?5 AS g, avg(r.value)",
-        Agg::Min => "SELECT r.ts_ns / ?5 AS g, min(r.value)",
-        Agg::Max => "SELECT r.ts_ns / ?5 AS g, max(r.value)",
-        Agg::Count => "SELECT r.ts_ns / ?5 AS g, count(*)",
-        // SQLite gives bare columns the values of the row that max() picked.
-        Agg::Last => "SELECT r.ts_ns / ?5 AS g, r.value, max(r.ts_ns)",
-    };
-    let sql = format!(
-        "WITH RECURSIVE b(x) AS (SELECT ?6 UNION ALL SELECT x + 1 FROM b WHERE x < ?7) {select} {FROM}"
-    );
-    let mut stmt = conn.prepare_cached(&sql)?;
+impl Mean {
+    fn add(&mut self, r: f64) {
+        let s = self.sum;
+        let t = s + r;
+        if s.abs() > r.abs() {
+            self.err += (s - t) + r;
+        } else {
+            self.err += (r - t) + s;
+        }
+        self.sum = t;
+        self.n += 1;
+    }
+
+    fn get(&self) -> f64 {
+        let r = if self.err.is_finite() {
+            self.sum + self.err
+        } else {
+            self.sum
+        };
+        r / self.n as f64
+    }
+}
+
+/// Downsamples `points` (oldest first) into groups `ts / step_ns`, one value per group.
+fn downsample(points: &[(i64, f64)], step_ns: i64, agg: Agg, t: &mut Vec<i64>, v: &mut Vec<f64>) {
+    let mut i = 0;
+    while i < points.len() {
+        let g = points[i].0 / step_ns;
+        let mut j = i;
+        while j < points.len() && points[j].0 / step_ns == g {
+            j += 1;
+        }
+        let group = &points[i..j];
+        let value = match agg {
+            Agg::Avg => {
+                let mut m = Mean::default();
+                group.iter().for_each(|(_, x)| m.add(*x));
+                m.get()
+            }
+            Agg::Min => group.iter().map(|(_, x)| *x).fold(f64::INFINITY, f64::min),
+            Agg::Max => group.iter().map(|(_, x)| *x).fold(f64::NEG_INFINITY, f64::max),
+            Agg::Count => group.len() as f64,
+            Agg::Last => group[group.len() - 1].1,
+        };
+        t.push(ms(g * step_ns));
+        v.push(value);
+        i = j;
+    }
+}
+
+/// `GET /api/series`: each pair's readings in the range, downsampled.
+pub fn series(db: &HotRead<'_>, req: &SeriesRequest) -> Result<SeriesResponse, ApiError> {
     let mut out = Vec::with_capacity(req.series.len());
     for (device, metric) in &req.series {
         let mut t = Vec::new();
         let mut v = Vec::new();
-        if let Some((first, last)) = span(conn, device, metric)? {
+        if let Some(row) = db.find(device, metric)?
+            && let Some((first, last)) = db.span(&row)
+        {
             let from = req.from_ns.max(first);
             let to = req.to_ns.min(last.saturating_add(1));
             if from < to {
-                let mut rows = stmt.query(params![
-                    device,
-                    metric,
-                    from,
-                    to,
-                    req.step_ns,
-                    bucket(from),
-                    bucket(to - 1)
-                ])?;
-                while let Some(row) = rows.next()? {
-                    let g: i64 = row.get(0)?;
-                    t.push(ms(g * req.step_ns));
-                    v.push(row.get::<_, f64>(1)?);
-                }
+                let points = db.points(row.id, from, to)?;
+                downsample(&points, req.step_ns, req.agg, &mut t, &mut v);
             }
         }
         out.push(Series {
@@ -266,53 +289,17 @@ pub fn series(conn: &Connection, req: &SeriesRequest) -> Result<SeriesResponse, 
 /// One reading per series: its newest at or before `at_ns` and not older than `oldest_ns`.
 type Latest = HashMap<String, Vec<(String, i64, f64)>>;
 
-/// The newest reading of every series, by device (one point lookup per series). A series
-/// whose newest reading is after `at_ns` (clock skew, or a past `at`) is searched backwards
-/// bucket by bucket down to `oldest_ns`.
-fn latest_all(conn: &Connection, at_ns: i64, oldest_ns: i64) -> Result<Latest, ApiError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        // `series.last_ns` is kept only to the bucket (ingest skips the upsert while a
-        // reading falls in a known bucket), so take the newest reading of that last bucket.
-        "SELECT s.device, s.metric, s.first_ns, s.last_ns, r.ts_ns, r.value FROM series s \
-         LEFT JOIN readings r ON r.bucket = s.last_ns / {BUCKET_NS} AND r.device = s.device \
-         AND r.metric = s.metric AND r.ts_ns = (SELECT max(x.ts_ns) FROM readings x \
-           WHERE x.bucket = s.last_ns / {BUCKET_NS} AND x.device = s.device AND x.metric = s.metric) \
-         WHERE s.last_ns >= ?1"
-    ))?;
-    let mut before = conn.prepare_cached(
-        "WITH RECURSIVE b(x) AS (SELECT ?3 UNION ALL SELECT x - 1 FROM b WHERE x > ?4) \
-         SELECT r.ts_ns, r.value FROM b CROSS JOIN readings r \
-         ON r.bucket = b.x AND r.device = ?1 AND r.metric = ?2 AND r.ts_ns <= ?5 AND r.ts_ns >= ?6 \
-         ORDER BY r.ts_ns DESC LIMIT 1",
-    )?;
+/// The newest reading of every series at or before `at_ns`, by device: the `series`
+/// table's newest chunk value and the head answer, unless a series has readings after
+/// `at_ns` (clock skew, or a past `at`), which searches its chunks backwards.
+fn latest_all(db: &HotRead<'_>, at_ns: i64, oldest_ns: i64) -> Result<Latest, ApiError> {
     let mut out: Latest = HashMap::new();
-    let mut rows = stmt.query([oldest_ns])?;
-    while let Some(row) = rows.next()? {
-        let device: String = row.get(0)?;
-        let metric: String = row.get(1)?;
-        let first: i64 = row.get(2)?;
-        let newest: Option<(i64, f64)> = match (row.get(4)?, row.get(5)?) {
-            (Some(ts), Some(v)) => Some((ts, v)),
-            _ => None,
-        };
-        let found = match newest {
-            Some((ts, v)) if ts <= at_ns => Some((ts, v)),
-            _ => {
-                let lo = oldest_ns.max(first);
-                if lo > at_ns {
-                    None
-                } else {
-                    before
-                        .query_row(
-                            params![device, metric, bucket(at_ns), bucket(lo), at_ns, lo],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?
-                }
-            }
-        };
-        if let Some((ts, v)) = found {
-            out.entry(device).or_default().push((metric, ts, v));
+    for row in db.series_rows()? {
+        let SeriesRow { device, metric, .. } = &row;
+        if let Some(p) = db.newest(&row, at_ns, oldest_ns)? {
+            out.entry(device.clone())
+                .or_default()
+                .push((metric.clone(), p.ts_ns, p.value));
         }
     }
     Ok(out)
@@ -329,7 +316,7 @@ struct Acc {
 
 /// `GET /api/latest`: latest values per district and kind.
 pub fn latest(
-    conn: &Connection,
+    conn: &HotRead<'_>,
     p: &params::LatestParams,
     now_ns: i64,
 ) -> Result<LatestResponse, ApiError> {
@@ -476,22 +463,25 @@ impl HourCache {
 }
 
 /// Mean PM2.5 and PM10 per device over `[hour_ns, hour_ns + 1 h)`.
-fn hour_means(conn: &Connection, hour_ns: i64) -> Result<HourMeans, ApiError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT device, metric, avg(value) FROM readings \
-         WHERE bucket >= ?1 AND bucket < ?2 AND metric IN ('pm25', 'pm10') \
-         GROUP BY device, metric",
-    )?;
-    let mut out = HashMap::new();
-    let mut rows = stmt.query(params![bucket(hour_ns), bucket(hour_ns + NS_PER_HOUR)])?;
-    while let Some(row) = rows.next()? {
-        let metric: String = row.get(1)?;
-        let pollutant = if metric == "pm25" {
-            aqi::Pollutant::Pm25
-        } else {
-            aqi::Pollutant::Pm10
+fn hour_means(db: &HotRead<'_>, hour_ns: i64) -> Result<HourMeans, ApiError> {
+    let mut pollutants: HashMap<u32, (String, aqi::Pollutant)> = HashMap::new();
+    for row in db.series_rows()? {
+        let p = match row.metric.as_str() {
+            "pm25" => aqi::Pollutant::Pm25,
+            "pm10" => aqi::Pollutant::Pm10,
+            _ => continue,
         };
-        out.insert((row.get(0)?, pollutant), row.get(2)?);
+        pollutants.insert(row.id, (row.device, p));
+    }
+    let points = db.scan(hour_ns, hour_ns + NS_PER_HOUR, |id| pollutants.contains_key(&id))?;
+    let mut out = HashMap::new();
+    for (id, v) in points {
+        let Some(key) = pollutants.remove(&id) else {
+            continue;
+        };
+        let mut m = Mean::default();
+        v.iter().for_each(|(_, x)| m.add(*x));
+        out.insert(key, m.get());
     }
     Ok(out)
 }
@@ -500,7 +490,7 @@ fn hour_means(conn: &Connection, hour_ns: i64) -> Result<HourMeans, ApiError> {
 /// Hour 1 of the NowCast is the last complete clock hour before `at`; hourly means come
 /// from `cache` when it has them.
 pub fn aqi(
-    conn: &Connection,
+    conn: &HotRead<'_>,
     p: &params::AqiParams,
     now_ns: i64,
     cache: &HourCache,
@@ -569,7 +559,7 @@ pub fn aqi(
 
 /// `GET /api/stats`.
 pub fn stats(
-    conn: &Connection,
+    conn: &HotRead<'_>,
     p: &params::StatsParams,
     now_ns: i64,
     default_stale: Duration,
@@ -584,17 +574,14 @@ pub fn stats(
     let outbox = ingest::outbox::depth(conn)?;
     let oldest = ingest::outbox::oldest_created_ns(conn)?;
 
-    // Readings per second over the last minute: a range of the leading bucket column.
+    // Readings per second over the last minute: the chunks that can overlap it, and the
+    // head.
     let window_start = at_ns - 60 * NS_PER_S;
-    let recent: i64 = conn
-        .prepare_cached(
-            "SELECT count(*) FROM readings WHERE bucket >= ?1 AND bucket <= ?2 \
-             AND ts_ns >= ?3 AND ts_ns < ?4",
-        )?
-        .query_row(
-            params![bucket(window_start), bucket(at_ns), window_start, at_ns],
-            |r| r.get(0),
-        )?;
+    let recent: usize = conn
+        .scan(window_start, at_ns, |_| true)?
+        .values()
+        .map(Vec::len)
+        .sum();
     let rows = load_devices(conn)?;
     let (mut online, mut stale) = (0u64, 0u64);
     for row in &rows {

@@ -194,9 +194,40 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Rows in the hot tier.
+/// Readings in the hot tier (chunks and head, read as `gateway query --data-dir` reads).
 pub fn reading_count(data_dir: &Path) -> u64 {
-    query_u64(data_dir, "SELECT COUNT(*) FROM readings")
+    readings_where(data_dir, |_, _| true)
+}
+
+/// Readings in the hot tier of the series `keep` accepts, by device and metric (0 when
+/// the state database is not there yet).
+pub fn readings_where(data_dir: &Path, keep: impl Fn(&str, &str) -> bool) -> u64 {
+    if !ingest::store::db_path(data_dir).exists() {
+        return 0;
+    }
+    match ingest::query::Reader::open_read_only(data_dir) {
+        Ok(r) => r.reading_count(keep).unwrap(),
+        // Created but not yet migrated by the starting gateway.
+        Err(_) => 0,
+    }
+}
+
+/// Devices with readings in the hot tier.
+pub fn devices_with_readings(data_dir: &Path) -> usize {
+    let r = ingest::query::Reader::open_read_only(data_dir).unwrap();
+    let mut devices: Vec<String> = r
+        .hot()
+        .unwrap()
+        .series_rows()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.device)
+        .collect();
+    devices.dedup();
+    devices
+        .into_iter()
+        .filter(|d| r.reading_count(|dev, _| dev == d).unwrap() > 0)
+        .count()
 }
 
 /// A single-number query on the state database (0 when it is not there yet).

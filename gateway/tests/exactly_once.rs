@@ -258,9 +258,7 @@ fn a_repeated_payload_is_two_readings_and_retained_ones_are_not_new() {
     wait_until(
         "both readings",
         WAIT,
-        || {
-            readings_where(&gw.data_dir, |d, _| d == "rp-esp")
-        },
+        || readings_where(&gw.data_dir, |d, _| d == "rp-esp"),
         |n| *n >= 2,
     );
     // Reconnects (a restart subscribes again) deliver the retained reading again: still
@@ -270,10 +268,7 @@ fn a_repeated_payload_is_two_readings_and_retained_ones_are_not_new() {
     gw.terminate();
     gw.restart();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        readings_where(&gw.data_dir, |d, _| d == "rp-esp"),
-        2
-    );
+    assert_eq!(readings_where(&gw.data_dir, |d, _| d == "rp-esp"), 2);
     assert_eq!(
         readings_where(&gw.data_dir, |d, _| d == "rt-esp"),
         0,
@@ -438,10 +433,7 @@ fn a_month_old_reading_reaches_the_store_and_a_fifty_year_old_one_is_refused() {
         "only the fifty-year-old reading is refused"
     );
     // Older than the hot tier's week: in the store, not in the hot tier.
-    assert_eq!(
-        readings_where(&gw.data_dir, |d, _| d == "old-1"),
-        0
-    );
+    assert_eq!(readings_where(&gw.data_dir, |d, _| d == "old-1"), 0);
     assert!(store.export(r#"{device="old-2"}"#).unwrap().is_empty());
     assert!(gw.terminate().expect("exited").success());
 }

@@ -119,10 +119,7 @@ fn kill_9_mid_stream_then_restart_stores_every_reading_exactly_once() {
     // Exactly once: the primary key makes duplicates impossible, so the
     // count equals the readings sent, and every device has its 200 messages.
     assert_eq!(reading_count(&gw.data_dir), 100_000, "killed at {at_kill}");
-    assert_eq!(
-        devices_with_readings(&gw.data_dir),
-        500
-    );
+    assert_eq!(devices_with_readings(&gw.data_dir), 500);
     let selector = r#"{__name__=~".+_value",device=~"k9-.*"}"#;
     wait_until(
         "all 100,000 readings in VictoriaMetrics",

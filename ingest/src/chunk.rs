@@ -93,7 +93,7 @@ mod tests {
             1 => Just(f64::MAX),
             1 => Just(f64::MIN),
             1 => Just(f64::EPSILON),
-            1 => (0u64..(1 << 52)).prop_map(|m| f64::from_bits(m)),
+            1 => (0u64..(1 << 52)).prop_map(f64::from_bits),
             1 => any::<f64>().prop_filter("finite", |v| v.is_finite()),
             2 => (0i32..1000).prop_map(|i| f64::from(i) / 10.0),
         ]

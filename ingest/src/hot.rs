@@ -114,7 +114,7 @@ impl HeadData {
 
     /// Decodes `hot_head` records into the head.
     fn extend_from_records(&mut self, data: &[u8]) -> Result<()> {
-        if data.len() % HEAD_RECORD != 0 {
+        if !data.len().is_multiple_of(HEAD_RECORD) {
             return Err(IngestError::Chunk(format!(
                 "head row of {} bytes is not whole records",
                 data.len()
@@ -173,6 +173,9 @@ fn load_rows(conn: &Connection, head: &mut HeadData) -> Result<()> {
     Ok(())
 }
 
+/// A flush's reused buffers: a series' readings sorted, its times, its values, a chunk.
+type Scratch = (Vec<(i64, f64)>, Vec<i64>, Vec<f64>, Vec<u8>);
+
 /// What the writer knows of a series.
 #[derive(Debug, Clone, Copy)]
 struct SeriesState {
@@ -217,7 +220,7 @@ pub(crate) struct HotWriter {
     journal: Vec<(u32, usize)>,
     batch: u64,
     /// Reused buffers of the flush.
-    scratch: (Vec<(i64, f64)>, Vec<i64>, Vec<f64>, Vec<u8>),
+    scratch: Scratch,
 }
 
 impl HotWriter {

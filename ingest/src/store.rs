@@ -295,6 +295,71 @@ mod tests {
     }
 
     #[test]
+    fn reading_rows_of_schema_2_move_into_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(db_path(dir.path())).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(MIGRATIONS[1]).unwrap();
+            conn.pragma_update(None, "user_version", 2).unwrap();
+            let t0 = 1_780_000_000_000_000_000i64;
+            for i in 0..500i64 {
+                // Two hours of one series (more than a chunk spans), and one other.
+                let ts = t0 + i * 15_000_000_000;
+                conn.execute(
+                    "INSERT INTO readings VALUES (?1, 'aq-1', 'pm25', ?2, ?3)",
+                    rusqlite::params![ts / BUCKET_NS, ts, i as f64 / 3.0],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO readings VALUES (0, 'wx-1', 'temperature', 5, 0.0)",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO series VALUES ('aq-1', 'pm25', ?1, ?2)",
+                [t0, t0 + 499 * 15_000_000_000],
+            )
+            .unwrap();
+        }
+        let conn = open(dir.path(), Synchronous::Normal, Duration::from_secs(1)).unwrap();
+        let hot = crate::query::HotRead::new(&conn, None).unwrap();
+        assert_eq!(hot.count(|_, _| true).unwrap(), 501);
+        let rows = hot.series_rows().unwrap();
+        assert_eq!(rows.len(), 2);
+        let aq = hot.find("aq-1", "pm25").unwrap().unwrap();
+        let points = hot.points(aq.id, i64::MIN, i64::MAX).unwrap();
+        assert_eq!(points.len(), 500);
+        assert!(
+            points
+                .iter()
+                .enumerate()
+                .all(|(i, (_, v))| *v == i as f64 / 3.0)
+        );
+        let chunks: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM chunks WHERE series = ?1",
+                [aq.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(chunks >= 3, "an hour at most per chunk: {chunks}");
+        let wx = hot.find("wx-1", "temperature").unwrap().unwrap();
+        let p = hot.points(wx.id, i64::MIN, i64::MAX).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0], (5, 0.0));
+        let gone: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name IN ('readings', 'series_v2')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(gone, 0);
+    }
+
+    #[test]
     fn newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let conn = open(dir.path(), Synchronous::Full, Duration::from_secs(1)).unwrap();

@@ -239,7 +239,10 @@ fn downsample(points: &[(i64, f64)], step_ns: i64, agg: Agg, t: &mut Vec<i64>, v
                 m.get()
             }
             Agg::Min => group.iter().map(|(_, x)| *x).fold(f64::INFINITY, f64::min),
-            Agg::Max => group.iter().map(|(_, x)| *x).fold(f64::NEG_INFINITY, f64::max),
+            Agg::Max => group
+                .iter()
+                .map(|(_, x)| *x)
+                .fold(f64::NEG_INFINITY, f64::max),
             Agg::Count => group.len() as f64,
             Agg::Last => group[group.len() - 1].1,
         };
@@ -473,7 +476,9 @@ fn hour_means(db: &HotRead<'_>, hour_ns: i64) -> Result<HourMeans, ApiError> {
         };
         pollutants.insert(row.id, (row.device, p));
     }
-    let points = db.scan(hour_ns, hour_ns + NS_PER_HOUR, |id| pollutants.contains_key(&id))?;
+    let points = db.scan(hour_ns, hour_ns + NS_PER_HOUR, |id| {
+        pollutants.contains_key(&id)
+    })?;
     let mut out = HashMap::new();
     for (id, v) in points {
         let Some(key) = pollutants.remove(&id) else {

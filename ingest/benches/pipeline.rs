@@ -1,12 +1,17 @@
-//! In-process benchmark of decode -> validate -> commit (one SQLite transaction per batch,
-//! the default `synchronous = normal` the gateway runs behind its message log, outbox on),
-//! for SenML-CBOR and Tasmota batches.
+//! In-process benchmark of the applier's work: decode -> validate -> commit (one SQLite
+//! transaction per batch with its log position, the default `synchronous = normal` the
+//! gateway runs behind its message log, outbox on, the hot tier's head flushed into chunks
+//! as the gateway does, the last flush included), for SenML-CBOR and Tasmota batches.
 //!
 //! ```text
 //! cargo bench -p ingest --bench pipeline
 //! BENCH_MESSAGES=400000 BENCH_BATCH=2000 BENCH_DEVICES=1000 BENCH_FORMATS=tasmota \
 //!     cargo bench -p ingest --bench pipeline
 //! ```
+//!
+//! With `BENCH_BEFORE=<path of another build's bench executable>` (`scripts/bench-before.sh`
+//! builds one from a commit), that build runs first with the same settings and both are
+//! printed, labelled, in one table.
 //!
 //! Prints readings/s (wall clock) and CPU time per reading (user + system, from
 //! `getrusage`), plus the process's peak resident memory. Wall and CPU time swing by a
@@ -104,7 +109,7 @@ fn tasmota_messages(n: usize, t0: i64) -> Vec<Inbound> {
         .collect()
 }
 
-fn run(name: &str, msgs: &[Inbound], batch: usize) {
+fn run(label: &str, name: &str, msgs: &[Inbound], batch: usize) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = IngestConfig {
         forward_enabled: true,
@@ -114,16 +119,20 @@ fn run(name: &str, msgs: &[Inbound], batch: usize) {
     let (cpu0, _) = usage();
     let started = Instant::now();
     let mut readings = 0usize;
+    let mut seq = 0u64;
     for chunk in msgs.chunks(batch) {
-        let out = p.process(chunk).unwrap();
+        seq += chunk.len() as u64;
+        let out = p.apply(chunk, seq).unwrap();
         assert_eq!(out.dead_letters, 0, "bench data must be valid");
         readings += out.readings_committed;
+        p.maintain().unwrap();
     }
+    p.flush_hot().unwrap();
     let wall = started.elapsed();
     let (cpu1, rss_kib) = usage();
     let cpu = cpu1 - cpu0;
     println!(
-        "{name:<11} {msgs:>8} msgs {readings:>9} readings  batch {batch:>5}  {rps:>10.0} readings/s  {cpu_ns:>6.0} ns CPU/reading  peak RSS {rss} MiB",
+        "{label:<7} {name:<11} {msgs:>8} msgs {readings:>9} readings  batch {batch:>5}  {rps:>10.0} readings/s  {cpu_ns:>6.0} ns CPU/reading  peak RSS {rss} MiB",
         msgs = msgs.len(),
         rps = readings as f64 / wall.as_secs_f64(),
         cpu_ns = cpu.as_nanos() as f64 / readings as f64,
@@ -132,6 +141,23 @@ fn run(name: &str, msgs: &[Inbound], batch: usize) {
 }
 
 fn main() {
+    if let Ok(before) = std::env::var("BENCH_BEFORE") {
+        // The other build first, with the same settings; its lines are labelled here.
+        let out = std::process::Command::new(&before)
+            .arg("--bench")
+            .env_remove("BENCH_BEFORE")
+            .env("BENCH_LABEL", "before")
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run BENCH_BEFORE={before}: {e}"));
+        assert!(out.status.success(), "{before} failed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.contains("readings/s") {
+                let line = line.trim_start_matches("before").trim_start();
+                println!("{:<7} {line}", "before");
+            }
+        }
+    }
+    let label = std::env::var("BENCH_LABEL").unwrap_or_else(|_| "this".into());
     let n = env("BENCH_MESSAGES", 200_000);
     let batch = env("BENCH_BATCH", 1000);
     // One second apart per device, ending a minute ago: inside the hot retention and never
@@ -145,10 +171,10 @@ fn main() {
     let formats = std::env::var("BENCH_FORMATS").unwrap_or_else(|_| "senml-cbor,tasmota".into());
     if formats.contains("senml-cbor") {
         let senml = senml_messages(n, t0);
-        run("senml-cbor", &senml, batch);
+        run(&label, "senml-cbor", &senml, batch);
     }
     if formats.contains("tasmota") {
         let tasmota = tasmota_messages(n, t0);
-        run("tasmota", &tasmota, batch);
+        run(&label, "tasmota", &tasmota, batch);
     }
 }

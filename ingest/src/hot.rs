@@ -41,11 +41,12 @@
 //! as present, and bumps `hot_state.version` so that the owner reloads what it caches
 //! about the series.
 
-use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::chunk;
 use crate::error::{IngestError, Result};
@@ -181,10 +182,8 @@ type Scratch = (Vec<(i64, f64)>, Vec<i64>, Vec<f64>, Vec<u8>);
 struct SeriesState {
     /// Newest time in its chunks (`i64::MIN`: none).
     chunk_max: i64,
-    /// Newest time it holds anywhere.
+    /// Newest time it holds anywhere (this batch included).
     max: i64,
-    /// Batch that last touched it (for the rollback journal).
-    batch: u64,
 }
 
 /// What a flush or a write-through did.
@@ -214,11 +213,11 @@ pub(crate) struct HotWriter {
     version: Option<i64>,
     /// Times held in other writers' head rows (write-through writers only).
     foreign: HashMap<u32, Vec<i64>>,
-    /// This batch's readings as `hot_head` records.
-    pending: Vec<u8>,
-    /// (series, head length before this batch) of the series this batch touched.
-    journal: Vec<(u32, usize)>,
-    batch: u64,
+    /// This batch's new readings (series, time, value): they join the head when the
+    /// batch commits, so readers never see a batch that rolls back.
+    pending: Vec<(u32, i64, f64)>,
+    /// The `hot_head` row of a batch (reused).
+    record: Vec<u8>,
     /// Reused buffers of the flush.
     scratch: Scratch,
 }
@@ -235,8 +234,7 @@ impl HotWriter {
             version: None,
             foreign: HashMap::new(),
             pending: Vec::new(),
-            journal: Vec::new(),
-            batch: 0,
+            record: Vec::new(),
             scratch: Default::default(),
         }
     }
@@ -273,9 +271,7 @@ impl HotWriter {
 
     /// Starts a batch inside `tx`.
     pub(crate) fn begin(&mut self, tx: &Transaction<'_>) -> Result<()> {
-        self.batch += 1;
         self.pending.clear();
-        self.journal.clear();
         let version: i64 = tx
             .prepare_cached("SELECT version FROM hot_state")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
@@ -331,14 +327,7 @@ impl HotWriter {
         let max = chunk_max
             .max(head_max.unwrap_or(i64::MIN))
             .max(foreign_max.unwrap_or(i64::MIN));
-        self.state.insert(
-            id,
-            SeriesState {
-                chunk_max,
-                max,
-                batch: 0,
-            },
-        );
+        self.state.insert(id, SeriesState { chunk_max, max });
         self.ids
             .entry(device.into())
             .or_default()
@@ -355,33 +344,24 @@ impl HotWriter {
         ts: i64,
         value: f64,
     ) -> Result<bool> {
-        let batch = self.batch;
         let Some(st) = self.state.get_mut(&id) else {
             return Err(IngestError::Config(format!(
                 "series {id} used before lookup"
             )));
         };
-        let newest = ts > st.max;
-        if !newest {
-            let dup = self.head.read().of(id).iter().rev().any(|(t, _)| *t == ts)
+        if ts <= st.max {
+            let chunk_max = st.chunk_max;
+            let dup = self.pending.iter().any(|(i, t, _)| *i == id && *t == ts)
+                || self.head.read().of(id).iter().rev().any(|(t, _)| *t == ts)
                 || self.foreign.get(&id).is_some_and(|v| v.contains(&ts))
-                || (ts <= st.chunk_max && chunk_holds(tx, id, ts)?);
+                || (ts <= chunk_max && chunk_holds(tx, id, ts)?);
             if dup {
                 return Ok(false);
             }
+        } else {
+            st.max = ts;
         }
-        let st = self.state.get_mut(&id).expect("looked up above");
-        st.max = st.max.max(ts);
-        let mut head = self.head.write();
-        if st.batch != batch {
-            st.batch = batch;
-            self.journal.push((id, head.of(id).len()));
-        }
-        head.push(id, ts, value);
-        drop(head);
-        self.pending.extend_from_slice(&id.to_le_bytes());
-        self.pending.extend_from_slice(&ts.to_le_bytes());
-        self.pending.extend_from_slice(&value.to_le_bytes());
+        self.pending.push((id, ts, value));
         Ok(true)
     }
 
@@ -392,48 +372,49 @@ impl HotWriter {
             return Ok(());
         }
         if self.owner {
+            let r = &mut self.record;
+            r.clear();
+            r.reserve(self.pending.len() * HEAD_RECORD);
+            for (id, ts, v) in &self.pending {
+                r.extend_from_slice(&id.to_le_bytes());
+                r.extend_from_slice(&ts.to_le_bytes());
+                r.extend_from_slice(&v.to_le_bytes());
+            }
             tx.prepare_cached("INSERT INTO hot_head(data) VALUES (?1)")
-                .and_then(|mut s| s.execute([&self.pending]))
+                .and_then(|mut s| s.execute([&*r]))
                 .map_err(IngestError::sql("write the hot tier's head"))?;
         } else {
-            self.write_chunks(tx)?;
+            let mut head = HeadData::default();
+            for (id, ts, v) in &self.pending {
+                head.push(*id, *ts, *v);
+            }
+            write_chunks(tx, &head, &mut self.scratch)?;
             tx.execute("UPDATE hot_state SET version = version + 1", [])
                 .map_err(IngestError::sql("bump the hot tier's version"))?;
         }
         Ok(())
     }
 
-    /// The batch's transaction committed.
+    /// The batch's transaction committed: its readings join the head (owner).
     pub(crate) fn committed(&mut self) {
-        self.journal.clear();
         if self.owner {
-            if !self.pending.is_empty() && self.oldest.is_none() {
-                self.oldest = Some(Instant::now());
+            if !self.pending.is_empty() {
+                let mut head = self.head.write();
+                for (id, ts, v) in &self.pending {
+                    head.push(*id, *ts, *v);
+                }
+                drop(head);
+                self.oldest.get_or_insert_with(Instant::now);
             }
         } else {
-            // Written through: the chunks hold it now.
-            self.head.write().clear();
+            // Written through into chunks; another writer may flush at any time.
             self.forget();
         }
         self.pending.clear();
     }
 
-    /// The batch's transaction rolled back: its readings leave the head.
+    /// The batch's transaction rolled back: its readings are dropped.
     pub(crate) fn rolled_back(&mut self) {
-        let mut guard = self.head.write();
-        let head = &mut *guard;
-        for (id, len) in self.journal.drain(..) {
-            if let Some(v) = head.series.get_mut(&id) {
-                let dropped = v.len().saturating_sub(len);
-                v.truncate(len);
-                let empty = v.is_empty();
-                head.readings -= dropped;
-                if empty {
-                    head.series.remove(&id);
-                }
-            }
-        }
-        drop(guard);
         self.pending.clear();
         // Series created by the batch are gone, and the newest times may be too high.
         self.forget();
@@ -457,7 +438,7 @@ impl HotWriter {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(IngestError::sql("begin flush"))?;
-        let out = self.write_chunks(&tx)?;
+        let out = write_chunks(&tx, &self.head.read(), &mut self.scratch)?;
         tx.execute("DELETE FROM hot_head", [])
             .map_err(IngestError::sql("delete flushed head rows"))?;
         tx.commit().map_err(IngestError::sql("commit flush"))?;
@@ -473,84 +454,88 @@ impl HotWriter {
         self.oldest = None;
         Ok(out)
     }
+}
 
-    /// Writes every series of the head into chunks inside `tx` (the head is unchanged).
-    fn write_chunks(&mut self, tx: &Transaction<'_>) -> Result<FlushOutcome> {
-        let head = self.head.read();
-        let (sorted, ts, values, buf) = &mut self.scratch;
-        let mut out = FlushOutcome::default();
-        let mut ids: Vec<u32> = head.series.keys().copied().collect();
-        ids.sort_unstable();
-        let mut last_chunk = tx
-            .prepare_cached(
-                "SELECT start_ns, end_ns, count, data FROM chunks WHERE series = ?1 \
-                 ORDER BY start_ns DESC LIMIT 1",
-            )
-            .map_err(IngestError::sql("prepare flush"))?;
-        let mut delete = tx
-            .prepare_cached("DELETE FROM chunks WHERE series = ?1 AND start_ns = ?2")
-            .map_err(IngestError::sql("prepare flush"))?;
-        for id in ids {
-            let samples = head.of(id);
-            if samples.is_empty() {
-                continue;
-            }
-            sorted.clear();
-            sorted.extend_from_slice(samples);
-            sorted.sort_unstable_by_key(|(t, _)| *t);
-            let (first, last) = (sorted[0].0, sorted[sorted.len() - 1].0);
-            // Extend the series' last chunk while it is small and ends before these.
-            let tail: Option<(i64, i64, i64, Vec<u8>)> = last_chunk
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .optional()
-                .map_err(IngestError::sql("read a series' last chunk"))?;
-            if let Some((start, end, count, data)) = tail
-                && end < first
-                && last.saturating_sub(start) <= CHUNK_SPAN_NS
-                && count as usize + sorted.len() <= CHUNK_MAX_READINGS
-            {
-                let mut old = Vec::with_capacity(count as usize + sorted.len());
-                chunk::decode_pairs(&data, &mut old)?;
-                old.extend_from_slice(sorted);
-                *sorted = old;
-                delete
-                    .execute(params![id, start])
-                    .map_err(IngestError::sql("replace a chunk"))?;
-            }
-            out.series += 1;
-            out.readings += samples.len();
-            let mut i = 0;
-            while i < sorted.len() {
-                let start = sorted[i].0;
-                let mut j = i + 1;
-                while j < sorted.len()
-                    && j - i < CHUNK_MAX_READINGS
-                    && sorted[j].0.saturating_sub(start) <= CHUNK_SPAN_NS
-                {
-                    j += 1;
-                }
-                ts.clear();
-                values.clear();
-                ts.extend(sorted[i..j].iter().map(|(t, _)| *t));
-                values.extend(sorted[i..j].iter().map(|(_, v)| *v));
-                buf.clear();
-                chunk::encode(ts, values, buf)?;
-                insert_chunk(tx, id, ts[0], ts[ts.len() - 1], ts.len(), buf)?;
-                out.chunks += 1;
-                i = j;
-            }
-            let (newest_ts, newest_v) = sorted[sorted.len() - 1];
-            tx.prepare_cached(
-                "UPDATE series SET first_ns = min(coalesce(first_ns, ?2), ?2),
-                    last_value = CASE WHEN last_ns IS NULL OR ?3 > last_ns THEN ?4 ELSE last_value END,
-                    last_ns = max(coalesce(last_ns, ?3), ?3)
-                 WHERE id = ?1",
-            )
-            .and_then(|mut s| s.execute(params![id, sorted[0].0, newest_ts, newest_v]))
-            .map_err(IngestError::sql("update a series' span"))?;
+/// Writes every series of `head` into chunks inside `tx`, extending each series' last
+/// chunk while it is small and ends before the new readings.
+fn write_chunks(
+    tx: &Transaction<'_>,
+    head: &HeadData,
+    scratch: &mut Scratch,
+) -> Result<FlushOutcome> {
+    let (sorted, ts, values, buf) = scratch;
+    let mut out = FlushOutcome::default();
+    let mut ids: Vec<u32> = head.series.keys().copied().collect();
+    ids.sort_unstable();
+    let mut last_chunk = tx
+        .prepare_cached(
+            "SELECT start_ns, end_ns, count, data FROM chunks WHERE series = ?1 \
+             ORDER BY start_ns DESC LIMIT 1",
+        )
+        .map_err(IngestError::sql("prepare flush"))?;
+    let mut delete = tx
+        .prepare_cached("DELETE FROM chunks WHERE series = ?1 AND start_ns = ?2")
+        .map_err(IngestError::sql("prepare flush"))?;
+    for id in ids {
+        let samples = head.of(id);
+        if samples.is_empty() {
+            continue;
         }
-        Ok(out)
+        sorted.clear();
+        sorted.extend_from_slice(samples);
+        sorted.sort_unstable_by_key(|(t, _)| *t);
+        let (first, last) = (sorted[0].0, sorted[sorted.len() - 1].0);
+        // Extend the series' last chunk while it is small and ends before these.
+        let tail: Option<(i64, i64, i64, Vec<u8>)> = last_chunk
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()
+            .map_err(IngestError::sql("read a series' last chunk"))?;
+        if let Some((start, end, count, data)) = tail
+            && end < first
+            && last.saturating_sub(start) <= CHUNK_SPAN_NS
+            && count as usize + sorted.len() <= CHUNK_MAX_READINGS
+        {
+            let mut old = Vec::with_capacity(count as usize + sorted.len());
+            chunk::decode_pairs(&data, &mut old)?;
+            old.extend_from_slice(sorted);
+            *sorted = old;
+            delete
+                .execute(params![id, start])
+                .map_err(IngestError::sql("replace a chunk"))?;
+        }
+        out.series += 1;
+        out.readings += samples.len();
+        let mut i = 0;
+        while i < sorted.len() {
+            let start = sorted[i].0;
+            let mut j = i + 1;
+            while j < sorted.len()
+                && j - i < CHUNK_MAX_READINGS
+                && sorted[j].0.saturating_sub(start) <= CHUNK_SPAN_NS
+            {
+                j += 1;
+            }
+            ts.clear();
+            values.clear();
+            ts.extend(sorted[i..j].iter().map(|(t, _)| *t));
+            values.extend(sorted[i..j].iter().map(|(_, v)| *v));
+            buf.clear();
+            chunk::encode(ts, values, buf)?;
+            insert_chunk(tx, id, ts[0], ts[ts.len() - 1], ts.len(), buf)?;
+            out.chunks += 1;
+            i = j;
+        }
+        let (newest_ts, newest_v) = sorted[sorted.len() - 1];
+        tx.prepare_cached(
+            "UPDATE series SET first_ns = min(coalesce(first_ns, ?2), ?2),
+                last_value = CASE WHEN last_ns IS NULL OR ?3 > last_ns THEN ?4 ELSE last_value END,
+                last_ns = max(coalesce(last_ns, ?3), ?3)
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute(params![id, sorted[0].0, newest_ts, newest_v]))
+        .map_err(IngestError::sql("update a series' span"))?;
     }
+    Ok(out)
 }
 
 fn insert_chunk(
@@ -717,7 +702,8 @@ pub(crate) fn migrate_rows(tx: &Transaction<'_>) -> Result<()> {
                 .collect()
         })
         .map_err(IngestError::sql("migrate series"))?;
-    let mut writer = HotWriter::new(HotOptions::default());
+    let mut scratch = Scratch::default();
+    let mut head = HeadData::default();
     let mut read = tx
         .prepare(
             "SELECT ts_ns, value FROM readings WHERE device = ?1 AND metric = ?2 ORDER BY ts_ns",
@@ -725,7 +711,6 @@ pub(crate) fn migrate_rows(tx: &Transaction<'_>) -> Result<()> {
         .map_err(IngestError::sql("migrate readings"))?;
     for (id, device, metric) in series {
         {
-            let mut head = writer.head.write();
             head.clear();
             let rows = read
                 .query_map(params![device, metric], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -735,7 +720,7 @@ pub(crate) fn migrate_rows(tx: &Transaction<'_>) -> Result<()> {
                 head.push(id, t, v);
             }
         }
-        writer.write_chunks(tx)?;
+        write_chunks(tx, &head, &mut scratch)?;
     }
     drop(read);
     tx.execute_batch("DROP TABLE readings; DROP TABLE series_v2;")

@@ -121,6 +121,8 @@ pub(crate) struct DeviceRow {
     pub(crate) status_at: Option<i64>,
     pub(crate) meta_json: Option<String>,
     pub(crate) meta_at: Option<i64>,
+    /// Whether the database has the row (an update in place instead of an insert).
+    pub(crate) stored: bool,
 }
 
 /// What a sequence number says about a message.
@@ -217,6 +219,7 @@ pub(crate) fn device_row<'m>(
                         status_at: r.get(15)?,
                         meta_json: r.get(16)?,
                         meta_at: r.get(17)?,
+                        stored: true,
                     })
                 })
                 .optional()
@@ -257,37 +260,52 @@ fn finish_row<'m>(
     row
 }
 
-pub(crate) fn write_device(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> Result<()> {
-    tx.prepare_cached(
+pub(crate) fn write_device(tx: &Transaction<'_>, device: &str, r: &mut DeviceRow) -> Result<()> {
+    // An update in place when the row exists: `INSERT OR REPLACE` deletes and inserts.
+    let sql = if r.stored {
+        "UPDATE devices SET district = ?2, kind = ?3, format = ?4, first_seen = ?5,
+            last_seen = ?6, last_seq = ?7, messages = ?8, readings = ?9, gaps = ?10,
+            duplicates = ?11, duplicate_readings = ?12, reboots = ?13, dropped_readings = ?14,
+            rejected = ?15, status = ?16, status_at = ?17, meta_json = ?18, meta_at = ?19
+         WHERE device = ?1"
+    } else {
         "INSERT OR REPLACE INTO devices(device, district, kind, format, first_seen, last_seen, last_seq,
             messages, readings, gaps, duplicates, duplicate_readings, reboots, dropped_readings,
             rejected, status, status_at, meta_json, meta_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            device,
-            r.district,
-            r.kind,
-            r.format,
-            r.first_seen,
-            r.last_seen,
-            r.last_seq.map(i64::from),
-            r.messages,
-            r.readings,
-            r.gaps,
-            r.duplicates,
-            r.duplicate_readings,
-            r.reboots,
-            r.dropped_readings,
-            r.rejected,
-            r.status,
-            r.status_at,
-            r.meta_json,
-            r.meta_at
-        ])
-    })
-    .map_err(IngestError::sql("write device"))?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+    };
+    let n = tx
+        .prepare_cached(sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                device,
+                r.district,
+                r.kind,
+                r.format,
+                r.first_seen,
+                r.last_seen,
+                r.last_seq.map(i64::from),
+                r.messages,
+                r.readings,
+                r.gaps,
+                r.duplicates,
+                r.duplicate_readings,
+                r.reboots,
+                r.dropped_readings,
+                r.rejected,
+                r.status,
+                r.status_at,
+                r.meta_json,
+                r.meta_at
+            ])
+        })
+        .map_err(IngestError::sql("write device"))?;
+    if n == 0 {
+        // Deleted by another connection since it was read: write it anew.
+        r.stored = false;
+        return write_device(tx, device, r);
+    }
+    r.stored = true;
     Ok(())
 }
 

@@ -593,7 +593,7 @@ impl Pipeline {
                 }
             }
         }
-        for (device, row) in &devices {
+        for (device, row) in &mut devices {
             write_device(&tx, device, row)?;
         }
         hot.finish(&tx)?;

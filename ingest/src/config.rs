@@ -58,7 +58,7 @@ pub struct IngestConfig {
     pub hot_retention_s: u64,
     /// Readings the hot tier's head holds in memory (about 20 bytes each, plus the same in
     /// the state database's `hot_head` rows) before they are written into compressed
-    /// chunks. Default: 500000.
+    /// chunks. Default: 200000.
     pub hot_head_max_readings: usize,
     /// The longest a reading stays in the head before it is written into a chunk: larger
     /// makes fewer, larger chunks; a restart takes the head over either way. Default: 600 s.
@@ -110,7 +110,7 @@ impl Default for IngestConfig {
             deadletter_payload_keep_bytes: 4096,
             max_future_skew_s: 300,
             hot_retention_s: 7 * 86_400,
-            hot_head_max_readings: 500_000,
+            hot_head_max_readings: 200_000,
             hot_flush_interval_s: 600,
             max_past_age_s: 315_576_000,
             deadletter_retention_s: 30 * 86_400,

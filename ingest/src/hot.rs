@@ -74,7 +74,7 @@ pub struct HotOptions {
 impl Default for HotOptions {
     fn default() -> Self {
         Self {
-            head_max_readings: 500_000,
+            head_max_readings: 200_000,
             flush_interval: Duration::from_secs(600),
         }
     }

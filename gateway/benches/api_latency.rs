@@ -11,10 +11,10 @@
 //! ```text
 //! cargo bench -p gateway --bench api_latency
 //! API_BENCH_DEVICES=1000 API_BENCH_DAYS=7 API_BENCH_METRICS=2 API_BENCH_REQUESTS=300 \
-//!   API_BENCH_DIR=target/api-bench cargo bench -p gateway --bench api_latency
+//!   cargo bench -p gateway --bench api_latency
 //! ```
 //!
-//! The hot tier is built once in `API_BENCH_DIR` (default `target/api-bench`, about 0.7 GB
+//! The hot tier is built once in `API_BENCH_DIR` (default `target/api-bench`, about 175 MB
 //! for the defaults) and reused by later runs with the same shape.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

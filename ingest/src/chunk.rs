@@ -55,7 +55,11 @@ impl<'a> BitWriter<'a> {
             self.put(v & 0xffff_ffff, 32);
             return;
         }
-        let v = if bits == 64 { v } else { v & ((1u64 << bits) - 1) };
+        let v = if bits == 64 {
+            v
+        } else {
+            v & ((1u64 << bits) - 1)
+        };
         self.acc = (self.acc << bits) | v;
         self.n += bits;
         while self.n >= 8 {
@@ -106,7 +110,12 @@ impl BitReader<'_> {
 }
 
 /// Delta-of-delta classes: (prefix, prefix bits, payload bits).
-const DOD_CLASSES: [(u64, u32, u32); 4] = [(0b10, 2, 7), (0b110, 3, 20), (0b1110, 4, 32), (0b1111, 4, 64)];
+const DOD_CLASSES: [(u64, u32, u32); 4] = [
+    (0b10, 2, 7),
+    (0b110, 3, 20),
+    (0b1110, 4, 32),
+    (0b1111, 4, 64),
+];
 
 fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
@@ -119,7 +128,11 @@ fn unzigzag(v: u64) -> i64 {
 /// Appends the chunk of `ts` (ascending) and `values` (as many) to `out`.
 pub fn encode(ts: &[i64], values: &[f64], out: &mut Vec<u8>) -> Result<()> {
     if ts.len() != values.len() {
-        return Err(corrupt(format!("{} times, {} values", ts.len(), values.len())));
+        return Err(corrupt(format!(
+            "{} times, {} values",
+            ts.len(),
+            values.len()
+        )));
     }
     let count = u32::try_from(ts.len()).map_err(corrupt)?;
     out.push(FORMAT);
@@ -135,7 +148,10 @@ pub fn encode(ts: &[i64], values: &[f64], out: &mut Vec<u8>) -> Result<()> {
         .into_iter()
         .find(|e| {
             let unit = 10u64.pow(u32::from(*e));
-            ascending && ts.iter().all(|t| t.wrapping_sub(t0) as u64 % unit == 0)
+            ascending
+                && ts
+                    .iter()
+                    .all(|t| (t.wrapping_sub(t0) as u64).is_multiple_of(unit))
         })
         .unwrap_or(0);
     out.push(exp);

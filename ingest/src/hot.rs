@@ -515,13 +515,7 @@ fn write_chunks(
             {
                 j += 1;
             }
-            ts.clear();
-            values.clear();
-            ts.extend(sorted[i..j].iter().map(|(t, _)| *t));
-            values.extend(sorted[i..j].iter().map(|(_, v)| *v));
-            buf.clear();
-            chunk::encode(ts, values, buf)?;
-            insert_chunk(tx, id, ts[0], ts[ts.len() - 1], ts.len(), buf)?;
+            insert_chunk(tx, id, &sorted[i..j], (ts, values, buf))?;
             out.chunks += 1;
             i = j;
         }
@@ -538,18 +532,32 @@ fn write_chunks(
     Ok(out)
 }
 
+/// Encodes `pairs` (ascending, not empty) with the reused buffers and writes them as one
+/// chunk of series `id`.
 fn insert_chunk(
     tx: &Transaction<'_>,
     id: u32,
-    start: i64,
-    end: i64,
-    count: usize,
-    data: &[u8],
+    pairs: &[(i64, f64)],
+    (ts, values, buf): (&mut Vec<i64>, &mut Vec<f64>, &mut Vec<u8>),
 ) -> Result<()> {
+    ts.clear();
+    values.clear();
+    ts.extend(pairs.iter().map(|(t, _)| *t));
+    values.extend(pairs.iter().map(|(_, v)| *v));
+    buf.clear();
+    chunk::encode(ts, values, buf)?;
     tx.prepare_cached(
         "INSERT INTO chunks(series, start_ns, end_ns, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| s.execute(params![id, start, end, count as i64, data]))
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            ts[0],
+            ts[ts.len() - 1],
+            ts.len() as i64,
+            &buf[..]
+        ])
+    })
     .map_err(IngestError::sql("write a chunk"))?;
     Ok(())
 }
@@ -636,13 +644,7 @@ pub(crate) fn delete_before(
         if pairs.is_empty() {
             continue;
         }
-        ts.clear();
-        values.clear();
-        ts.extend(pairs.iter().map(|(t, _)| *t));
-        values.extend(pairs.iter().map(|(_, v)| *v));
-        buf.clear();
-        chunk::encode(&ts, &values, &mut buf)?;
-        insert_chunk(tx, id, ts[0], ts[ts.len() - 1], ts.len(), &buf)?;
+        insert_chunk(tx, id, &pairs, (&mut ts, &mut values, &mut buf))?;
     }
     tx.execute(
         "UPDATE series SET first_ns = ?1 WHERE first_ns < ?1",

@@ -91,8 +91,17 @@ fn kill_9_mid_stream_then_restart_stores_every_reading_exactly_once() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start().unwrap();
     let store = VictoriaMetrics::start().unwrap();
+    // A small hot-tier head, flushed into chunks every 2,000 readings: the kill lands
+    // among flushes as well as batches.
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        "[ingest]\nhot_head_max_readings = 2000\nhot_flush_interval_s = 1\n",
+    )
+    .unwrap();
     let mut opts = GatewayOptions::new(&broker, "k9", &dir.path().join("data"));
     opts.store = Some(store.url());
+    opts.extra = vec!["--config".into(), config.display().to_string()];
     let mut gw = Gateway::start(&opts);
 
     // 20,000 messages x 5 readings = 100,000 readings.
@@ -116,8 +125,9 @@ fn kill_9_mid_stream_then_restart_stores_every_reading_exactly_once() {
         || reading_count(&gw.data_dir),
         |n| *n >= 100_000,
     );
-    // Exactly once: the primary key makes duplicates impossible, so the
-    // count equals the readings sent, and every device has its 200 messages.
+    // Exactly once: a reading is unique by series and time and the head's rows move into
+    // chunks atomically, so the count equals the readings sent, and every device has its
+    // 200 messages.
     assert_eq!(reading_count(&gw.data_dir), 100_000, "killed at {at_kill}");
     assert_eq!(devices_with_readings(&gw.data_dir), 500);
     let selector = r#"{__name__=~".+_value",device=~"k9-.*"}"#;

@@ -12,8 +12,11 @@
 //! zone is taken as is; absent `Time`: time of receipt). `TempUnit` `F` converts
 //! temperatures to Celsius; `PressureUnit` `mmHg`/`inHg` convert to hPa.
 
+use std::borrow::Cow;
+use std::fmt;
+
 use chrono::NaiveDateTime;
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::{
     Context, Decoded, MetricName, Reading, foreign_device, malformed, map_field, snake_case,
@@ -36,22 +39,138 @@ pub const FIELDS: &[(&str, &str)] = &[
 /// Fields holding a temperature, converted when `TempUnit` is `F`.
 const TEMPERATURE_FIELDS: &[&str] = &["Temperature", "DewPoint"];
 
+/// A JSON value as the decoder sees it, borrowed from the payload: no `String` per key or
+/// field unless the JSON escapes it. An object's members are sorted by key with the last of
+/// equal keys kept (as a `serde_json::Map` would hold them), so sensors are named in a
+/// stable order.
+#[derive(Debug)]
+enum Node<'a> {
+    Num(f64),
+    Text(Cow<'a, str>),
+    Obj(Vec<(Cow<'a, str>, Node<'a>)>),
+    Other,
+}
+
+impl<'a> Node<'a> {
+    fn get(&self, key: &str) -> Option<&Node<'a>> {
+        match self {
+            Node::Obj(m) => m
+                .binary_search_by(|(k, _)| k.as_ref().cmp(key))
+                .ok()
+                .map(|i| &m[i].1),
+            _ => None,
+        }
+    }
+
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Node::Text(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Node<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Num(n) => write!(f, "{n}"),
+            Node::Text(t) => write!(f, "{t:?}"),
+            Node::Obj(_) => f.write_str("an object"),
+            Node::Other => f.write_str("not a string"),
+        }
+    }
+}
+
+/// A key or string, borrowed unless escaped.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Node<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Node<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Node<'de>, E> {
+                Ok(Node::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Node<'de>, E> {
+                Ok(Node::Other)
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Node<'de>, E> {
+                Ok(Node::Num(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Node<'de>, E> {
+                Ok(Node::Num(v as f64))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Node<'de>, E> {
+                Ok(Node::Num(v))
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Node<'de>, E> {
+                Ok(Node::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Node<'de>, E> {
+                Ok(Node::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Node::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node<'de>, A::Error> {
+                let mut members: Vec<(Cow<'de, str>, Node<'de>)> = Vec::new();
+                while let Some((Text(k), v)) = map.next_entry::<Text<'de>, Node<'de>>()? {
+                    members.push((k, v));
+                }
+                // Sorted by key, the last of equal keys kept.
+                members.reverse();
+                members.sort_by(|a, b| a.0.cmp(&b.0));
+                members.dedup_by(|later, first| later.0 == first.0);
+                Ok(Node::Obj(members))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Decodes one `SENSOR` message.
 pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
     let device = foreign_device(ctx.captures.device)?;
-    let obj: Map<String, Value> = serde_json::from_slice(payload)
+    let root: Node<'_> = serde_json::from_slice(payload)
         .map_err(|e| malformed(format!("Tasmota JSON object expected: {e}")))?;
-    let ts_ns = match obj.get("Time") {
+    let Node::Obj(members) = &root else {
+        return Err(malformed("Tasmota JSON object expected"));
+    };
+    let ts_ns = match root.get("Time") {
         None => ctx.received_at_ns,
-        Some(Value::String(t)) => local_time_ns(t, ctx.tasmota_utc_offset_s)?,
+        Some(Node::Text(t)) => local_time_ns(t, ctx.tasmota_utc_offset_s)?,
         Some(other) => return Err(malformed(format!("`Time` is not a string: {other}"))),
     };
-    let fahrenheit = match obj.get("TempUnit").and_then(Value::as_str) {
+    let fahrenheit = match root.get("TempUnit").and_then(Node::as_str) {
         None | Some("C") => false,
         Some("F") => true,
         Some(u) => return Err(malformed(format!("unknown TempUnit `{u}`"))),
     };
-    let pressure_factor = match obj.get("PressureUnit").and_then(Value::as_str) {
+    let pressure_factor = match root.get("PressureUnit").and_then(Node::as_str) {
         None | Some("hPa") | Some("mbar") => 1.0,
         Some("mmHg") => 1.333_223_684,
         Some("inHg") => 33.863_886_67,
@@ -86,22 +205,18 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
             ts_ns,
         });
     };
-    for (key, value) in &obj {
+    for (key, value) in members {
         match value {
-            Value::Object(fields) => {
+            Node::Obj(fields) => {
                 for (field, v) in fields {
                     match v {
-                        Value::Number(n) => {
-                            if let Some(x) = n.as_f64() {
-                                push(Some(key), field, x, &mut out);
-                            }
-                        }
+                        Node::Num(x) => push(Some(key), field, *x, &mut out),
                         // Deeper objects (rare) flatten into the sensor prefix.
-                        Value::Object(inner) => {
+                        Node::Obj(inner) => {
                             let prefix = snake_case(&[key, field]);
                             for (f, v) in inner {
-                                if let Some(x) = v.as_f64() {
-                                    push(Some(&prefix), f, x, &mut out);
+                                if let Node::Num(x) = v {
+                                    push(Some(&prefix), f, *x, &mut out);
                                 }
                             }
                         }
@@ -109,11 +224,7 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
                     }
                 }
             }
-            Value::Number(n) => {
-                if let Some(x) = n.as_f64() {
-                    push(None, key, x, &mut out);
-                }
-            }
+            Node::Num(x) => push(None, key, *x, &mut out),
             _ => {}
         }
     }
@@ -217,6 +328,27 @@ mod tests {
         let d = decode(p, &ctx()).unwrap();
         let want = chrono::DateTime::parse_from_rfc3339("2026-01-05T01:00:00Z").unwrap();
         assert_eq!(d.readings[0].ts_ns, want.timestamp_nanos_opt().unwrap());
+    }
+
+    #[test]
+    fn escaped_keys_repeated_keys_and_other_values() {
+        // The last of two equal keys counts (as in a JSON object map); escaped keys decode;
+        // arrays, booleans and nulls are skipped.
+        let p = br#"{"A":{"Temperature":1},"A":{"Temperature":2},"BME":{"Humidity":50,"Ok":true,"L":[1,2],"N":null},"Time":"2026-01-05T08:00:00"}"#;
+        let d = decode(p, &ctx()).unwrap();
+        assert_eq!(
+            names(&d),
+            [
+                ("relativeHumidity".into(), 50.0),
+                ("temperature".into(), 2.0)
+            ]
+        );
+        assert_eq!(
+            decode(br#"{"Time":5,"A":{"Temperature":1}}"#, &ctx())
+                .unwrap_err()
+                .reason,
+            Reason::MalformedPayload
+        );
     }
 
     #[test]

@@ -333,12 +333,10 @@ fn a_torn_log_tail_is_truncated_and_the_rest_applied_once() {
     let mut gw = Gateway::start(&opts);
     let load = tasmota(200, 20, "torn-");
     publish(&broker, &load, 0..200, "pub-torn");
-    // Logged and acknowledged: the broker will not send them again, so the damaged record
-    // is a message lost to the torn write, as the test means it to be.
     wait_until(
-        "200 messages logged and acknowledged",
+        "200 messages logged",
         WAIT,
-        || gw.metric("mqtt_acks_total"),
+        || gw.metric("log_appended_total"),
         |n| n.is_some_and(|n| n >= 200.0),
     );
     gw.kill();
@@ -365,7 +363,15 @@ fn a_torn_log_tail_is_truncated_and_the_rest_applied_once() {
         |n| *n >= 199 * 5,
     );
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(reading_count(&gw.data_dir), 199 * 5);
+    // The damaged record is the last message. If its PUBACK had not reached the broker
+    // before the kill (the ack is queued to the client, then written), the broker sends it
+    // again and it is stored once; if it had, it is gone, as a torn write would lose it
+    // (a real torn write is never acknowledged). Either way nothing is stored twice.
+    let stored = reading_count(&gw.data_dir);
+    assert!(
+        stored == 199 * 5 || stored == 200 * 5,
+        "{stored} readings: the 199 intact messages once, and the last at most once"
+    );
     assert!(
         gw.log_text().contains("torn tail"),
         "the truncation is logged:\n{}",
@@ -375,7 +381,7 @@ fn a_torn_log_tail_is_truncated_and_the_rest_applied_once() {
     gw.terminate();
     gw.restart();
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(reading_count(&gw.data_dir), 199 * 5);
+    assert_eq!(reading_count(&gw.data_dir), stored);
     assert!(gw.terminate().expect("exited").success());
 }
 

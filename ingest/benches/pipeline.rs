@@ -164,8 +164,8 @@ fn main() {
     // in the future, whatever the device count.
     let per_device = n.div_ceil(devices()) as i64;
     let t0 = now_ns() / 1_000_000_000 - per_device - 60;
-    // Aligned to a hot-tier bucket (10 s) so every run splits the readings into buckets the
-    // same way: instruction counts of two runs then differ by the code, not by the clock.
+    // Aligned to 10 s so that every run's times compress alike in the hot tier's chunks:
+    // instruction counts of two runs then differ by the code, not by the clock.
     let t0 = t0 - t0.rem_euclid(10);
     // BENCH_FORMATS: comma-separated subset of `senml-cbor,tasmota` (default both).
     let formats = std::env::var("BENCH_FORMATS").unwrap_or_else(|_| "senml-cbor,tasmota".into());

@@ -125,46 +125,39 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-/// Appends the chunk of `ts` (ascending) and `values` (as many) to `out`.
-pub fn encode(ts: &[i64], values: &[f64], out: &mut Vec<u8>) -> Result<()> {
-    if ts.len() != values.len() {
-        return Err(corrupt(format!(
-            "{} times, {} values",
-            ts.len(),
-            values.len()
-        )));
-    }
-    let count = u32::try_from(ts.len()).map_err(corrupt)?;
+/// Appends the chunk of `readings` (time, value), ascending in time, to `out`.
+pub fn encode(readings: &[(i64, f64)], out: &mut Vec<u8>) -> Result<()> {
+    let count = u32::try_from(readings.len()).map_err(corrupt)?;
     out.push(FORMAT);
     out.extend_from_slice(&count.to_le_bytes());
-    let Some((&t0, _)) = ts.split_first() else {
+    let Some(&(t0, v0)) = readings.first() else {
         out.push(0);
         return Ok(());
     };
     // The coarsest unit every distance from the first time is a multiple of (times are
     // ascending; otherwise the unit is 1 ns).
-    let ascending = ts.iter().all(|t| *t >= t0);
+    let ascending = readings.iter().all(|(t, _)| *t >= t0);
     let exp = [9u8, 6, 3]
         .into_iter()
         .find(|e| {
             let unit = 10u64.pow(u32::from(*e));
             ascending
-                && ts
+                && readings
                     .iter()
-                    .all(|t| (t.wrapping_sub(t0) as u64).is_multiple_of(unit))
+                    .all(|(t, _)| (t.wrapping_sub(t0) as u64).is_multiple_of(unit))
         })
         .unwrap_or(0);
     out.push(exp);
     let unit = 10u64.pow(u32::from(exp));
     let mut w = BitWriter::new(out);
     w.put(t0 as u64, 64);
-    w.put(values[0].to_bits(), 64);
+    w.put(v0.to_bits(), 64);
     // Units since the first time, their deltas and deltas of deltas, all modulo 2^64: the
     // decoder's additions undo the subtractions exactly, and each time fits an i64.
     let (mut prev_u, mut prev_delta) = (0u64, 0i64);
-    let mut prev_v = values[0].to_bits();
+    let mut prev_v = v0.to_bits();
     let (mut lead, mut trail) = (u32::MAX, 0u32);
-    for (&t, &v) in ts.iter().zip(values).skip(1) {
+    for &(t, v) in &readings[1..] {
         let u = t.wrapping_sub(t0) as u64 / unit;
         let delta = u.wrapping_sub(prev_u) as i64;
         let dod = delta.wrapping_sub(prev_delta);
@@ -204,8 +197,8 @@ pub fn encode(ts: &[i64], values: &[f64], out: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// Decodes a chunk written by [`encode`], appending to `ts` and `values`.
-pub fn decode(data: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<()> {
+/// Decodes a chunk written by [`encode`], appending its (time, value) readings to `out`.
+pub fn decode(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<()> {
     let (&format, rest) = data.split_first().ok_or_else(|| corrupt("empty"))?;
     if format != FORMAT {
         return Err(corrupt(format!("unknown format {format}")));
@@ -220,13 +213,11 @@ pub fn decode(data: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<(
         return Err(corrupt("bad header"));
     }
     let unit = 10u64.pow(u32::from(exp));
-    ts.reserve(count);
-    values.reserve(count);
+    out.reserve(count);
     let mut r = BitReader { data: rest, pos: 0 };
     let t0 = r.get(64)? as i64;
     let mut prev_v = r.get(64)?;
-    ts.push(t0);
-    values.push(f64::from_bits(prev_v));
+    out.push((t0, f64::from_bits(prev_v)));
     let (mut prev_u, mut prev_delta) = (0u64, 0i64);
     let (mut lead, mut trail) = (0u32, 0u32);
     for _ in 1..count {
@@ -242,7 +233,7 @@ pub fn decode(data: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<(
         let delta = prev_delta.wrapping_add(dod);
         let u = prev_u.wrapping_add(delta as u64);
         (prev_u, prev_delta) = (u, delta);
-        ts.push(t0.wrapping_add(u.wrapping_mul(unit) as i64));
+        let t = t0.wrapping_add(u.wrapping_mul(unit) as i64);
         let x = if !r.bit()? {
             0
         } else if !r.bit()? {
@@ -260,16 +251,8 @@ pub fn decode(data: &[u8], ts: &mut Vec<i64>, values: &mut Vec<f64>) -> Result<(
             r.get(meaningful)? << trail
         };
         prev_v ^= x;
-        values.push(f64::from_bits(prev_v));
+        out.push((t, f64::from_bits(prev_v)));
     }
-    Ok(())
-}
-
-/// Decodes a chunk into `(time, value)` pairs, appending to `out`.
-pub fn decode_pairs(data: &[u8], out: &mut Vec<(i64, f64)>) -> Result<()> {
-    let (mut t, mut v) = (Vec::new(), Vec::new());
-    decode(data, &mut t, &mut v)?;
-    out.extend(t.into_iter().zip(v));
     Ok(())
 }
 
@@ -278,12 +261,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn roundtrip(ts: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
+    fn pairs(ts: &[i64], values: &[f64]) -> Vec<(i64, f64)> {
+        ts.iter().copied().zip(values.iter().copied()).collect()
+    }
+
+    fn encoded(ts: &[i64], values: &[f64]) -> Vec<u8> {
         let mut buf = Vec::new();
-        encode(ts, values, &mut buf).unwrap();
-        let (mut t, mut v) = (Vec::new(), Vec::new());
-        decode(&buf, &mut t, &mut v).unwrap();
-        (t, v)
+        encode(&pairs(ts, values), &mut buf).unwrap();
+        buf
+    }
+
+    fn roundtrip(ts: &[i64], values: &[f64]) -> (Vec<i64>, Vec<f64>) {
+        let mut out = Vec::new();
+        decode(&encoded(ts, values), &mut out).unwrap();
+        out.into_iter().unzip()
     }
 
     /// Finite values and the edges a codec gets wrong: zeros of both signs, subnormals,
@@ -367,13 +358,12 @@ mod tests {
 
     #[test]
     fn damage_is_an_error() {
-        let mut buf = Vec::new();
-        encode(&[1, 2, 3], &[1.0, 2.0, 3.0], &mut buf).unwrap();
-        assert!(decode(&[], &mut Vec::new(), &mut Vec::new()).is_err());
-        assert!(decode(&buf[..3], &mut Vec::new(), &mut Vec::new()).is_err());
+        let buf = encoded(&[1, 2, 3], &[1.0, 2.0, 3.0]);
+        assert!(decode(&[], &mut Vec::new()).is_err());
+        assert!(decode(&buf[..3], &mut Vec::new()).is_err());
         let mut bad = buf.clone();
         bad[0] = 9;
-        assert!(decode(&bad, &mut Vec::new(), &mut Vec::new()).is_err());
+        assert!(decode(&bad, &mut Vec::new()).is_err());
     }
 
     #[test]
@@ -384,15 +374,11 @@ mod tests {
             .map(|i| 1_780_000_000_000_000_000 + i * 10_000_000_000)
             .collect();
         let values: Vec<f64> = (0..360).map(|i| 20.0 + f64::from(i / 30) / 10.0).collect();
-        let mut buf = Vec::new();
-        encode(&ts, &values, &mut buf).unwrap();
+        let buf = encoded(&ts, &values);
         assert!(buf.len() < 360, "{} bytes", buf.len());
         // Receipt times in ns with jitter still decode exactly (see the property test).
         let jitter: Vec<i64> = ts.iter().map(|t| t + (t % 7_919) * 1_013).collect();
-        buf.clear();
-        encode(&jitter, &values, &mut buf).unwrap();
-        let (mut t, mut v) = (Vec::new(), Vec::new());
-        decode(&buf, &mut t, &mut v).unwrap();
+        let (t, _) = roundtrip(&jitter, &values);
         assert_eq!(t, jitter);
     }
 

@@ -165,17 +165,24 @@ fn load_rows(conn: &Connection, head: &mut HeadData) -> Result<()> {
         .next()
         .map_err(IngestError::sql("read the hot tier's head"))?
     {
-        let data = r
-            .get_ref(0)
-            .and_then(|v| v.as_blob().map_err(Into::into))
-            .map_err(IngestError::sql("read the hot tier's head"))?;
-        head.extend_from_records(data)?;
+        head.extend_from_records(blob_at(r, 0, "read the hot tier's head")?)?;
     }
     Ok(())
 }
 
-/// A flush's reused buffers: a series' readings sorted, its times, its values, a chunk.
-type Scratch = (Vec<(i64, f64)>, Vec<i64>, Vec<f64>, Vec<u8>);
+/// Column `i` of `r` as a blob.
+pub(crate) fn blob_at<'r>(
+    r: &'r rusqlite::Row<'_>,
+    i: usize,
+    context: &'static str,
+) -> Result<&'r [u8]> {
+    r.get_ref(i)
+        .and_then(|v| v.as_blob().map_err(Into::into))
+        .map_err(IngestError::sql(context))
+}
+
+/// A flush's reused buffers: a series' readings sorted, and a chunk.
+type Scratch = (Vec<(i64, f64)>, Vec<u8>);
 
 /// What the writer knows of a series.
 #[derive(Debug, Clone, Copy)]
@@ -211,8 +218,8 @@ pub(crate) struct HotWriter {
     state: HashMap<u32, SeriesState>,
     /// `hot_state.version` as last seen.
     version: Option<i64>,
-    /// Times held in other writers' head rows (write-through writers only).
-    foreign: HashMap<u32, Vec<i64>>,
+    /// Other writers' head rows (write-through writers only).
+    foreign: HeadData,
     /// This batch's new readings (series, time, value): they join the head when the
     /// batch commits, so readers never see a batch that rolls back.
     pending: Vec<(u32, i64, f64)>,
@@ -232,7 +239,7 @@ impl HotWriter {
             ids: HashMap::new(),
             state: HashMap::new(),
             version: None,
-            foreign: HashMap::new(),
+            foreign: HeadData::default(),
             pending: Vec::new(),
             record: Vec::new(),
             scratch: Default::default(),
@@ -280,11 +287,7 @@ impl HotWriter {
             // Another writer may own a head and flush it at any time.
             self.forget();
             self.foreign.clear();
-            let mut other = HeadData::default();
-            load_rows(tx, &mut other)?;
-            for (id, v) in other.iter() {
-                self.foreign.insert(id, v.iter().map(|(t, _)| *t).collect());
-            }
+            load_rows(tx, &mut self.foreign)?;
         } else if self.version.is_some_and(|v| v != version) {
             self.forget();
         }
@@ -322,11 +325,10 @@ impl HotWriter {
         };
         let id = u32::try_from(id)
             .map_err(|_| IngestError::Config(format!("series id {id} out of range")))?;
-        let head_max = self.head.read().of(id).iter().map(|(t, _)| *t).max();
-        let foreign_max = self.foreign.get(&id).and_then(|v| v.iter().copied().max());
+        let newest = |h: &HeadData| h.of(id).iter().map(|(t, _)| *t).max();
         let max = chunk_max
-            .max(head_max.unwrap_or(i64::MIN))
-            .max(foreign_max.unwrap_or(i64::MIN));
+            .max(newest(&self.head.read()).unwrap_or(i64::MIN))
+            .max(newest(&self.foreign).unwrap_or(i64::MIN));
         self.state.insert(id, SeriesState { chunk_max, max });
         self.ids
             .entry(device.into())
@@ -351,9 +353,10 @@ impl HotWriter {
         };
         if ts <= st.max {
             let chunk_max = st.chunk_max;
+            let holds = |h: &HeadData| h.of(id).iter().rev().any(|(t, _)| *t == ts);
             let dup = self.pending.iter().any(|(i, t, _)| *i == id && *t == ts)
-                || self.head.read().of(id).iter().rev().any(|(t, _)| *t == ts)
-                || self.foreign.get(&id).is_some_and(|v| v.contains(&ts))
+                || holds(&self.head.read())
+                || holds(&self.foreign)
                 || (ts <= chunk_max && chunk_holds(tx, id, ts)?);
             if dup {
                 return Ok(false);
@@ -463,7 +466,7 @@ fn write_chunks(
     head: &HeadData,
     scratch: &mut Scratch,
 ) -> Result<FlushOutcome> {
-    let (sorted, ts, values, buf) = scratch;
+    let (sorted, buf) = scratch;
     let mut out = FlushOutcome::default();
     let mut ids: Vec<u32> = head.series.keys().copied().collect();
     ids.sort_unstable();
@@ -496,7 +499,7 @@ fn write_chunks(
             && count as usize + sorted.len() <= CHUNK_MAX_READINGS
         {
             let mut old = Vec::with_capacity(count as usize + sorted.len());
-            chunk::decode_pairs(&data, &mut old)?;
+            chunk::decode(&data, &mut old)?;
             old.extend_from_slice(sorted);
             *sorted = old;
             delete
@@ -515,7 +518,7 @@ fn write_chunks(
             {
                 j += 1;
             }
-            insert_chunk(tx, id, &sorted[i..j], (ts, values, buf))?;
+            insert_chunk(tx, id, &sorted[i..j], buf)?;
             out.chunks += 1;
             i = j;
         }
@@ -532,32 +535,21 @@ fn write_chunks(
     Ok(out)
 }
 
-/// Encodes `pairs` (ascending, not empty) with the reused buffers and writes them as one
+/// Encodes `readings` (ascending, not empty) into the reused `buf` and writes them as one
 /// chunk of series `id`.
 fn insert_chunk(
     tx: &Transaction<'_>,
     id: u32,
-    pairs: &[(i64, f64)],
-    (ts, values, buf): (&mut Vec<i64>, &mut Vec<f64>, &mut Vec<u8>),
+    readings: &[(i64, f64)],
+    buf: &mut Vec<u8>,
 ) -> Result<()> {
-    ts.clear();
-    values.clear();
-    ts.extend(pairs.iter().map(|(t, _)| *t));
-    values.extend(pairs.iter().map(|(_, v)| *v));
     buf.clear();
-    chunk::encode(ts, values, buf)?;
+    chunk::encode(readings, buf)?;
+    let (first, last) = (readings[0].0, readings[readings.len() - 1].0);
     tx.prepare_cached(
         "INSERT INTO chunks(series, start_ns, end_ns, count, data) VALUES (?1, ?2, ?3, ?4, ?5)",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            ts[0],
-            ts[ts.len() - 1],
-            ts.len() as i64,
-            &buf[..]
-        ])
-    })
+    .and_then(|mut s| s.execute(params![id, first, last, readings.len() as i64, &buf[..]]))
     .map_err(IngestError::sql("write a chunk"))?;
     Ok(())
 }
@@ -573,16 +565,11 @@ fn chunk_holds(conn: &Connection, id: u32, ts: i64) -> Result<bool> {
     let mut rows = s
         .query(params![id, ts, ts.saturating_sub(CHUNK_SPAN_NS)])
         .map_err(IngestError::sql("look up a reading"))?;
-    let (mut t, mut v) = (Vec::new(), Vec::new());
+    let mut readings = Vec::new();
     while let Some(r) = rows.next().map_err(IngestError::sql("look up a reading"))? {
-        let data = r
-            .get_ref(0)
-            .and_then(|v| v.as_blob().map_err(Into::into))
-            .map_err(IngestError::sql("look up a reading"))?;
-        t.clear();
-        v.clear();
-        chunk::decode(data, &mut t, &mut v)?;
-        if t.binary_search(&ts).is_ok() {
+        readings.clear();
+        chunk::decode(blob_at(r, 0, "look up a reading")?, &mut readings)?;
+        if readings.binary_search_by_key(&ts, |(t, _)| *t).is_ok() {
             return Ok(true);
         }
     }
@@ -629,10 +616,10 @@ pub(crate) fn delete_before(
             .collect()
         })
         .map_err(IngestError::sql("find chunks across the cutoff"))?;
-    let (mut pairs, mut ts, mut values, mut buf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pairs, mut buf) = (Vec::new(), Vec::new());
     for (id, start, data) in straddling {
         pairs.clear();
-        chunk::decode_pairs(&data, &mut pairs)?;
+        chunk::decode(&data, &mut pairs)?;
         let before = pairs.len();
         pairs.retain(|(t, _)| *t >= cutoff_ns);
         out.readings += (before - pairs.len()) as u64;
@@ -644,7 +631,7 @@ pub(crate) fn delete_before(
         if pairs.is_empty() {
             continue;
         }
-        insert_chunk(tx, id, &pairs, (&mut ts, &mut values, &mut buf))?;
+        insert_chunk(tx, id, &pairs, &mut buf)?;
     }
     tx.execute(
         "UPDATE series SET first_ns = ?1 WHERE first_ns < ?1",

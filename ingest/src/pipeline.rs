@@ -168,7 +168,7 @@ impl Pipeline {
     /// from the position the state holds, so nothing is applied twice.
     /// `Err(OutboxFull)` (policy `block`): nothing applied; retry later.
     pub fn apply(&mut self, batch: &[Inbound], applied_seq: u64) -> Result<BatchOutcome> {
-        self.own_hot_head()?;
+        self.hot.own(&self.conn)?;
         self.process_inner(batch, None, Some(applied_seq))
     }
 

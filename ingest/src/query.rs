@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::chunk;
 use crate::config::Synchronous;
 use crate::error::{IngestError, Result};
-use crate::hot::{CHUNK_SPAN_NS, HotHead};
+use crate::hot::{CHUNK_SPAN_NS, HotHead, blob_at};
 
 pub use crate::outbox::OutboxDepth;
 
@@ -178,7 +178,7 @@ impl<'c> HotRead<'c> {
         let mut buf = Vec::new();
         while let Some(r) = rows.next().map_err(IngestError::sql("read chunks"))? {
             buf.clear();
-            chunk::decode_pairs(blob(r)?, &mut buf)?;
+            chunk::decode(blob_at(r, 0, "read chunks")?, &mut buf)?;
             out.extend(buf.iter().filter(|(t, _)| *t >= from_ns && *t < to_ns));
         }
         sort_dedup(&mut out);
@@ -222,12 +222,8 @@ impl<'c> HotRead<'c> {
             if !keep(id) {
                 continue;
             }
-            let data = r
-                .get_ref(1)
-                .and_then(|v| v.as_blob().map_err(Into::into))
-                .map_err(IngestError::sql("read chunks"))?;
             buf.clear();
-            chunk::decode_pairs(data, &mut buf)?;
+            chunk::decode(blob_at(r, 1, "read chunks")?, &mut buf)?;
             let inside = buf.iter().filter(|(t, _)| *t >= from_ns && *t < to_ns);
             out.entry(id).or_default().extend(inside);
         }
@@ -277,7 +273,7 @@ impl<'c> HotRead<'c> {
                         break;
                     }
                     buf.clear();
-                    chunk::decode_pairs(blob_at(r, 1)?, &mut buf)?;
+                    chunk::decode(blob_at(r, 1, "read chunks")?, &mut buf)?;
                     for &(t, v) in &buf {
                         if inside(t) && better(&best, t) {
                             best = Some((t, v));
@@ -316,7 +312,7 @@ impl<'c> HotRead<'c> {
                 n += count.max(0) as u64;
                 if times.iter().any(|t| *t >= start && *t <= end) {
                     buf.clear();
-                    chunk::decode_pairs(blob_at(r, 3)?, &mut buf)?;
+                    chunk::decode(blob_at(r, 3, "count readings")?, &mut buf)?;
                     times.retain(|t| buf.binary_search_by_key(t, |(x, _)| *x).is_err());
                 }
             }
@@ -324,16 +320,6 @@ impl<'c> HotRead<'c> {
         }
         Ok(n)
     }
-}
-
-fn blob<'r>(r: &'r rusqlite::Row<'_>) -> Result<&'r [u8]> {
-    blob_at(r, 0)
-}
-
-fn blob_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
-    r.get_ref(i)
-        .and_then(|v| v.as_blob().map_err(Into::into))
-        .map_err(IngestError::sql("read chunks"))
 }
 
 /// Every (device, metric) series in the hot tier.

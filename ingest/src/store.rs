@@ -156,14 +156,6 @@ INSERT INTO hot_state VALUES (1, 0);
 /// The migration after which [`crate::hot::migrate_rows`] runs.
 const CHUNKED_HOT_TIER: usize = 2;
 
-/// Width of a hot-tier time bucket: `bucket = ts_ns.div_euclid(BUCKET_NS)`.
-pub const BUCKET_NS: i64 = 10_000_000_000;
-
-/// The bucket of a time.
-pub fn bucket(ts_ns: i64) -> i64 {
-    ts_ns.div_euclid(BUCKET_NS)
-}
-
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -308,7 +300,8 @@ mod tests {
                 let ts = t0 + i * 15_000_000_000;
                 conn.execute(
                     "INSERT INTO readings VALUES (?1, 'aq-1', 'pm25', ?2, ?3)",
-                    rusqlite::params![ts / BUCKET_NS, ts, i as f64 / 3.0],
+                    // Schema 2 led its key with a 10-second bucket of the time.
+                    rusqlite::params![ts / 10_000_000_000, ts, i as f64 / 3.0],
                 )
                 .unwrap();
             }

@@ -171,7 +171,7 @@ fn decode_and_validate(format: Format, payload: &[u8], ctx: &Context<'_>) {
 
 /// Device binding (issue 3): an accepted SenML pack is the topic's device's, and none of
 /// its records names another device (`bn`/`n` = `"<device>:<metric>"`).
-fn senml_binding(payload: &[u8], ctx: &Context<'_>, groups: &[Decoded]) {
+fn senml_binding(payload: &[u8], ctx: &Context<'_>, groups: &[Decoded<'_>]) {
     let topic_device = ctx.captures.device.unwrap_or_default();
     for g in groups {
         assert_eq!(g.device, topic_device, "senml: device is not the topic's");
@@ -196,7 +196,7 @@ fn senml_binding(payload: &[u8], ctx: &Context<'_>, groups: &[Decoded]) {
 
 /// What a decoded device group promises: slugs for device and district, a known kind,
 /// and metric names that are catalog names or snake_case pass-through names.
-fn check_group(format: Format, g: &Decoded) {
+fn check_group(format: Format, g: &Decoded<'_>) {
     check_slug(&g.device).unwrap_or_else(|e| panic!("{format}: device {:?}: {e}", g.device));
     if let Some(d) = &g.district {
         check_slug(d).unwrap_or_else(|e| panic!("{format}: district {d:?}: {e}"));
@@ -222,7 +222,7 @@ fn check_group(format: Format, g: &Decoded) {
 
 /// An accepted reading becomes an outbox line that the store's parser reads back to the
 /// same measurement, tags, value and time.
-fn line_round_trip(format: Format, g: &Decoded, metric: &str, value: f64, ts_ns: i64) {
+fn line_round_trip(format: Format, g: &Decoded<'_>, metric: &str, value: f64, ts_ns: i64) {
     let tags = Tags {
         device: &g.device,
         district: g.district.as_deref(),
@@ -244,7 +244,7 @@ fn line_round_trip(format: Format, g: &Decoded, metric: &str, value: f64, ts_ns:
     assert_eq!(line.series.measurement.as_str(), metric, "{out:?}");
     assert_eq!(
         line.tag_value("device").map(|d| d.as_str().to_owned()),
-        Some(g.device.clone()),
+        Some(g.device.to_string()),
         "{out:?}"
     );
     assert_eq!(line.timestamp, Some(ts_ns), "{out:?}");

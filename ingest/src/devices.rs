@@ -13,8 +13,7 @@
 //! `first_seen`/`last_seen` are 0 for a device known only from retained messages: a
 //! retained status or meta is not a sign of life.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use foldhash::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
@@ -123,6 +122,27 @@ pub(crate) struct DeviceRow {
     pub(crate) meta_at: Option<i64>,
     /// Whether the database has the row (an update in place instead of an insert).
     pub(crate) stored: bool,
+    /// Changed by the current batch (to be written back).
+    touched: bool,
+    /// A text column (district, kind, status, meta) changed: the next write rewrites the
+    /// whole row; otherwise only the counters and times are updated.
+    described: bool,
+}
+
+impl DeviceRow {
+    /// Sets the status from the status topic.
+    pub(crate) fn set_status(&mut self, online: bool, at_ns: i64) {
+        self.status = Some(if online { "online" } else { "offline" }.to_owned());
+        self.status_at = Some(at_ns);
+        self.described = true;
+    }
+
+    /// Sets the retained meta JSON.
+    pub(crate) fn set_meta(&mut self, json: &str, at_ns: i64) {
+        self.meta_json = Some(json.to_owned());
+        self.meta_at = Some(at_ns);
+        self.described = true;
+    }
 }
 
 /// What a sequence number says about a message.
@@ -169,72 +189,126 @@ pub(crate) struct Sighting<'a> {
     pub(crate) alive: bool,
 }
 
-/// The batch's row for `device`, read from the database on first use.
-pub(crate) fn device_row<'m>(
-    tx: &Transaction<'_>,
-    cache: &mut HashMap<String, DeviceRow>,
-    devices: &'m mut HashMap<String, DeviceRow>,
-    device: &str,
-    seen: Sighting<'_>,
-) -> Result<&'m mut DeviceRow> {
-    let Sighting {
-        district,
-        kind,
-        format,
-        received_at_ns,
-        alive,
-    } = seen;
-    let seen_at = if alive { received_at_ns } else { 0 };
-    let row = match devices.entry(device.to_owned()) {
-        Entry::Occupied(e) => e.into_mut(),
-        Entry::Vacant(v) => {
-            // Taken out of the cache: if this batch rolls back, the row is read again.
-            if let Some(row) = cache.remove(device) {
-                return Ok(finish_row(v.insert(row), district, kind, seen_at));
-            }
-            let existing = tx
-            .prepare_cached(
-                "SELECT district, kind, format, first_seen, last_seen, last_seq, messages, readings, gaps,
-                        duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
-                        status_at, meta_json, meta_at FROM devices WHERE device = ?1",
-            )
-            .and_then(|mut s| {
-                s.query_row([device], |r| {
-                    Ok(DeviceRow {
-                        district: r.get(0)?,
-                        kind: r.get(1)?,
-                        format: r.get(2)?,
-                        first_seen: r.get(3)?,
-                        last_seen: r.get(4)?,
-                        last_seq: r.get::<_, Option<i64>>(5)?.and_then(|v| u32::try_from(v).ok()),
-                        messages: r.get(6)?,
-                        readings: r.get(7)?,
-                        gaps: r.get(8)?,
-                        duplicates: r.get(9)?,
-                        duplicate_readings: r.get(10)?,
-                        reboots: r.get(11)?,
-                        dropped_readings: r.get(12)?,
-                        rejected: r.get(13)?,
-                        status: r.get(14)?,
-                        status_at: r.get(15)?,
-                        meta_json: r.get(16)?,
-                        meta_at: r.get(17)?,
-                        stored: true,
-                    })
-                })
-                .optional()
-            })
-            .map_err(IngestError::sql("read device"))?;
-            let row = existing.unwrap_or_else(|| DeviceRow {
-                format: format.as_str().to_owned(),
-                first_seen: seen_at,
-                last_seen: seen_at,
-                ..DeviceRow::default()
-            });
-            v.insert(row)
+/// Device rows by id, as this pipeline last committed them: one lookup by the borrowed id
+/// per message, no `String` key built. Rows a batch changes are marked and written back
+/// in its transaction ([`DeviceCache::write_touched`]). The owner clears the cache when its
+/// transaction rolls back or another connection has committed (the rows may be stale).
+#[derive(Debug, Default)]
+pub(crate) struct DeviceCache {
+    index: HashMap<Box<str>, usize>,
+    rows: Vec<(Box<str>, DeviceRow)>,
+    /// Rows changed by the current batch.
+    touched: Vec<usize>,
+}
+
+impl DeviceCache {
+    /// Forgets every row (they are read again on use).
+    pub(crate) fn clear(&mut self) {
+        self.index.clear();
+        self.rows.clear();
+        self.touched.clear();
+    }
+
+    /// The batch committed: its rows are what the database holds.
+    pub(crate) fn committed(&mut self) {
+        for &i in &self.touched {
+            self.rows[i].1.touched = false;
         }
-    };
-    Ok(finish_row(row, district, kind, seen_at))
+        self.touched.clear();
+    }
+
+    /// The row of a device this batch has touched.
+    pub(crate) fn get_mut(&mut self, device: &str) -> Option<&mut DeviceRow> {
+        let &i = self.index.get(device)?;
+        Some(&mut self.rows[i].1)
+    }
+
+    /// The batch's row for `device`, read from the database on first use, updated with
+    /// what `seen` says and marked to be written back.
+    pub(crate) fn row(
+        &mut self,
+        tx: &Transaction<'_>,
+        device: &str,
+        seen: Sighting<'_>,
+    ) -> Result<&mut DeviceRow> {
+        let Sighting {
+            district,
+            kind,
+            format,
+            received_at_ns,
+            alive,
+        } = seen;
+        let seen_at = if alive { received_at_ns } else { 0 };
+        let i = match self.index.get(device) {
+            Some(&i) => i,
+            None => {
+                let row = read_row(tx, device)?.unwrap_or_else(|| DeviceRow {
+                    format: format.as_str().to_owned(),
+                    first_seen: seen_at,
+                    last_seen: seen_at,
+                    ..DeviceRow::default()
+                });
+                let i = self.rows.len();
+                self.rows.push((device.into(), row));
+                self.index.insert(device.into(), i);
+                i
+            }
+        };
+        let row = &mut self.rows[i].1;
+        if !row.touched {
+            row.touched = true;
+            self.touched.push(i);
+        }
+        Ok(finish_row(row, district, kind, seen_at))
+    }
+
+    /// Writes the rows the batch changed.
+    pub(crate) fn write_touched(&mut self, tx: &Transaction<'_>) -> Result<()> {
+        for &i in &self.touched {
+            let (device, row) = &mut self.rows[i];
+            write_device(tx, device, row)?;
+        }
+        Ok(())
+    }
+}
+
+fn read_row(tx: &Transaction<'_>, device: &str) -> Result<Option<DeviceRow>> {
+    tx.prepare_cached(
+        "SELECT district, kind, format, first_seen, last_seen, last_seq, messages, readings, gaps,
+                duplicates, duplicate_readings, reboots, dropped_readings, rejected, status,
+                status_at, meta_json, meta_at FROM devices WHERE device = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row([device], |r| {
+            Ok(DeviceRow {
+                district: r.get(0)?,
+                kind: r.get(1)?,
+                format: r.get(2)?,
+                first_seen: r.get(3)?,
+                last_seen: r.get(4)?,
+                last_seq: r
+                    .get::<_, Option<i64>>(5)?
+                    .and_then(|v| u32::try_from(v).ok()),
+                messages: r.get(6)?,
+                readings: r.get(7)?,
+                gaps: r.get(8)?,
+                duplicates: r.get(9)?,
+                duplicate_readings: r.get(10)?,
+                reboots: r.get(11)?,
+                dropped_readings: r.get(12)?,
+                rejected: r.get(13)?,
+                status: r.get(14)?,
+                status_at: r.get(15)?,
+                meta_json: r.get(16)?,
+                meta_at: r.get(17)?,
+                stored: true,
+                touched: false,
+                described: false,
+            })
+        })
+        .optional()
+    })
+    .map_err(IngestError::sql("read device"))
 }
 
 fn finish_row<'m>(
@@ -251,16 +325,67 @@ fn finish_row<'m>(
         && row.district.as_deref() != Some(d)
     {
         row.district = Some(d.to_owned());
+        row.described = true;
     }
     if let Some(k) = kind
         && row.kind.as_deref() != Some(k)
     {
         row.kind = Some(k.to_owned());
+        row.described = true;
     }
     row
 }
 
-pub(crate) fn write_device(tx: &Transaction<'_>, device: &str, r: &mut DeviceRow) -> Result<()> {
+fn write_device(tx: &Transaction<'_>, device: &str, r: &mut DeviceRow) -> Result<()> {
+    let n = if r.stored && !r.described {
+        write_counters(tx, device, r)
+    } else {
+        write_row(tx, device, r)
+    }
+    .map_err(IngestError::sql("write device"))?;
+    if n == 0 {
+        // Deleted by another connection since it was read: write it anew.
+        r.stored = false;
+        return write_device(tx, device, r);
+    }
+    r.stored = true;
+    r.described = false;
+    Ok(())
+}
+
+/// The usual write: a message changed the device's counters and times only. Binds the ten
+/// values one by one (no boxed parameter list) and leaves the text columns alone.
+fn write_counters(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> rusqlite::Result<usize> {
+    let mut s = tx.prepare_cached(
+        "UPDATE devices SET first_seen = ?2, last_seen = ?3, last_seq = ?4, messages = ?5,
+            readings = ?6, gaps = ?7, duplicates = ?8, duplicate_readings = ?9, reboots = ?10,
+            dropped_readings = ?11, rejected = ?12
+         WHERE device = ?1",
+    )?;
+    s.raw_bind_parameter(1, device)?;
+    s.raw_bind_parameter(2, r.first_seen)?;
+    s.raw_bind_parameter(3, r.last_seen)?;
+    s.raw_bind_parameter(4, r.last_seq.map(i64::from))?;
+    for (i, v) in [
+        r.messages,
+        r.readings,
+        r.gaps,
+        r.duplicates,
+        r.duplicate_readings,
+        r.reboots,
+        r.dropped_readings,
+        r.rejected,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.raw_bind_parameter(5 + i, v)?;
+    }
+    s.raw_execute()
+}
+
+/// The whole row: a new device, or a text column changed.
+fn write_row(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> rusqlite::Result<usize> {
     // An update in place when the row exists: `INSERT OR REPLACE` deletes and inserts.
     let sql = if r.stored {
         "UPDATE devices SET district = ?2, kind = ?3, format = ?4, first_seen = ?5,
@@ -274,39 +399,27 @@ pub(crate) fn write_device(tx: &Transaction<'_>, device: &str, r: &mut DeviceRow
             rejected, status, status_at, meta_json, meta_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     };
-    let n = tx
-        .prepare_cached(sql)
-        .and_then(|mut s| {
-            s.execute(params![
-                device,
-                r.district,
-                r.kind,
-                r.format,
-                r.first_seen,
-                r.last_seen,
-                r.last_seq.map(i64::from),
-                r.messages,
-                r.readings,
-                r.gaps,
-                r.duplicates,
-                r.duplicate_readings,
-                r.reboots,
-                r.dropped_readings,
-                r.rejected,
-                r.status,
-                r.status_at,
-                r.meta_json,
-                r.meta_at
-            ])
-        })
-        .map_err(IngestError::sql("write device"))?;
-    if n == 0 {
-        // Deleted by another connection since it was read: write it anew.
-        r.stored = false;
-        return write_device(tx, device, r);
-    }
-    r.stored = true;
-    Ok(())
+    tx.prepare_cached(sql)?.execute(params![
+        device,
+        r.district,
+        r.kind,
+        r.format,
+        r.first_seen,
+        r.last_seen,
+        r.last_seq.map(i64::from),
+        r.messages,
+        r.readings,
+        r.gaps,
+        r.duplicates,
+        r.duplicate_readings,
+        r.reboots,
+        r.dropped_readings,
+        r.rejected,
+        r.status,
+        r.status_at,
+        r.meta_json,
+        r.meta_at
+    ])
 }
 
 #[cfg(test)]

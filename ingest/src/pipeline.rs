@@ -10,7 +10,7 @@
 //! every message of the batch is in the state, as readings or as a dead letter. Sequence
 //! numbers are explained in [`crate::devices`].
 
-use std::collections::HashMap;
+use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use schemas::topic::{Channel, Topic, TopicError};
 
 use crate::config::{IngestConfig, OutboxPolicy};
 use crate::decode::{self, Context, Decoded};
-use crate::devices::{DeviceRow, SeqEvent, Sighting, device_row, seq_event, write_device};
+use crate::devices::{DeviceCache, SeqEvent, Sighting, seq_event};
 use crate::error::{IngestError, Result};
 use crate::hot::{FlushOutcome, HotHead, HotOptions, HotWriter};
 use crate::lineproto::{TagSet, Tags};
@@ -67,9 +67,29 @@ pub struct Pipeline {
     /// Device rows as this pipeline last committed them, saving a read per device per
     /// batch. Valid while `PRAGMA data_version` is unchanged, i.e. no other connection
     /// (another pipeline replaying dead letters, the forwarder) has committed since.
-    device_cache: HashMap<String, DeviceRow>,
-    /// `PRAGMA data_version` when `device_cache` was last known valid.
+    devices: DeviceCache,
+    /// `PRAGMA data_version` when `devices` was last known valid.
     data_version: Option<i64>,
+    /// Buffers kept from batch to batch (emptied, their allocations reused).
+    scratch: Scratch,
+}
+
+/// A batch's working buffers. The decoded groups and outcomes borrow from the batch's
+/// messages, so between batches they are kept empty, as `'static`, and [`recycle`]d.
+#[derive(Debug, Default)]
+struct Scratch {
+    outcomes: Vec<Outcome<'static>>,
+    groups: Vec<Decoded<'static>>,
+    /// The batch's outbox entry (line protocol).
+    body: String,
+}
+
+/// An empty vector holding `v`'s allocation, for items of another lifetime: the standard
+/// library collects a vector's `into_iter()` in place when the item layouts match, as they
+/// do for one type at two lifetimes.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    v.clear();
+    v.into_iter().map(|_| unreachable!("cleared")).collect()
 }
 
 /// What a replay adds to a batch's transaction.
@@ -83,22 +103,24 @@ struct Replay<'a> {
 }
 
 /// What one message turned into, before the transaction.
-enum Outcome {
+#[derive(Debug)]
+enum Outcome<'a> {
     Readings {
         format: Format,
-        groups: Vec<Decoded>,
+        /// The message's groups (one per device) in the batch's decoded groups.
+        groups: Range<usize>,
         /// Refused readings (decode- and validation-time) of this message.
         rejected: Vec<Rejection>,
     },
     Status {
-        device: String,
-        district: String,
+        device: &'a str,
+        district: &'a str,
         kind: &'static str,
         online: bool,
     },
     Meta {
-        device: String,
-        district: String,
+        device: &'a str,
+        district: &'a str,
         kind: &'static str,
         json: String,
     },
@@ -141,8 +163,9 @@ impl Pipeline {
                 head_max_readings: cfg.hot_head_max_readings,
                 flush_interval: Duration::from_secs(cfg.hot_flush_interval_s),
             }),
-            device_cache: HashMap::new(),
+            devices: DeviceCache::default(),
             data_version: None,
+            scratch: Scratch::default(),
             cfg,
         })
     }
@@ -258,7 +281,8 @@ impl Pipeline {
         self.process_inner(&batch, Some(replay), None)
     }
 
-    fn classify(&self, msg: &Inbound) -> Outcome {
+    /// What `msg` is; decoded readings are appended to `groups`.
+    fn classify<'a>(&self, msg: &'a Inbound, groups: &mut Vec<Decoded<'a>>) -> Outcome<'a> {
         if msg.payload.len() > self.cfg.max_payload_bytes {
             return Outcome::Dead(Rejection::new(
                 Reason::PayloadTooLarge,
@@ -303,11 +327,12 @@ impl Pipeline {
             received_at_ns: msg.received_at_ns,
             tasmota_utc_offset_s: self.tasmota_offset_s,
         };
-        match decode::decode(format, &msg.payload, &ctx) {
+        let first = groups.len();
+        match decode::decode_into(format, &msg.payload, &ctx, groups) {
             Err(r) => Outcome::Dead(r),
-            Ok(mut groups) => {
+            Ok(()) => {
                 let mut rejected = Vec::new();
-                for g in &mut groups {
+                for g in &mut groups[first..] {
                     rejected.append(&mut g.rejected);
                     g.readings.retain(|r| {
                         match check_reading(r, msg.received_at_ns, &self.limits) {
@@ -321,16 +346,15 @@ impl Pipeline {
                 }
                 Outcome::Readings {
                     format,
-                    groups,
+                    groups: first..groups.len(),
                     rejected,
                 }
             }
         }
     }
 
-    fn device_channel(&self, t: Topic<'_>, msg: &Inbound) -> Outcome {
-        let (device, district, kind) =
-            (t.device.to_owned(), t.district.to_owned(), t.kind.as_str());
+    fn device_channel<'a>(&self, t: Topic<'a>, msg: &Inbound) -> Outcome<'a> {
+        let (device, district, kind) = (t.device, t.district, t.kind.as_str());
         if msg.payload.is_empty() {
             return Outcome::Cleared;
         }
@@ -371,11 +395,21 @@ impl Pipeline {
         replay: Option<Replay<'_>>,
         position: Option<u64>,
     ) -> Result<BatchOutcome> {
-        let out = self.process_tx(batch, replay, position);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let out = self.process_tx(batch, replay, position, &mut scratch);
         match &out {
-            Ok(_) => self.hot.committed(),
-            Err(_) => self.hot.rolled_back(),
+            Ok(_) => {
+                self.hot.committed();
+                self.devices.committed();
+            }
+            Err(_) => {
+                self.hot.rolled_back();
+                // The rows were changed in memory for a transaction that did not commit.
+                self.devices.clear();
+            }
         }
+        scratch.body.clear();
+        self.scratch = scratch;
         out
     }
 
@@ -386,6 +420,7 @@ impl Pipeline {
         batch: &[Inbound],
         replay: Option<Replay<'_>>,
         position: Option<u64>,
+        scratch: &mut Scratch,
     ) -> Result<BatchOutcome> {
         let forwarding = self.cfg.forward_enabled;
         if forwarding && self.cfg.outbox_policy == OutboxPolicy::Block {
@@ -397,17 +432,41 @@ impl Pipeline {
                 });
             }
         }
-        let outcomes: Vec<Outcome> = batch.iter().map(|msg| self.classify(msg)).collect();
+        let mut groups: Vec<Decoded<'_>> = recycle(std::mem::take(&mut scratch.groups));
+        let mut outcomes: Vec<Outcome<'_>> = recycle(std::mem::take(&mut scratch.outcomes));
+        outcomes.extend(batch.iter().map(|msg| self.classify(msg, &mut groups)));
+        let result = self.commit(
+            batch,
+            &outcomes,
+            &groups,
+            replay,
+            position,
+            &mut scratch.body,
+        );
+        scratch.groups = recycle(groups);
+        scratch.outcomes = recycle(outcomes);
+        result
+    }
+
+    /// The transaction of a classified batch.
+    fn commit(
+        &mut self,
+        batch: &[Inbound],
+        outcomes: &[Outcome<'_>],
+        groups: &[Decoded<'_>],
+        replay: Option<Replay<'_>>,
+        position: Option<u64>,
+        body: &mut String,
+    ) -> Result<BatchOutcome> {
         let started = Instant::now();
-        let cfg = self.cfg.clone();
+        let cfg = &self.cfg;
+        let forwarding = cfg.forward_enabled;
         let mut out = BatchOutcome {
             messages: batch.len(),
             ..BatchOutcome::default()
         };
-        let mut body = String::new();
         let mut tagset = TagSet::default();
         let mut body_readings = 0i64;
-        let mut devices: HashMap<String, DeviceRow> = HashMap::new();
         let mut rejections: Vec<Reason> = Vec::new();
         let mut seq_events: Vec<(String, SeqEvent)> = Vec::new();
         let mut latest_ts: Vec<i64> = Vec::new();
@@ -420,13 +479,13 @@ impl Pipeline {
             .query_row("PRAGMA data_version", [], |r| r.get(0))
             .map_err(IngestError::sql("read data version"))?;
         if self.data_version != Some(data_version) {
-            self.device_cache.clear();
+            self.devices.clear();
         }
-        let cache = &mut self.device_cache;
+        let devices = &mut self.devices;
         let hot = &mut self.hot;
         hot.begin(&tx)?;
         {
-            for (msg, outcome) in batch.iter().zip(&outcomes) {
+            for (msg, outcome) in batch.iter().zip(outcomes) {
                 match outcome {
                     Outcome::Dead(rej) => {
                         insert_dead_letter(&tx, msg, rej, cfg.deadletter_payload_keep_bytes)?;
@@ -440,10 +499,8 @@ impl Pipeline {
                         kind,
                         online,
                     } => {
-                        let row = device_row(
+                        let row = devices.row(
                             &tx,
-                            cache,
-                            &mut devices,
                             device,
                             Sighting {
                                 district: Some(district),
@@ -455,8 +512,7 @@ impl Pipeline {
                                 alive: !msg.retained,
                             },
                         )?;
-                        row.status = Some(if *online { "online" } else { "offline" }.to_owned());
-                        row.status_at = Some(msg.received_at_ns);
+                        row.set_status(*online, msg.received_at_ns);
                     }
                     Outcome::Meta {
                         device,
@@ -464,10 +520,8 @@ impl Pipeline {
                         kind,
                         json,
                     } => {
-                        let row = device_row(
+                        let row = devices.row(
                             &tx,
-                            cache,
-                            &mut devices,
                             device,
                             Sighting {
                                 district: Some(district),
@@ -479,19 +533,16 @@ impl Pipeline {
                                 alive: !msg.retained,
                             },
                         )?;
-                        row.meta_json = Some(json.clone());
-                        row.meta_at = Some(msg.received_at_ns);
+                        row.set_meta(json, msg.received_at_ns);
                     }
                     Outcome::Readings {
                         format,
-                        groups,
+                        groups: groups_in,
                         rejected,
                     } => {
-                        for g in groups {
-                            let row = device_row(
+                        for g in &groups[groups_in.clone()] {
+                            let row = devices.row(
                                 &tx,
-                                cache,
-                                &mut devices,
                                 &g.device,
                                 Sighting {
                                     district: g.district.as_deref(),
@@ -537,7 +588,7 @@ impl Pipeline {
                                     row.dropped_readings += r.value as i64;
                                 }
                                 if forwarding {
-                                    tagset.write_line(&mut body, name, r.value, r.ts_ns);
+                                    tagset.write_line(body, name, r.value, r.ts_ns);
                                     body_readings += 1;
                                 }
                             }
@@ -560,7 +611,7 @@ impl Pipeline {
                                 }
                                 // Only gaps and redeliveries are counted per device.
                                 if matches!(ev, SeqEvent::Gap(_) | SeqEvent::Duplicate) {
-                                    seq_events.push((g.device.clone(), ev));
+                                    seq_events.push((g.device.to_string(), ev));
                                 }
                             }
                             if newest > i64::MIN {
@@ -583,7 +634,7 @@ impl Pipeline {
                                 cfg.deadletter_payload_keep_bytes,
                             )?;
                             out.dead_letters += 1;
-                            if let Some(g) = groups.first()
+                            if let Some(g) = groups[groups_in.clone()].first()
                                 && let Some(row) = devices.get_mut(&g.device)
                             {
                                 row.rejected += rejected.len() as i64;
@@ -593,9 +644,7 @@ impl Pipeline {
                 }
             }
         }
-        for (device, row) in &mut devices {
-            write_device(&tx, device, row)?;
-        }
+        devices.write_touched(&tx)?;
         hot.finish(&tx)?;
         let delete_dead_letters = replay.as_ref().map_or(&[][..], |r| r.delete_dead_letters);
         if let Some(r) = &replay
@@ -642,7 +691,6 @@ impl Pipeline {
         out.outbox_entries = depth.entries;
         out.outbox_bytes = depth.bytes;
         self.data_version = Some(data_version);
-        self.device_cache.extend(devices);
 
         // Committed: now the metrics.
         let now_ns = crate::message::now_ns();
@@ -659,7 +707,7 @@ impl Pipeline {
         // Summed per format first: a labelled counter update builds its key and takes the
         // recorder's lock, once per batch and format instead of once per message.
         let mut per_format: Vec<(&'static str, u64)> = Vec::new();
-        for o in &outcomes {
+        for o in outcomes {
             let format = match o {
                 Outcome::Readings { format, .. } => format.as_str(),
                 Outcome::Status { .. } | Outcome::Meta { .. } | Outcome::Cleared => "device-state",

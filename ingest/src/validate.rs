@@ -126,7 +126,11 @@ pub struct Limits {
 }
 
 /// Checks one decoded reading against the catalog and the time window.
-pub fn check_reading(r: &Reading, received_at_ns: i64, limits: &Limits) -> Result<(), Rejection> {
+pub fn check_reading(
+    r: &Reading<'_>,
+    received_at_ns: i64,
+    limits: &Limits,
+) -> Result<(), Rejection> {
     let what = || format!("{}={} @{}ns", r.metric.name(), r.value, r.ts_ns);
     if !r.value.is_finite() {
         return Err(Rejection::new(Reason::NonFinite, what()));
@@ -179,7 +183,7 @@ mod tests {
         max_past_age_ns: 10 * 365 * 86_400_000_000_000,
     };
 
-    fn reading(name: &str, value: f64, ts_ns: i64) -> Reading {
+    fn reading(name: &str, value: f64, ts_ns: i64) -> Reading<'_> {
         Reading {
             metric: MetricName::of(name),
             value,

@@ -5,8 +5,10 @@
 //! object id, snake-cased by ESPHome; kebab-case is accepted too) mapped through [`NAMES`],
 //! else passed through snake-cased. The time is the time of receipt.
 
+use std::borrow::Cow;
+
 use super::{
-    Context, Decoded, MetricName, Reading, malformed, map_field, normalise_device, snake_case,
+    Context, Decoded, MetricName, Reading, malformed, map_field, normalise_device, snake_case_one,
 };
 use crate::validate::{Reason, Rejection};
 
@@ -36,7 +38,7 @@ pub const NAMES: &[(&str, &str)] = &[
 ];
 
 /// Decodes one state message.
-pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
+pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, Rejection> {
     let node = ctx.captures.node.or(ctx.captures.device);
     let device = normalise_device(node.ok_or_else(|| {
         Rejection::new(Reason::BadTopic, "route has no {node} or {device} capture")
@@ -51,16 +53,15 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
     if text.is_empty() {
         return Err(Rejection::new(Reason::Empty, "empty state"));
     }
-    let value: f64 = match text.to_ascii_lowercase().as_str() {
-        "nan" => f64::NAN,
-        _ => text
-            .parse()
-            .map_err(|_| malformed(format!("ESPHome state {text:?} is not a number")))?,
+    let value: f64 = if text.eq_ignore_ascii_case("nan") {
+        f64::NAN
+    } else {
+        text.parse()
+            .map_err(|_| malformed(format!("ESPHome state {text:?} is not a number")))?
     };
-    let key = name.to_ascii_lowercase().replace('-', "_");
-    let metric = match map_field(NAMES, &key) {
+    let metric = match map_field(NAMES, &object_id_key(name)) {
         Some(m) => MetricName::Catalog(m),
-        None => MetricName::Other(snake_case(&[name])),
+        None => MetricName::Other(snake_case_one(name)),
     };
     Ok(Decoded {
         device,
@@ -71,6 +72,15 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
         }],
         ..Decoded::default()
     })
+}
+
+/// The object id as [`NAMES`] spells it: lowercase, `-` as `_` (borrowed when it is so).
+fn object_id_key(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'-') {
+        Cow::Owned(name.to_ascii_lowercase().replace('-', "_"))
+    } else {
+        Cow::Borrowed(name)
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@
 //! and boolean fields are skipped. A line that does not parse is refused on its own
 //! (`malformed-payload`, or `no-device` without a device), the other lines stand.
 
-use influxdb_line_protocol::{FieldValue, ParsedLine, parse_lines};
+use std::borrow::Cow;
+
+use influxdb_line_protocol::{EscapedStr, FieldValue, ParsedLine, parse_lines};
 use schemas::catalog;
 use schemas::topic::{DeviceKind, check_slug};
 
@@ -20,10 +22,10 @@ use super::{Context, Decoded, MetricName, Reading, malformed, normalise_device, 
 use crate::validate::{Reason, Rejection};
 
 /// Decodes a message of one or more lines into one [`Decoded`] per device.
-pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Vec<Decoded>, Rejection> {
+pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Vec<Decoded<'a>>, Rejection> {
     let text =
         std::str::from_utf8(payload).map_err(|_| malformed("line protocol is not UTF-8 text"))?;
-    let mut out: Vec<Decoded> = Vec::new();
+    let mut out: Vec<Decoded<'a>> = Vec::new();
     let mut rejected = Vec::new();
     for (i, line) in parse_lines(text).enumerate() {
         let line = match line {
@@ -33,26 +35,11 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Vec<Decoded>, Rejecti
                 continue;
             }
         };
-        match one_line(&line, ctx) {
-            Ok((device, district, kind, readings)) => {
-                let idx = match out.iter().position(|d| d.device == device) {
-                    Some(idx) => idx,
-                    None => {
-                        out.push(Decoded {
-                            device,
-                            district,
-                            kind,
-                            ..Decoded::default()
-                        });
-                        out.len() - 1
-                    }
-                };
-                out[idx].readings.extend(readings);
-            }
-            Err(r) => rejected.push(Rejection::new(
+        if let Err(r) = one_line(&line, ctx, &mut out) {
+            rejected.push(Rejection::new(
                 r.reason,
                 format!("line {}: {}", i + 1, r.detail),
-            )),
+            ));
         }
     }
     // Lines with only string or boolean fields add nothing; a message of nothing else is
@@ -69,12 +56,27 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Vec<Decoded>, Rejecti
     Ok(out)
 }
 
-type Line = (String, Option<String>, Option<String>, Vec<Reading>);
+/// A tag or name, borrowed from the payload unless it was escaped.
+fn text<'a>(s: &EscapedStr<'a>) -> Cow<'a, str> {
+    match s {
+        EscapedStr::SingleSlice(s) => Cow::Borrowed(s),
+        EscapedStr::CopiedValue(s) => Cow::Owned(s.clone()),
+    }
+}
 
-fn one_line(line: &ParsedLine<'_>, ctx: &Context<'_>) -> Result<Line, Rejection> {
+/// Adds one line's readings to its device's group in `out`.
+fn one_line<'a>(
+    line: &ParsedLine<'a>,
+    ctx: &Context<'_>,
+    out: &mut Vec<Decoded<'a>>,
+) -> Result<(), Rejection> {
     let device_tag = line.tag_value("device").or_else(|| line.tag_value("host"));
     let device = match device_tag {
-        Some(d) => normalise_device(d.as_str())?,
+        Some(d) => match normalise_device(d.as_str())? {
+            // Borrowed: the tag is a slug as it stands.
+            Cow::Borrowed(_) => text(d),
+            Cow::Owned(slug) => Cow::Owned(slug),
+        },
         None => {
             return Err(Rejection::new(
                 Reason::NoDevice,
@@ -82,19 +84,29 @@ fn one_line(line: &ParsedLine<'_>, ctx: &Context<'_>) -> Result<Line, Rejection>
             ));
         }
     };
-    let district = line
-        .tag_value("district")
-        .map(|d| d.as_str())
-        .filter(|d| check_slug(d).is_ok())
-        .map(str::to_owned);
-    let kind = line
-        .tag_value("kind")
-        .map(|k| k.as_str())
-        .filter(|k| DeviceKind::parse(k).is_some())
-        .map(str::to_owned);
+    let idx = match out.iter().position(|d| d.device == device) {
+        Some(idx) => idx,
+        None => {
+            let district = line
+                .tag_value("district")
+                .filter(|d| check_slug(d.as_str()).is_ok())
+                .map(text);
+            let kind = line
+                .tag_value("kind")
+                .filter(|k| DeviceKind::parse(k.as_str()).is_some())
+                .map(text);
+            out.push(Decoded {
+                device,
+                district,
+                kind,
+                ..Decoded::default()
+            });
+            out.len() - 1
+        }
+    };
+    let readings = &mut out[idx].readings;
     let ts_ns = line.timestamp.unwrap_or(ctx.received_at_ns);
-    let measurement = line.series.measurement.as_str();
-    let mut readings = Vec::new();
+    let measurement = &line.series.measurement;
     for (field, value) in &line.field_set {
         let v = match value {
             FieldValue::F64(v) => *v,
@@ -102,11 +114,14 @@ fn one_line(line: &ParsedLine<'_>, ctx: &Context<'_>) -> Result<Line, Rejection>
             FieldValue::U64(v) => *v as f64,
             FieldValue::String(_) | FieldValue::Boolean(_) => continue,
         };
-        let metric = match (catalog::lookup(measurement), field.as_str()) {
+        let metric = match (catalog::lookup(measurement.as_str()), field.as_str()) {
             (Some(m), "value") => MetricName::Catalog(m),
             _ => match catalog::lookup(field.as_str()) {
                 Some(m) => MetricName::Catalog(m),
-                None => MetricName::Other(snake_case(&[measurement, field.as_str()])),
+                None => MetricName::Other(Cow::Owned(snake_case(&[
+                    measurement.as_str(),
+                    field.as_str(),
+                ]))),
             },
         };
         readings.push(Reading {
@@ -115,7 +130,7 @@ fn one_line(line: &ParsedLine<'_>, ctx: &Context<'_>) -> Result<Line, Rejection>
             ts_ns,
         });
     }
-    Ok((device, district, kind, readings))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,27 +13,30 @@ pub mod senml;
 pub mod tasmota;
 pub mod ultralight;
 
+use std::borrow::Cow;
+
 use schemas::catalog::{self, Metric};
 use schemas::topic::{DeviceKind, check_slug};
 
 use crate::route::{Captures, Format};
 use crate::validate::{Reason, Rejection};
 
-/// A metric's name: a catalog entry (validated against its range) or a pass-through name.
+/// A metric's name: a catalog entry (validated against its range) or a pass-through name,
+/// borrowed from the payload unless it had to be rewritten (snake-cased, unescaped).
 #[derive(Debug, Clone, PartialEq)]
-pub enum MetricName {
+pub enum MetricName<'a> {
     /// Known to the catalog.
     Catalog(&'static Metric),
     /// Not in the catalog: stored as is, not range-checked.
-    Other(String),
+    Other(Cow<'a, str>),
 }
 
-impl MetricName {
+impl<'a> MetricName<'a> {
     /// The catalog entry named `name`, else a pass-through name.
-    pub fn of(name: &str) -> Self {
+    pub fn of(name: &'a str) -> Self {
         match catalog::lookup(name) {
             Some(m) => Self::Catalog(m),
-            None => Self::Other(name.to_owned()),
+            None => Self::Other(Cow::Borrowed(name)),
         }
     }
 
@@ -56,28 +59,31 @@ impl MetricName {
 
 /// One decoded measurement.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
+pub struct Reading<'a> {
     /// Metric name.
-    pub metric: MetricName,
+    pub metric: MetricName<'a>,
     /// Value, in the catalog's unit for catalog metrics.
     pub value: f64,
     /// Time in nanoseconds since the Unix epoch.
     pub ts_ns: i64,
 }
 
-/// The readings of one device from one message.
+/// The readings of one device from one message. Names are borrowed from the topic and the
+/// payload: decoding allocates no `String` per device, group or field unless a name has
+/// to be rewritten (a foreign device id normalised to a slug, an escaped or snake-cased
+/// name).
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Decoded {
+pub struct Decoded<'a> {
     /// Device id (a slug).
-    pub device: String,
+    pub device: Cow<'a, str>,
     /// District slug, when the topic or payload says.
-    pub district: Option<String>,
+    pub district: Option<Cow<'a, str>>,
     /// Device kind, when the topic or payload says.
-    pub kind: Option<String>,
+    pub kind: Option<Cow<'a, str>>,
     /// The device's message sequence number (SenML `seq`).
     pub seq: Option<u32>,
     /// Good readings (not yet validated against ranges and time).
-    pub readings: Vec<Reading>,
+    pub readings: Vec<Reading<'a>>,
     /// Readings or lines refused during decoding; the rest of the message stands.
     pub rejected: Vec<Rejection>,
 }
@@ -94,19 +100,37 @@ pub struct Context<'t> {
 }
 
 /// Decodes a payload in `format`. `Err` refuses the whole message.
-pub fn decode(
+pub fn decode<'a>(
     format: Format,
-    payload: &[u8],
-    ctx: &Context<'_>,
-) -> Result<Vec<Decoded>, Rejection> {
-    match format {
-        Format::Senml => senml::decode(payload, ctx).map(|d| vec![d]),
-        Format::Tasmota => tasmota::decode(payload, ctx).map(|d| vec![d]),
-        Format::Esphome => esphome::decode(payload, ctx).map(|d| vec![d]),
-        Format::Ultralight => ultralight::decode(payload, ctx).map(|d| vec![d]),
-        Format::LineProtocol => lineproto::decode(payload, ctx),
-    }
+    payload: &'a [u8],
+    ctx: &Context<'a>,
+) -> Result<Vec<Decoded<'a>>, Rejection> {
+    let mut out = Vec::new();
+    decode_into(format, payload, ctx, &mut out)?;
+    Ok(out)
 }
+
+/// [`decode`] appending the message's groups (one per device) to `out`, a buffer the
+/// caller reuses across messages. On `Err` nothing is appended.
+pub fn decode_into<'a>(
+    format: Format,
+    payload: &'a [u8],
+    ctx: &Context<'a>,
+    out: &mut Vec<Decoded<'a>>,
+) -> Result<(), Rejection> {
+    match format {
+        Format::Senml => out.push(senml::decode(payload, ctx)?),
+        Format::Tasmota => out.push(tasmota::decode(payload, ctx)?),
+        Format::Esphome => out.push(esphome::decode(payload, ctx)?),
+        Format::Ultralight => out.push(ultralight::decode(payload, ctx)?),
+        Format::LineProtocol => out.append(&mut lineproto::decode(payload, ctx)?),
+    }
+    Ok(())
+}
+
+/// Readings a message usually carries: decoders reserve this much at once instead of
+/// growing their vector reading by reading.
+pub(crate) const TYPICAL_READINGS: usize = 8;
 
 pub(crate) fn malformed(detail: impl Into<String>) -> Rejection {
     Rejection::new(Reason::MalformedPayload, detail)
@@ -114,7 +138,7 @@ pub(crate) fn malformed(detail: impl Into<String>) -> Rejection {
 
 /// The device from the topic's `{device}` (or `{node}`), normalised to a slug for foreign
 /// formats: ASCII lowercased, characters outside `a-z0-9-_` replaced by `-`.
-pub(crate) fn foreign_device(captured: Option<&str>) -> Result<String, Rejection> {
+pub(crate) fn foreign_device(captured: Option<&str>) -> Result<Cow<'_, str>, Rejection> {
     let raw = captured.ok_or_else(|| {
         Rejection::new(
             Reason::BadTopic,
@@ -124,8 +148,11 @@ pub(crate) fn foreign_device(captured: Option<&str>) -> Result<String, Rejection
     normalise_device(raw)
 }
 
-/// Normalises a foreign device name to a slug.
-pub(crate) fn normalise_device(raw: &str) -> Result<String, Rejection> {
+/// Normalises a foreign device name to a slug, borrowing it when it is one already.
+pub(crate) fn normalise_device(raw: &str) -> Result<Cow<'_, str>, Rejection> {
+    if check_slug(raw).is_ok() {
+        return Ok(Cow::Borrowed(raw));
+    }
     let slug: String = raw
         .chars()
         .map(|c| {
@@ -139,18 +166,19 @@ pub(crate) fn normalise_device(raw: &str) -> Result<String, Rejection> {
         .collect();
     check_slug(&slug)
         .map_err(|e| Rejection::new(Reason::BadTopic, format!("device id `{raw}`: {e}")))?;
-    Ok(slug)
+    Ok(Cow::Owned(slug))
 }
 
+/// An optional name borrowed from the topic or the payload.
+type Name<'a> = Option<Cow<'a, str>>;
+
 /// District and kind captures, which must be slugs (and a known kind).
-pub(crate) fn district_and_kind(
-    c: &Captures<'_>,
-) -> Result<(Option<String>, Option<String>), Rejection> {
+pub(crate) fn district_and_kind<'a>(c: &Captures<'a>) -> Result<(Name<'a>, Name<'a>), Rejection> {
     let district = match c.district {
         Some(d) => {
             check_slug(d)
                 .map_err(|e| Rejection::new(Reason::BadTopic, format!("district `{d}`: {e}")))?;
-            Some(d.to_owned())
+            Some(Cow::Borrowed(d))
         }
         None => None,
     };
@@ -162,11 +190,28 @@ pub(crate) fn district_and_kind(
                     format!("kind `{k}`: expected airquality, weather, noise or wifi"),
                 )
             })?;
-            Some(k.to_owned())
+            Some(Cow::Borrowed(k))
         }
         None => None,
     };
     Ok((district, kind))
+}
+
+/// [`snake_case`] of one name, borrowed when the name is snake case already (`cpu`,
+/// `soil_moisture`): most pass-through names are.
+pub fn snake_case_one(name: &str) -> Cow<'_, str> {
+    let b = name.as_bytes();
+    let plain = !b.is_empty()
+        && b.iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_')
+        && b[0] != b'_'
+        && b[b.len() - 1] != b'_'
+        && !name.contains("__");
+    if plain {
+        Cow::Borrowed(name)
+    } else {
+        Cow::Owned(snake_case(&[name]))
+    }
 }
 
 /// Snake-cases parts of a name and joins them with `_`: `PM2.5` -> `pm2_5`,
@@ -246,6 +291,25 @@ mod tests {
         assert_eq!(snake_case(&["cpu", "usage_idle"]), "cpu_usage_idle");
         assert_eq!(snake_case(&["eCO2"]), "e_co2");
         assert_eq!(snake_case(&["!!"]), "unnamed");
+        for name in [
+            "cpu",
+            "soil_moisture",
+            "PM2.5",
+            "_x",
+            "x_",
+            "a__b",
+            "",
+            "eCO2",
+            "a-b",
+        ] {
+            let one = snake_case_one(name);
+            assert_eq!(one, snake_case(&[name]), "{name:?}");
+            assert_eq!(
+                matches!(one, Cow::Borrowed(_)),
+                matches!(name, "cpu" | "soil_moisture"),
+                "{name:?} borrowed only when already snake case"
+            );
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::validate::{Reason, Rejection};
 use schemas::topic::check_slug;
 
 /// Decodes one SenML pack.
-pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
+pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, Rejection> {
     let device = ctx
         .captures
         .device
@@ -26,22 +26,37 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
         .map_err(|e| Rejection::new(Reason::BadTopic, format!("device id `{device}`: {e}")))?;
     let (district, kind) = district_and_kind(&ctx.captures)?;
     let mut out = Decoded {
-        device: device.to_owned(),
+        device: Cow::Borrowed(device),
         district,
         kind,
+        readings: Vec::with_capacity(super::TYPICAL_READINGS),
         ..Decoded::default()
     };
     if senml::looks_like_json(payload) {
+        // JSON strings may be escaped: the pack owns its names, and so do the readings.
         let pack = senml::json::decode_owned(payload).map_err(decode_error)?;
         let mut resolver = Resolver::new();
         for r in pack.records() {
-            record(&r, &mut resolver, ctx, &mut out)?;
+            if let Some(reading) = record(&r, &mut resolver, ctx, device, &mut out.rejected)? {
+                out.readings.push(Reading {
+                    metric: match reading.metric {
+                        MetricName::Other(n) => MetricName::Other(Cow::Owned(n.into_owned())),
+                        MetricName::Catalog(m) => MetricName::Catalog(m),
+                    },
+                    value: reading.value,
+                    ts_ns: reading.ts_ns,
+                });
+            }
         }
         out.seq = resolver.seq();
     } else {
+        // CBOR text strings are never escaped: names are borrowed from the payload.
         let mut resolver = Resolver::new();
         for r in senml::cbor::decode(payload).map_err(decode_error)? {
-            record(&r.map_err(decode_error)?, &mut resolver, ctx, &mut out)?;
+            let r = r.map_err(decode_error)?;
+            if let Some(reading) = record(&r, &mut resolver, ctx, device, &mut out.rejected)? {
+                out.readings.push(reading);
+            }
         }
         out.seq = resolver.seq();
     }
@@ -58,74 +73,77 @@ fn decode_error(e: senml::DecodeError) -> Rejection {
     }
 }
 
-fn record<'a>(
-    r: &Record<'a>,
-    resolver: &mut Resolver<'a>,
+/// One record: `Ok(Some)` a numeric reading, `Ok(None)` skipped or refused on its own
+/// (added to `rejected`), `Err` refuses the whole pack.
+fn record<'r>(
+    r: &Record<'r>,
+    resolver: &mut Resolver<'r>,
     ctx: &Context<'_>,
-    out: &mut Decoded,
-) -> Result<(), Rejection> {
+    device: &str,
+    rejected: &mut Vec<Rejection>,
+) -> Result<Option<Reading<'r>>, Rejection> {
     let resolved = match resolver.resolve(r) {
         Ok(x) => x,
         Err(ResolveError::NonFinite) => {
-            out.rejected.push(Rejection::new(
+            rejected.push(Rejection::new(
                 Reason::NonFinite,
                 format!("record {:?}: non-finite number", r.name.unwrap_or("")),
             ));
-            return Ok(());
+            return Ok(None);
         }
         Err(e @ ResolveError::UnsupportedVersion(_)) => return Err(malformed(e.to_string())),
         Err(e) => {
-            out.rejected
-                .push(malformed(format!("record {:?}: {e}", r.name.unwrap_or(""))));
-            return Ok(());
+            rejected.push(malformed(format!("record {:?}: {e}", r.name.unwrap_or(""))));
+            return Ok(None);
         }
     };
     // The full name is `bn` + `n`; its device part is what precedes the last ':'.
-    let full = resolved.full_name();
     let (dev_part, metric) = split_name(resolved.base_name, resolved.name);
     if let Some(d) = dev_part
-        && *d != *out.device
+        && *d != *device
     {
         return Err(Rejection::new(
             Reason::SpoofedDevice,
             format!(
-                "record `{full}` names device `{d}` on the topic of `{}`",
-                out.device
+                "record `{}` names device `{d}` on the topic of `{device}`",
+                resolved.full_name()
             ),
         ));
     }
     let Some(Value::Float(value)) = resolved.value else {
-        return Ok(());
+        return Ok(None);
     };
     let metric_name = match catalog::lookup(&metric) {
         Some(m) => {
             if let Some(u) = resolved.unit
                 && u != m.unit
             {
-                out.rejected.push(Rejection::new(
+                rejected.push(Rejection::new(
                     Reason::WrongUnit,
                     format!(
                         "{metric}={value}: unit `{u}`, the catalog's is `{}`",
                         m.unit
                     ),
                 ));
-                return Ok(());
+                return Ok(None);
             }
             MetricName::Catalog(m)
         }
-        None => MetricName::Other(super::snake_case(&[&metric])),
+        None => MetricName::Other(match metric {
+            Cow::Borrowed(m) => super::snake_case_one(m),
+            Cow::Owned(m) => Cow::Owned(super::snake_case(&[&m])),
+        }),
     };
     let ts_ns = match resolved.time {
         senml::Time::Absolute(t) => secs_to_ns(t),
         // Relative to receipt: keep the receipt's full precision.
         senml::Time::Relative(dt) => ctx.received_at_ns.saturating_add(secs_to_ns(dt)),
     };
-    out.readings.push(Reading {
+    Ok(Some(Reading {
         metric: metric_name,
         value,
         ts_ns,
-    });
-    Ok(())
+    }))
 }
 
 /// Splits `bn` + `n` at the last ':' into (device part, metric part), without allocating
@@ -193,7 +211,8 @@ mod tests {
 
     #[test]
     fn cbor_pack_decodes_with_names_times_and_seq() {
-        let d = decode(&cbor(&pack("aq-0001:")), &ctx("aq-0001")).unwrap();
+        let bytes = cbor(&pack("aq-0001:"));
+        let d = decode(&bytes, &ctx("aq-0001")).unwrap();
         assert_eq!(d.device, "aq-0001");
         assert_eq!(d.district.as_deref(), Some("hoan-kiem"));
         assert_eq!(d.seq, Some(42));

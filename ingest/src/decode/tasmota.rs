@@ -153,7 +153,7 @@ impl<'de> Deserialize<'de> for Node<'de> {
 }
 
 /// Decodes one `SENSOR` message.
-pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
+pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, Rejection> {
     let device = foreign_device(ctx.captures.device)?;
     let root: Node<'_> = serde_json::from_slice(payload)
         .map_err(|e| malformed(format!("Tasmota JSON object expected: {e}")))?;
@@ -178,10 +178,11 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
     };
     let mut out = Decoded {
         device,
+        readings: Vec::with_capacity(super::TYPICAL_READINGS),
         ..Decoded::default()
     };
     let mut used: Vec<&'static str> = Vec::new();
-    let mut push = |sensor: Option<&str>, field: &str, v: f64, out: &mut Decoded| {
+    let mut push = |sensor: Option<&str>, field: &str, v: f64, out: &mut Decoded<'a>| {
         let mut value = v;
         if fahrenheit && TEMPERATURE_FIELDS.contains(&field) {
             value = (v - 32.0) * 5.0 / 9.0;
@@ -194,10 +195,12 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
                 used.push(m.name);
                 MetricName::Catalog(m)
             }
-            _ => MetricName::Other(match sensor {
+            // Pass-through names are built from the parsed tree, which does not outlive
+            // this call: they are owned (catalog fields, the usual case, are not).
+            _ => MetricName::Other(Cow::Owned(match sensor {
                 Some(s) => snake_case(&[s, field]),
                 None => snake_case(&[field]),
-            }),
+            })),
         };
         out.readings.push(Reading {
             metric,
@@ -268,7 +271,7 @@ mod tests {
         }
     }
 
-    fn names(d: &Decoded) -> Vec<(String, f64)> {
+    fn names(d: &Decoded<'_>) -> Vec<(String, f64)> {
         let mut v: Vec<(String, f64)> = d
             .readings
             .iter()

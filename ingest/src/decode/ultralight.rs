@@ -8,7 +8,7 @@
 use chrono::DateTime;
 
 use super::{
-    Context, Decoded, MetricName, Reading, foreign_device, malformed, map_field, snake_case,
+    Context, Decoded, MetricName, Reading, foreign_device, malformed, map_field, snake_case_one,
 };
 use crate::validate::{Reason, Rejection};
 
@@ -33,33 +33,33 @@ pub const KEYS: &[(&str, &str)] = &[
 ];
 
 /// Decodes one measures message.
-pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
+pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, Rejection> {
     let device = foreign_device(ctx.captures.device)?;
     let text = std::str::from_utf8(payload)
         .map_err(|_| malformed("UltraLight payload is not UTF-8 text"))?
         .trim();
     let mut out = Decoded {
         device,
+        readings: Vec::with_capacity(super::TYPICAL_READINGS),
         ..Decoded::default()
     };
     for group in text.split('#').map(str::trim).filter(|g| !g.is_empty()) {
-        let fields: Vec<&str> = group.split('|').collect();
-        let (ts_ns, pairs) = if fields.len() % 2 == 1 {
-            let t = DateTime::parse_from_rfc3339(fields[0].trim()).map_err(|e| {
+        // An odd number of fields: the first is the group's timestamp.
+        let mut fields = group.split('|');
+        let ts_ns = if group.bytes().filter(|&b| b == b'|').count() % 2 == 0 {
+            let first = fields.next().unwrap_or("");
+            let t = DateTime::parse_from_rfc3339(first.trim()).map_err(|e| {
                 malformed(format!(
-                    "group {group:?}: odd field count and `{}` is not a timestamp: {e}",
-                    fields[0]
+                    "group {group:?}: odd field count and `{first}` is not a timestamp: {e}"
                 ))
             })?;
-            let ns = t
-                .timestamp_nanos_opt()
-                .ok_or_else(|| malformed(format!("timestamp {} out of range", fields[0])))?;
-            (ns, &fields[1..])
+            t.timestamp_nanos_opt()
+                .ok_or_else(|| malformed(format!("timestamp {first} out of range")))?
         } else {
-            (ctx.received_at_ns, &fields[..])
+            ctx.received_at_ns
         };
-        for pair in pairs.chunks_exact(2) {
-            let (key, raw) = (pair[0].trim(), pair[1].trim());
+        while let (Some(key), Some(raw)) = (fields.next(), fields.next()) {
+            let (key, raw) = (key.trim(), raw.trim());
             if key.is_empty() {
                 return Err(malformed(format!("group {group:?}: empty key")));
             }
@@ -68,7 +68,7 @@ pub fn decode(payload: &[u8], ctx: &Context<'_>) -> Result<Decoded, Rejection> {
             };
             let metric = match map_field(KEYS, key) {
                 Some(m) => MetricName::Catalog(m),
-                None => MetricName::Other(snake_case(&[key])),
+                None => MetricName::Other(snake_case_one(key)),
             };
             out.readings.push(Reading {
                 metric,

@@ -217,10 +217,32 @@ impl DeviceCache {
         self.touched.clear();
     }
 
-    /// The row of a device this batch has touched.
-    pub(crate) fn get_mut(&mut self, device: &str) -> Option<&mut DeviceRow> {
+    /// The row of a device this batch has touched (and will write back).
+    pub(crate) fn touched_mut(&mut self, device: &str) -> Option<&mut DeviceRow> {
         let &i = self.index.get(device)?;
-        Some(&mut self.rows[i].1)
+        let row = &mut self.rows[i].1;
+        row.touched.then_some(row)
+    }
+
+    /// The format that owns `device` (the format of its first message), if it is known.
+    pub(crate) fn format_of(&mut self, tx: &Transaction<'_>, device: &str) -> Result<Option<&str>> {
+        Ok(self
+            .slot(tx, device)?
+            .map(|i| self.rows[i].1.format.as_str()))
+    }
+
+    /// The cache slot of a device that exists, read from the database on first use.
+    fn slot(&mut self, tx: &Transaction<'_>, device: &str) -> Result<Option<usize>> {
+        if let Some(&i) = self.index.get(device) {
+            return Ok(Some(i));
+        }
+        let Some(row) = read_row(tx, device)? else {
+            return Ok(None);
+        };
+        let i = self.rows.len();
+        self.rows.push((device.into(), row));
+        self.index.insert(device.into(), i);
+        Ok(Some(i))
     }
 
     /// The batch's row for `device`, read from the database on first use, updated with
@@ -239,17 +261,19 @@ impl DeviceCache {
             alive,
         } = seen;
         let seen_at = if alive { received_at_ns } else { 0 };
-        let i = match self.index.get(device) {
-            Some(&i) => i,
+        let i = match self.slot(tx, device)? {
+            Some(i) => i,
             None => {
-                let row = read_row(tx, device)?.unwrap_or_else(|| DeviceRow {
-                    format: format.as_str().to_owned(),
-                    first_seen: seen_at,
-                    last_seen: seen_at,
-                    ..DeviceRow::default()
-                });
                 let i = self.rows.len();
-                self.rows.push((device.into(), row));
+                self.rows.push((
+                    device.into(),
+                    DeviceRow {
+                        format: format.as_str().to_owned(),
+                        first_seen: seen_at,
+                        last_seen: seen_at,
+                        ..DeviceRow::default()
+                    },
+                ));
                 self.index.insert(device.into(), i);
                 i
             }

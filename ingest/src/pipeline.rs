@@ -310,12 +310,20 @@ impl Pipeline {
                 }
             }
         }
-        let Some((format, captures)) = self.router.route(&msg.topic) else {
+        let Some(matched) = self.router.matched(&msg.topic) else {
             return Outcome::Dead(Rejection::new(
                 Reason::NoRoute,
                 format!("no route matches topic `{}`", msg.topic),
             ));
         };
+        let (format, captures) = (matched.format, matched.captures);
+        if !matched.rules.apikey_allowed(captures.apikey) {
+            // The key itself is a credential: not repeated in the dead letter's reason.
+            return Outcome::Dead(Rejection::new(
+                Reason::UnknownApikey,
+                "the topic's API key is not among the route's `apikeys`",
+            ));
+        }
         if msg.retained {
             // A retained reading was delivered live when it was published, and stored then
             // if this gateway was subscribed; delivered again at a (re)subscription it would
@@ -332,6 +340,25 @@ impl Pipeline {
             Err(r) => Outcome::Dead(r),
             Ok(()) => {
                 let mut rejected = Vec::new();
+                // Devices outside the route's allow-list: refused, and not in the device
+                // table at all.
+                let mut i = first;
+                while i < groups.len() {
+                    if matched.rules.device_allowed(&groups[i].device) {
+                        i += 1;
+                        continue;
+                    }
+                    let g = groups.remove(i);
+                    rejected.extend(g.rejected);
+                    rejected.push(Rejection::new(
+                        Reason::DeviceNotAllowed,
+                        format!(
+                            "device `{}` is not in the route's `devices` ({} readings refused)",
+                            g.device,
+                            g.readings.len()
+                        ),
+                    ));
+                }
                 for g in &mut groups[first..] {
                     rejected.append(&mut g.rejected);
                     g.readings.retain(|r| {
@@ -540,7 +567,24 @@ impl Pipeline {
                         groups: groups_in,
                         rejected,
                     } => {
+                        let mut spoofed: Vec<Rejection> = Vec::new();
                         for g in &groups[groups_in.clone()] {
+                            // A device belongs to the format that reported it first: another
+                            // format naming it (a line-protocol tag, a Tasmota topic) would
+                            // write a device it does not own. Refused without touching its row.
+                            if let Some(owner) = devices.format_of(&tx, &g.device)?
+                                && owner != format.as_str()
+                            {
+                                spoofed.push(Rejection::new(
+                                    Reason::SpoofedDevice,
+                                    format!(
+                                        "device `{}` reports as {owner}: a {format} message may not write it ({} readings refused)",
+                                        g.device,
+                                        g.readings.len()
+                                    ),
+                                ));
+                                continue;
+                            }
                             let row = devices.row(
                                 &tx,
                                 &g.device,
@@ -618,15 +662,16 @@ impl Pipeline {
                                 latest_ts.push(newest);
                             }
                         }
-                        if !rejected.is_empty() {
-                            out.rejected_readings += rejected.len();
-                            rejections.extend(rejected.iter().map(|r| r.reason));
-                            let detail = rejected
-                                .iter()
+                        if !rejected.is_empty() || !spoofed.is_empty() {
+                            let all = || rejected.iter().chain(&spoofed);
+                            out.rejected_readings += rejected.len() + spoofed.len();
+                            rejections.extend(all().map(|r| r.reason));
+                            let detail = all()
                                 .map(|r| format!("{}: {}", r.reason, r.detail))
                                 .collect::<Vec<_>>()
                                 .join("\n");
-                            let combined = Rejection::new(rejected[0].reason, detail);
+                            let first = all().next().map_or(Reason::SpoofedDevice, |r| r.reason);
+                            let combined = Rejection::new(first, detail);
                             insert_dead_letter(
                                 &tx,
                                 msg,
@@ -634,8 +679,11 @@ impl Pipeline {
                                 cfg.deadletter_payload_keep_bytes,
                             )?;
                             out.dead_letters += 1;
+                            // Counted on the message's (first) device, when this batch
+                            // wrote its row: a spoofed device's row stays as it was.
                             if let Some(g) = groups[groups_in.clone()].first()
-                                && let Some(row) = devices.get_mut(&g.device)
+                                && !rejected.is_empty()
+                                && let Some(row) = devices.touched_mut(&g.device)
                             {
                                 row.rejected += rejected.len() as i64;
                             }

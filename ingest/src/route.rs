@@ -65,11 +65,22 @@ impl std::fmt::Display for Format {
 
 /// One route as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Topic pattern, e.g. `tele/{device}/SENSOR`.
     pub pattern: String,
     /// Decoder for the payloads of matching topics.
     pub format: Format,
+    /// UltraLight API keys this route accepts in its `{apikey}` capture. Empty (the
+    /// default): any key, as the IoT Agent does without provisioned services. Otherwise a
+    /// message with another key is an `unknown-apikey` dead letter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub apikeys: Vec<String>,
+    /// The devices this route may write: ids, or prefixes ending in `*` (`edge-*`). Empty
+    /// (the default): any device no other format owns. A device outside the list is a
+    /// `device-not-allowed` dead letter (per device group of a message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 impl RouteConfig {
@@ -78,6 +89,8 @@ impl RouteConfig {
         Self {
             pattern: pattern.into(),
             format,
+            apikeys: Vec::new(),
+            devices: Vec::new(),
         }
     }
 
@@ -232,10 +245,77 @@ impl Pattern {
     }
 }
 
+/// What a route allows besides its pattern: API keys and devices.
+#[derive(Debug, Clone, Default)]
+pub struct RouteRules {
+    apikeys: Vec<String>,
+    /// Exact ids and prefixes (the `*` removed).
+    exact: Vec<String>,
+    prefixes: Vec<String>,
+}
+
+impl RouteRules {
+    fn new(r: &RouteConfig) -> Result<Self, IngestError> {
+        let bad = |why: String| IngestError::Config(format!("route `{}`: {why}", r.pattern));
+        if !r.apikeys.is_empty() && !r.pattern.contains("{apikey}") {
+            return Err(bad(
+                "`apikeys` needs an {apikey} capture in the pattern".into()
+            ));
+        }
+        if r.apikeys.iter().any(String::is_empty) {
+            return Err(bad("`apikeys` holds an empty key".into()));
+        }
+        let mut rules = Self {
+            apikeys: r.apikeys.clone(),
+            ..Self::default()
+        };
+        for d in &r.devices {
+            let (id, prefix) = match d.strip_suffix('*') {
+                Some(p) => (p, true),
+                None => (d.as_str(), false),
+            };
+            if id.contains('*') || (!prefix && id.is_empty()) {
+                return Err(bad(format!(
+                    "`devices` entry `{d}`: an id, or a prefix ending in `*`"
+                )));
+            }
+            if prefix {
+                rules.prefixes.push(id.to_owned());
+            } else {
+                rules.exact.push(id.to_owned());
+            }
+        }
+        Ok(rules)
+    }
+
+    /// Whether `key` (the topic's `{apikey}`) is accepted.
+    pub fn apikey_allowed(&self, key: Option<&str>) -> bool {
+        self.apikeys.is_empty() || key.is_some_and(|k| self.apikeys.iter().any(|a| a == k))
+    }
+
+    /// Whether the route may write `device`.
+    pub fn device_allowed(&self, device: &str) -> bool {
+        (self.exact.is_empty() && self.prefixes.is_empty())
+            || self.exact.iter().any(|d| d == device)
+            || self.prefixes.iter().any(|p| device.starts_with(p.as_str()))
+    }
+}
+
+/// A topic's route: its format, captures and rules.
+#[derive(Debug, Clone, Copy)]
+pub struct Matched<'r, 't> {
+    /// The route's format.
+    pub format: Format,
+    /// What the pattern captured.
+    pub captures: Captures<'t>,
+    /// The route's API keys and devices.
+    pub rules: &'r RouteRules,
+}
+
 /// Routes compiled for matching, first match wins.
 #[derive(Debug, Clone)]
 pub struct Router {
-    routes: Vec<(Pattern, Format)>,
+    routes: Vec<(Pattern, Format, RouteRules)>,
 }
 
 impl Router {
@@ -243,16 +323,25 @@ impl Router {
     pub fn new(routes: &[RouteConfig]) -> Result<Self, IngestError> {
         let routes = routes
             .iter()
-            .map(|r| Ok((Pattern::parse(&r.pattern)?, r.format)))
+            .map(|r| Ok((Pattern::parse(&r.pattern)?, r.format, RouteRules::new(r)?)))
             .collect::<Result<_, IngestError>>()?;
         Ok(Self { routes })
     }
 
     /// The format and captures of the first route matching `topic`.
     pub fn route<'t>(&self, topic: &'t str) -> Option<(Format, Captures<'t>)> {
-        self.routes
-            .iter()
-            .find_map(|(p, f)| p.matches(topic).map(|c| (*f, c)))
+        self.matched(topic).map(|m| (m.format, m.captures))
+    }
+
+    /// The first route matching `topic`, with its rules.
+    pub fn matched<'r, 't>(&'r self, topic: &'t str) -> Option<Matched<'r, 't>> {
+        self.routes.iter().find_map(|(p, format, rules)| {
+            p.matches(topic).map(|captures| Matched {
+                format: *format,
+                captures,
+                rules,
+            })
+        })
     }
 }
 
@@ -318,6 +407,36 @@ mod tests {
         assert!(p.matches("a/b/c").is_some());
         assert!(p.matches("a/b/c/d").is_none());
         assert!(p.matches("a/b").is_none());
+    }
+
+    #[test]
+    fn rules_restrict_apikeys_and_devices() {
+        let mut ul = RouteConfig::new("/{apikey}/{device}/attrs", Format::Ultralight);
+        ul.apikeys = vec!["k1".into()];
+        let mut lp = RouteConfig::new("telegraf/#", Format::LineProtocol);
+        lp.devices = vec!["edge-*".into(), "host1".into()];
+        let r = Router::new(&[ul, lp]).unwrap();
+        let m = r.matched("/k1/ul-9/attrs").unwrap();
+        assert!(m.rules.apikey_allowed(m.captures.apikey));
+        let m = r.matched("/k2/ul-9/attrs").unwrap();
+        assert!(!m.rules.apikey_allowed(m.captures.apikey));
+        let m = r.matched("telegraf/x").unwrap();
+        assert!(m.rules.device_allowed("edge-7"));
+        assert!(m.rules.device_allowed("host1"));
+        assert!(!m.rules.device_allowed("host10"));
+        assert!(!m.rules.device_allowed("aq-0001"));
+        assert!(m.rules.apikey_allowed(None), "no keys configured: any");
+        let mut bad = RouteConfig::new("tele/{device}/SENSOR", Format::Tasmota);
+        bad.apikeys = vec!["k".into()];
+        assert!(
+            Router::new(&[bad])
+                .unwrap_err()
+                .to_string()
+                .contains("apikey")
+        );
+        let mut bad = RouteConfig::new("telegraf/#", Format::LineProtocol);
+        bad.devices = vec!["a*b".into()];
+        assert!(Router::new(&[bad]).is_err());
     }
 
     #[test]

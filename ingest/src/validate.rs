@@ -28,7 +28,9 @@ pub enum Reason {
     TooOld,
     /// Larger than `max_payload_bytes`.
     PayloadTooLarge,
-    /// The payload names another device than the topic (SenML base name).
+    /// The payload names another device than the topic (SenML base name), or a message
+    /// of one format writes a device another format owns (the format that reported it
+    /// first).
     SpoofedDevice,
     /// No route matches the topic.
     NoRoute,
@@ -44,11 +46,15 @@ pub enum Reason {
     NoDevice,
     /// The store answered 400/422 to this line (set by the forwarder).
     StoreRejected,
+    /// An UltraLight message whose API key is not among the route's `apikeys`.
+    UnknownApikey,
+    /// A device outside its route's `devices` allow-list.
+    DeviceNotAllowed,
 }
 
 impl Reason {
     /// Every reason, for documentation and metric pre-registration.
-    pub const ALL: [Reason; 14] = [
+    pub const ALL: [Reason; 16] = [
         Self::MalformedPayload,
         Self::OutOfRange,
         Self::NonFinite,
@@ -63,6 +69,8 @@ impl Reason {
         Self::WrongUnit,
         Self::NoDevice,
         Self::StoreRejected,
+        Self::UnknownApikey,
+        Self::DeviceNotAllowed,
     ];
 
     /// The stable kebab-case name.
@@ -82,6 +90,8 @@ impl Reason {
             Self::WrongUnit => "wrong-unit",
             Self::NoDevice => "no-device",
             Self::StoreRejected => "store-rejected",
+            Self::UnknownApikey => "unknown-apikey",
+            Self::DeviceNotAllowed => "device-not-allowed",
         }
     }
 

@@ -696,3 +696,119 @@ fn two_pipelines_on_one_database_keep_device_counters_exact() {
         (5, 5, Some(6), 2)
     );
 }
+
+/// Device identity for every format: a device belongs to the format that reported it
+/// first. Another format naming it (a line-protocol tag, a Tasmota, ESPHome or UltraLight
+/// topic) is a `spoofed-device` dead letter that changes nothing in the device table.
+#[test]
+fn no_format_can_write_a_device_another_format_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(dir.path(), IngestConfig::default());
+    let t = now_s() - 60;
+    let tn = t * 1_000_000_000;
+    p.process(&[msg(
+        &senml_topic("aq-0001"),
+        senml_cbor("aq-0001", 0, t, &[("pm25", "ug/m3", 54.0)]),
+    )])
+    .unwrap();
+    let before = ingest::devices::list(p.connection()).unwrap();
+    let spoofs = vec![
+        msg(
+            "telegraf/edge1/airquality",
+            format!("pm25,device=aq-0001 value=999 {}\n", tn + 1),
+        ),
+        msg(
+            "tele/aq-0001/SENSOR",
+            r#"{"PMS5003":{"PM2.5":999}}"#.to_owned(),
+        ),
+        msg("aq-0001/sensor/pm2_5/state", "999"),
+        msg("/key1/aq-0001/attrs", "pm25|999"),
+    ];
+    let out = p.process(&spoofs).unwrap();
+    assert_eq!(out.readings_committed, 0);
+    assert_eq!(out.dead_letters, 4);
+    let reasons: Vec<String> = dead(&p).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(reasons, vec!["spoofed-device"; 4]);
+    assert_eq!(points(&p, "aq-0001", "pm25"), [(tn, 54.0)]);
+    assert_eq!(
+        ingest::devices::list(p.connection()).unwrap(),
+        before,
+        "a refused message leaves the owner's row as it was"
+    );
+
+    // One line-protocol message for two devices: the spoofed one is refused, the other
+    // stands, and the message is dead-lettered once for the refused part.
+    let out = p
+        .process(&[msg(
+            "telegraf/edge1/airquality",
+            format!(
+                "pm25,device=aq-0001 value=999 {t1}\npm25,device=edge-1 value=12 {t1}\n",
+                t1 = tn + 2
+            ),
+        )])
+        .unwrap();
+    assert_eq!((out.readings_committed, out.dead_letters), (1, 1));
+    assert_eq!(points(&p, "edge-1", "pm25"), [(tn + 2, 12.0)]);
+    let devices = ingest::devices::list(p.connection()).unwrap();
+    let edge = devices.iter().find(|d| d.device == "edge-1").unwrap();
+    assert_eq!(edge.format, "line-protocol");
+    let aq = devices.iter().find(|d| d.device == "aq-0001").unwrap();
+    assert_eq!((aq.format.as_str(), aq.messages), ("senml", 1));
+
+    // And the other way round: the line-protocol device is not writable by a native pack.
+    let out = p
+        .process(&[msg(
+            &senml_topic("edge-1"),
+            senml_cbor("edge-1", 0, t, &[("pm25", "ug/m3", 1.0)]),
+        )])
+        .unwrap();
+    assert_eq!((out.readings_committed, out.dead_letters), (0, 1));
+}
+
+#[test]
+fn route_api_keys_and_device_allow_lists_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut routes = default_routes();
+    for r in &mut routes {
+        if r.pattern == "/{apikey}/{device}/attrs" {
+            r.apikeys = vec!["good-key".into()];
+        }
+        if r.pattern == "telegraf/#" {
+            r.devices = vec!["edge-*".into(), "host1".into()];
+        }
+    }
+    let cfg = IngestConfig {
+        routes,
+        ..IngestConfig::default()
+    };
+    let mut p = open(dir.path(), cfg);
+    let tn = (now_s() - 60) * 1_000_000_000;
+    let out = p
+        .process(&[
+            msg("/good-key/ul-1/attrs", "pm25|5"),
+            msg("/bad-key/ul-2/attrs", "pm25|6"),
+            // The second UltraLight route has no keys configured: any key.
+            msg("/ul/any-key/ul-3/attrs", "pm25|7"),
+            msg(
+                "telegraf/x",
+                format!("pm25,device=edge-7 value=1 {tn}\npm25,host=host2 value=2 {tn}\n"),
+            ),
+            msg("telegraf/y", format!("pm25,host=host1 value=3 {tn}\n")),
+        ])
+        .unwrap();
+    assert_eq!(out.readings_committed, 4);
+    let mut reasons: Vec<String> = dead(&p).into_iter().map(|(_, r)| r).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["device-not-allowed", "unknown-apikey"]);
+    let letters = deadletter::list(p.connection(), &ListFilter::default()).unwrap();
+    assert!(
+        letters.iter().all(|d| !d.detail.contains("bad-key")),
+        "the refused API key is not repeated in the dead letter's reason"
+    );
+    let devices: Vec<String> = ingest::devices::list(p.connection())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.device)
+        .collect();
+    assert_eq!(devices, ["edge-7", "host1", "ul-1", "ul-3"]);
+}

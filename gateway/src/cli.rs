@@ -106,6 +106,22 @@ pub struct RunArgs {
     )]
     pub token: Option<String>,
 
+    /// User name of Basic credentials for a store behind VictoriaMetrics'
+    /// `-httpAuth.*` or an authenticating proxy (the URL's user info works
+    /// too). [default: none] (store.username)
+    #[arg(long, env = "GATEWAY_STORE_USERNAME", value_name = "NAME")]
+    pub store_username: Option<String>,
+
+    /// Password of those Basic credentials; never logged. [default: none]
+    /// (store.password)
+    #[arg(
+        long,
+        env = "GATEWAY_STORE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub store_password: Option<String>,
+
     /// Directory of the SQLite state (hot tier, outbox, dead letters, device
     /// state). [default: ./data] (data_dir)
     #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR")]
@@ -175,6 +191,10 @@ impl RunArgs {
         set(&mut c.store.bucket, &self.bucket);
         if let Some(t) = &self.token {
             c.store.token = Some(Secret::new(t.clone()));
+        }
+        set_opt(&mut c.store.username, &self.store_username);
+        if let Some(p) = &self.store_password {
+            c.store.password = Some(Secret::new(p.clone()));
         }
         set(&mut c.data_dir, &self.data_dir);
         set(&mut c.http.listen, &self.http);

@@ -192,12 +192,13 @@ impl Default for BatchConfig {
 }
 
 /// `[store]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Base URL of an InfluxDB v2 write API (InfluxDB, VictoriaMetrics, ...),
-    /// e.g. `http://127.0.0.1:8428`. Default: none: hot tier only, no
-    /// forwarding.
+    /// e.g. `http://127.0.0.1:8428`. User info in it
+    /// (`http://user:pass@host:8428`) is taken as Basic credentials and never
+    /// logged. Default: none: hot tier only, no forwarding.
     pub url: Option<String>,
     /// Organisation. Default: `city`.
     pub org: String,
@@ -205,6 +206,11 @@ pub struct StoreConfig {
     pub bucket: String,
     /// API token; never logged. Default: none.
     pub token: Option<Secret>,
+    /// Basic credentials' user name, for a store behind VictoriaMetrics'
+    /// `-httpAuth.*` or a proxy (else the URL's user info). Default: none.
+    pub username: Option<String>,
+    /// Basic credentials' password; never logged. Default: none.
+    pub password: Option<Secret>,
     /// Per-request timeout in seconds. Default: 10.
     pub timeout_s: u64,
     /// After new readings reach the outbox, wait this long for more before the
@@ -220,9 +226,40 @@ impl Default for StoreConfig {
             org: "city".into(),
             bucket: "telemetry".into(),
             token: None,
+            username: None,
+            password: None,
             timeout_s: 10,
             linger_ms: 10,
         }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url.as_deref().map(url_for_logs))
+            .field("org", &self.org)
+            .field("bucket", &self.bucket)
+            .field("token", &self.token)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .field("timeout_s", &self.timeout_s)
+            .field("linger_ms", &self.linger_ms)
+            .finish()
+    }
+}
+
+/// A URL with its user info (which may hold a password) replaced, for logs
+/// and printed configuration: `http://u:p@host:8428/x` -> `http://<redacted>@host:8428/x`.
+pub fn url_for_logs(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -525,13 +562,29 @@ impl Config {
             ));
         }
         if let Some(url) = &self.store.url {
+            let basic = self.store.username.is_some() || url_for_logs(url) != *url;
+            if basic && self.store.token.is_some() {
+                return Err(invalid(
+                    "store.token",
+                    Some("--token, GATEWAY_TOKEN"),
+                    "a store takes a token or Basic credentials (store.username/password or \
+                     the URL's user info), not both",
+                ));
+            }
+            if self.store.password.is_some() && self.store.username.is_none() {
+                return Err(invalid(
+                    "store.password",
+                    Some("--store-password, GATEWAY_STORE_PASSWORD"),
+                    "needs store.username (--store-username)",
+                ));
+            }
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
                 && url.len() > "https://".len();
             if !ok {
                 return Err(invalid(
                     "store.url",
                     Some("--store, GATEWAY_STORE"),
-                    format!("`{url}` is not an http:// or https:// URL"),
+                    format!("`{}` is not an http:// or https:// URL", url_for_logs(url)),
                 ));
             }
             if url.starts_with("https://") && !cfg!(feature = "https-store") {
@@ -826,6 +879,39 @@ mod tests {
         assert!(
             !dump.contains("hunter2") && !dump.contains("tok-123"),
             "{dump}"
+        );
+        let mut c = Config::default();
+        c.store.url = Some("http://city:pa55@vm.example:8428/x".into());
+        c.store.username = Some("ops".into());
+        c.store.password = Some(Secret::new("s3cret"));
+        let dump = format!("{c:?}");
+        assert!(!dump.contains("pa55") && !dump.contains("s3cret"), "{dump}");
+        assert!(
+            dump.contains("http://<redacted>@vm.example:8428/x"),
+            "{dump}"
+        );
+    }
+
+    #[test]
+    fn store_credentials_are_one_kind_and_urls_lose_their_user_info_in_logs() {
+        assert_eq!(
+            url_for_logs("https://u:p@host:1/a?b=c@d"),
+            "https://<redacted>@host:1/a?b=c@d"
+        );
+        assert_eq!(url_for_logs("http://host:8428"), "http://host:8428");
+        let mut c = Config::default();
+        c.store.url = Some("http://u:p@host:8428".into());
+        c.store.token = Some(Secret::new("t"));
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("store.token") && !err.contains(":p@"), "{err}");
+        let mut c = Config::default();
+        c.store.url = Some("http://host:8428".into());
+        c.store.password = Some(Secret::new("p"));
+        assert!(
+            c.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("store.username")
         );
     }
 }

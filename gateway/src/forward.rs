@@ -18,6 +18,8 @@ pub fn sink_config(cfg: &Config) -> ingest::SinkConfig {
     sink.org.clone_from(&s.org);
     sink.bucket.clone_from(&s.bucket);
     sink.token = s.token.as_ref().map(|t| t.expose().to_owned());
+    sink.username.clone_from(&s.username);
+    sink.password = s.password.as_ref().map(|p| p.expose().to_owned());
     sink.timeout = Duration::from_secs(s.timeout_s);
     sink.linger = Duration::from_millis(s.linger_ms);
     sink
@@ -30,6 +32,8 @@ pub struct ForwarderHandle {
     thread: std::thread::JoinHandle<()>,
     /// Wakes the forwarder when the outbox gets an entry.
     pub wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Whether the store refuses the gateway's writes, for `/health/ready`.
+    pub status: std::sync::Arc<ingest::StoreStatus>,
 }
 
 /// Starts the forwarder on its own thread. Fails at once on a bad store
@@ -39,6 +43,8 @@ pub fn spawn(cfg: &Config) -> anyhow::Result<ForwarderHandle> {
     let forwarder = ingest::Forwarder::new(&cfg.data_dir, sink.clone())
         .context("cannot set up the store forwarder")?;
     let wake = forwarder.waker();
+    let status = forwarder.status();
+    let final_status = std::sync::Arc::clone(&status);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -57,7 +63,7 @@ pub fn spawn(cfg: &Config) -> anyhow::Result<ForwarderHandle> {
                 }
                 // Shutdown: one last drain within the deadline.
                 let mut f = match ingest::Forwarder::new(&data_dir, sink) {
-                    Ok(f) => f,
+                    Ok(f) => f.with_status(final_status),
                     Err(e) => {
                         tracing::error!(error = %e, "cannot flush the outbox");
                         return;
@@ -70,7 +76,12 @@ pub fn spawn(cfg: &Config) -> anyhow::Result<ForwarderHandle> {
             });
         })
         .context("cannot start the forwarder thread")?;
-    Ok(ForwarderHandle { stop, thread, wake })
+    Ok(ForwarderHandle {
+        stop,
+        thread,
+        wake,
+        status,
+    })
 }
 
 impl ForwarderHandle {

@@ -21,6 +21,8 @@ pub struct Health {
     note: Mutex<Option<String>>,
     /// The message log's positions, and the backlog bound beyond which acks are held.
     log: std::sync::OnceLock<(std::sync::Arc<ingest::applier::Progress>, u64)>,
+    /// The forwarder's view of the store (when forwarding).
+    store_status: std::sync::OnceLock<std::sync::Arc<ingest::StoreStatus>>,
 }
 
 impl Default for Health {
@@ -44,6 +46,7 @@ impl Health {
             shutting_down: AtomicBool::new(false),
             note: Mutex::new(None),
             log: std::sync::OnceLock::new(),
+            store_status: std::sync::OnceLock::new(),
         }
     }
 
@@ -94,6 +97,38 @@ impl Health {
         let _ = self.log.set((progress, max_backlog));
     }
 
+    /// Attaches the forwarder's status (once, at start).
+    pub fn set_store_status(&self, status: std::sync::Arc<ingest::StoreStatus>) {
+        let _ = self.store_status.set(status);
+    }
+
+    /// Why the time-series store refuses this gateway's writes (401, 403, 404).
+    pub fn store_config_error(&self) -> Option<String> {
+        self.store_status.get().and_then(|s| s.config_error())
+    }
+
+    /// Why the gateway is not ready, in words (`None` when ready).
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Some("shutting down".into());
+        }
+        if !self.mqtt_connected() {
+            return Some("not connected to the MQTT broker".into());
+        }
+        if !self.subscribed() {
+            return Some("subscriptions not confirmed by the broker".into());
+        }
+        if !self.store_ready() {
+            return Some("the SQLite state is not open or its last commit failed".into());
+        }
+        if self.log_backlog_exceeded() {
+            return Some("the message log's apply backlog is beyond its bound".into());
+        }
+        self.store_config_error().map(|why| {
+            format!("the time-series store refuses writes ({why}): fix its token or credentials, org or bucket")
+        })
+    }
+
     /// Whether the apply backlog is beyond its bound (acks are being held).
     pub fn log_backlog_exceeded(&self) -> bool {
         self.log
@@ -104,11 +139,7 @@ impl Health {
     /// Ready to take traffic: MQTT connected and subscribed, SQLite open and
     /// committing, the log's apply backlog within its bound, not shutting down.
     pub fn ready(&self) -> bool {
-        self.mqtt_connected()
-            && self.subscribed()
-            && self.store_ready()
-            && !self.log_backlog_exceeded()
-            && !self.shutting_down.load(Ordering::Acquire)
+        self.not_ready_reason().is_none()
     }
 
     /// A batch committed.
@@ -149,6 +180,8 @@ impl Health {
                 ms => Some(ms),
             },
             note: self.note.lock().ok().and_then(|n| n.clone()),
+            not_ready: self.not_ready_reason(),
+            store_config_error: self.store_config_error(),
             outbox_entries: None,
             outbox_bytes: None,
             log_durable_seq: self.log.get().map(|(p, _)| p.durable()),
@@ -192,6 +225,11 @@ pub struct HealthSnapshot {
     pub last_commit_unix_ms: Option<u64>,
     /// Extra information, if any.
     pub note: Option<String>,
+    /// Why `/health/ready` answers 503, when it does.
+    pub not_ready: Option<String>,
+    /// The store refuses this gateway's writes (401, 403 or 404): the status and
+    /// the store's answer. A person must fix the credentials, org or bucket.
+    pub store_config_error: Option<String>,
     /// Outbox entries waiting for the store (when forwarding).
     pub outbox_entries: Option<u64>,
     /// Outbox bytes waiting for the store (when forwarding).

@@ -53,10 +53,13 @@ async fn live() -> &'static str {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    if s.health.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    match s.health.not_ready_reason() {
+        None => (StatusCode::OK, "ready\n").into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response(),
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         client_id = %resolved.client_id,
         share_group = cfg.mqtt.share_group.as_deref().unwrap_or("-"),
         data_dir = %cfg.data_dir.display(),
-        store = cfg.store.url.as_deref().unwrap_or("-"),
+        store = %cfg.store.url.as_deref().map_or_else(|| "-".to_owned(), crate::config::url_for_logs),
         "starting gateway"
     );
 
@@ -61,6 +61,9 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         Some(_) => Some(crate::forward::spawn(&cfg)?),
         None => None,
     };
+    if let Some(f) = &forwarder {
+        health.set_store_status(Arc::clone(&f.status));
+    }
     let applier = pipeline::spawn_applier(
         &cfg,
         opened.pipeline,

@@ -5,9 +5,19 @@
 //! - 400, 413 or 422: the request is split in halves, recursively, until the lines the store
 //!   refuses are isolated; the good lines are written, each bad line becomes a dead letter
 //!   (`store-rejected`, topic [`STORE_TOPIC`]), and the entries are deleted.
-//! - 429, 5xx, timeouts, connection errors (and 401/403/404, which need an operator: data
-//!   waits for the fix rather than being thrown away): retried with exponential backoff and
-//!   full jitter, bounded by [`SinkConfig::backoff_max`]. Nothing is deleted.
+//! - 429, 5xx, timeouts, connection errors: retried with exponential backoff and jitter,
+//!   bounded by [`SinkConfig::backoff_max`]. Nothing is deleted.
+//! - 401, 403 or 404 (a wrong token, password, org or bucket: the store's configuration,
+//!   which no retry fixes): nothing is deleted, the data waits for the fix. The forwarder
+//!   says so in [`StoreStatus`] (the gateway turns not ready with the reason and raises
+//!   the [`crate::metrics::STORE_CONFIG_ERROR`] gauge), logs one error naming the status
+//!   and the store URL without credentials (then at most one a minute) and retries at the
+//!   longest backoff. The first accepted write clears it.
+//!
+//! Credentials: an InfluxDB token (`Authorization: Token`), or Basic credentials for
+//! stores behind VictoriaMetrics' `-httpAuth.*` or a proxy, from [`SinkConfig::username`]
+//! and [`SinkConfig::password`] or the URL's user info (`http://user:pass@host:8428`),
+//! which is removed from the URL that is used and shown ([`SinkConfig::display_url`]).
 //!
 //! Writes go through the `influxdb2` crate (`write_line_protocol_with_precision`, ns
 //! precision). That call sends the body as given and does not compress it (its gzip
@@ -44,6 +54,10 @@ pub struct SinkConfig {
     pub bucket: String,
     /// API token, sent as `Authorization: Token ...`. Default: none.
     pub token: Option<String>,
+    /// Basic credentials' user name (else the URL's user info). Default: none.
+    pub username: Option<String>,
+    /// Basic credentials' password (else the URL's user info). Default: none.
+    pub password: Option<String>,
     /// Bound on one write request. Default: 10 s.
     pub timeout: Duration,
     /// Gzip request bodies. Default: true.
@@ -70,6 +84,8 @@ impl SinkConfig {
             org: "city".to_owned(),
             bucket: "telemetry".to_owned(),
             token: None,
+            username: None,
+            password: None,
             timeout: Duration::from_secs(10),
             gzip: true,
             backoff_initial: Duration::from_millis(200),
@@ -81,11 +97,83 @@ impl SinkConfig {
     }
 }
 
+impl SinkConfig {
+    /// The URL without user info, for logs and errors.
+    pub fn display_url(&self) -> String {
+        match reqwest::Url::parse(&self.url) {
+            Ok(mut u) => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Err(_) => "<unparsable store URL>".to_owned(),
+        }
+    }
+
+    /// Basic credentials: the explicit ones, else the URL's user info.
+    fn basic_credentials(&self, url: &reqwest::Url) -> Option<(String, String)> {
+        let user = self
+            .username
+            .clone()
+            .or_else(|| (!url.username().is_empty()).then(|| percent_decode(url.username())))?;
+        let password = self
+            .password
+            .clone()
+            .or_else(|| url.password().map(percent_decode))
+            .unwrap_or_default();
+        Some((user, password))
+    }
+}
+
+/// `%xx` escapes of URL user info decoded (lossy UTF-8).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the gateway's health and metrics learn from the forwarder.
+#[derive(Debug, Default)]
+pub struct StoreStatus {
+    config_error: std::sync::Mutex<Option<String>>,
+}
+
+impl StoreStatus {
+    /// Why the store refuses this gateway's writes (401, 403 or 404), until a write is
+    /// accepted: a person must fix the token, password, org or bucket.
+    pub fn config_error(&self) -> Option<String> {
+        self.config_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_config_error(&self, why: Option<String>) {
+        ::metrics::gauge!(m::STORE_CONFIG_ERROR).set(if why.is_some() { 1.0 } else { 0.0 });
+        *self.config_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+}
+
 /// What a write attempt says.
 enum Sent {
     Ok,
     /// 400/413/422: some line is bad.
     Rejected(String),
+    /// 401/403/404: the store's configuration is wrong; nothing to retry soon.
+    Config(String),
     /// Try again later.
     Retry(String),
 }
@@ -111,20 +199,41 @@ pub struct Forwarder {
     /// Woken by the applier when a transaction added to the outbox, so that a reading
     /// reaches the store without waiting for the idle poll.
     wake: std::sync::Arc<tokio::sync::Notify>,
+    status: std::sync::Arc<StoreStatus>,
+    /// When a configuration error was last logged (one a minute at most).
+    config_logged: Option<Instant>,
 }
 
 impl Forwarder {
     /// Opens the outbox in `data_dir` and builds the store client.
     pub fn new(data_dir: &Path, sink: SinkConfig) -> Result<Self> {
-        let url = reqwest::Url::parse(&sink.url)
-            .map_err(|e| IngestError::Sink(format!("store URL {:?}: {e}", sink.url)))?;
+        // Errors name the URL without its user info: it may hold a password.
+        let mut url = reqwest::Url::parse(&sink.url)
+            .map_err(|e| IngestError::Sink(format!("store URL {}: {e}", sink.display_url())))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(IngestError::Sink(format!(
-                "store URL {:?}: scheme must be http or https",
-                sink.url
+                "store URL {}: scheme must be http or https",
+                sink.display_url()
             )));
         }
+        let basic = sink.basic_credentials(&url);
+        if basic.is_some() && sink.token.as_deref().is_some_and(|t| !t.is_empty()) {
+            return Err(IngestError::Sink(
+                "the store has a token and Basic credentials: give one of them".to_owned(),
+            ));
+        }
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
         let mut headers = reqwest::header::HeaderMap::new();
+        if let Some((user, password)) = basic {
+            use base64::Engine as _;
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}"))
+                .map_err(|_| IngestError::Sink("store credentials: not a valid header".into()))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         if sink.gzip {
             headers.insert(
                 reqwest::header::CONTENT_ENCODING,
@@ -134,22 +243,37 @@ impl Forwarder {
         let http = reqwest::Client::builder()
             .timeout(sink.timeout)
             .default_headers(headers);
+        let base = url.as_str().trim_end_matches('/').to_owned();
         let client = influxdb2::ClientBuilder::with_builder(
             http,
-            sink.url.clone(),
+            base,
             sink.org.clone(),
             sink.token.clone().unwrap_or_default(),
         )
         .build()
         .map_err(|e| IngestError::Sink(format!("building the HTTP client: {e}")))?;
         let conn = crate::store::open(data_dir, Synchronous::Normal, Duration::from_secs(5))?;
+        ::metrics::gauge!(m::STORE_CONFIG_ERROR).set(0.0);
         Ok(Self {
             conn,
             client,
             sink,
             failures: 0,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            status: std::sync::Arc::new(StoreStatus::default()),
+            config_logged: None,
         })
+    }
+
+    /// The status the forwarder keeps for health checks.
+    pub fn status(&self) -> std::sync::Arc<StoreStatus> {
+        std::sync::Arc::clone(&self.status)
+    }
+
+    /// Shares `status` with an earlier forwarder (the one that drains at shutdown).
+    pub fn with_status(mut self, status: std::sync::Arc<StoreStatus>) -> Self {
+        self.status = status;
+        self
     }
 
     /// The handle that wakes an idle forwarder (`notify_one`): call it after committing
@@ -175,6 +299,25 @@ impl Forwarder {
                 Err(Retry(why)) => {
                     let d = self.backoff();
                     tracing::warn!(error = %why, retry_in_ms = d.as_millis() as u64, "store write failed; will retry");
+                    d
+                }
+                Err(Config(why)) => {
+                    // No retry fixes this soon: the longest backoff, and one error a minute.
+                    self.status.set_config_error(Some(why.clone()));
+                    self.failures = self.failures.saturating_add(1);
+                    let d = self.sink.backoff_max;
+                    if self
+                        .config_logged
+                        .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
+                    {
+                        self.config_logged = Some(Instant::now());
+                        tracing::error!(
+                            store = %self.sink.display_url(),
+                            error = %why,
+                            retry_in_s = d.as_secs(),
+                            "the store refuses this gateway's writes: check the store token or credentials, org and bucket; readings wait in the outbox"
+                        );
+                    }
                     d
                 }
                 // A local failure (the pipeline holding the lock past the busy timeout, a full
@@ -208,7 +351,7 @@ impl Forwarder {
                 Ok(Some(_)) => {}
                 Ok(None) => return Ok(()),
                 Err(Local(e)) => return Err(e),
-                Err(Retry(why)) => {
+                Err(Retry(why) | Config(why)) => {
                     let left = deadline.saturating_sub(started.elapsed());
                     if left.is_zero() {
                         tracing::warn!(error = %why, "flush deadline reached with the store failing");
@@ -264,6 +407,7 @@ impl Forwarder {
                 self.finish(&ids, &[]).map_err(Local)?;
             }
             Sent::Retry(why) => return Err(Retry(why)),
+            Sent::Config(why) => return Err(Config(why)),
             Sent::Rejected(first) => {
                 tracing::warn!(error = %first, lines = readings, "store rejected a request; splitting to isolate bad lines");
                 let (good, bad) = self.split(&body).await?;
@@ -273,6 +417,10 @@ impl Forwarder {
             }
         }
         self.failures = 0;
+        if self.config_logged.take().is_some() || self.status.config_error().is_some() {
+            tracing::info!(store = %self.sink.display_url(), "the store accepts writes again");
+        }
+        self.status.set_config_error(None);
         ::metrics::counter!(m::FORWARD_READINGS).increment(out.readings);
         let now = crate::message::now_ns();
         let waited = ::metrics::histogram!(m::OUTBOX_TO_STORED);
@@ -344,6 +492,7 @@ impl Forwarder {
             match send(&self.client, &self.sink, &chunk).await {
                 Sent::Ok => good += (b - a) as u64,
                 Sent::Retry(why) => return Err(Retry(why)),
+                Sent::Config(why) => return Err(Config(why)),
                 Sent::Rejected(why) if b - a == 1 => {
                     tracing::warn!(line = %String::from_utf8_lossy(lines[a]), error = %why, "store rejected a line; dead-lettered");
                     bad.push((lines[a].to_vec(), why));
@@ -393,12 +542,13 @@ async fn send(client: &influxdb2::Client, sink: &SinkConfig, body: &[u8]) -> Sen
             let why = format!("HTTP {}: {}", status.as_u16(), text.trim());
             match status.as_u16() {
                 400 | 413 | 422 => Sent::Rejected(why),
+                401 | 403 | 404 => Sent::Config(why),
                 _ => Sent::Retry(why),
             }
         }
         Err(e) => Sent::Retry(e.to_string()),
     };
-    if matches!(sent, Sent::Retry(_)) {
+    if matches!(sent, Sent::Retry(_) | Sent::Config(_)) {
         ::metrics::counter!(m::FORWARD_RETRIES).increment(1);
     }
     sent
@@ -409,16 +559,19 @@ async fn send(client: &influxdb2::Client, sink: &SinkConfig, body: &[u8]) -> Sen
 pub enum DrainError {
     /// The store failed in a way worth retrying; nothing was deleted.
     Retry(String),
+    /// The store refuses this gateway's writes (401/403/404); nothing was deleted.
+    Config(String),
     /// SQLite failed.
     Local(IngestError),
 }
 
-use DrainError::{Local, Retry};
+use DrainError::{Config, Local, Retry};
 
 impl std::fmt::Display for DrainError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Retry(why) => write!(f, "store write failed (will retry): {why}"),
+            Config(why) => write!(f, "the store refuses this gateway's writes: {why}"),
             Local(e) => write!(f, "{e}"),
         }
     }

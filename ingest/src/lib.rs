@@ -35,7 +35,7 @@ pub mod validate;
 pub use config::{IngestConfig, OutboxPolicy, Synchronous};
 pub use deadletter::DeadLetter;
 pub use error::IngestError;
-pub use forward::{Forwarder, SinkConfig};
+pub use forward::{Forwarder, SinkConfig, StoreStatus};
 pub use message::Inbound;
 pub use pipeline::{BatchOutcome, Pipeline};
 pub use retention::RetentionOutcome;

@@ -27,6 +27,9 @@ pub const FORWARD_READINGS: &str = "forward_readings_total";
 pub const FORWARD_RETRIES: &str = "forward_retries_total";
 /// Seconds per store write request.
 pub const FORWARD_STORE_SECONDS: &str = "forward_store_seconds";
+/// Gauge: 1 while the store refuses writes with 401, 403 or 404 (a wrong token,
+/// password, org or bucket), else 0.
+pub const STORE_CONFIG_ERROR: &str = "store_config_error";
 /// Readings dropped from the outbox by the `drop-oldest` policy.
 pub const OUTBOX_DROPPED_READINGS: &str = "outbox_dropped_readings_total";
 /// Gaps in device sequence numbers (missed messages), by `device`.
@@ -100,6 +103,10 @@ pub fn describe() {
     describe_counter!(FORWARD_READINGS, "Readings the store accepted");
     describe_counter!(FORWARD_RETRIES, "Store writes retried");
     describe_histogram!(FORWARD_STORE_SECONDS, Unit::Seconds, "Store write latency");
+    describe_gauge!(
+        STORE_CONFIG_ERROR,
+        "1 while the store refuses writes with 401, 403 or 404 (token, credentials, org or bucket)"
+    );
     describe_counter!(
         OUTBOX_DROPPED_READINGS,
         "Readings dropped by the drop-oldest policy"

@@ -63,6 +63,10 @@ pub struct VictoriaMetricsOptions {
     /// Bound on the wait for `/health` to answer. Default: 60 s (it opens its
     /// storage before serving, which is slow on a busy 2-core machine).
     pub startup_timeout: Duration,
+    /// Basic credentials the server requires on every endpoint
+    /// (`-httpAuth.username`/`-httpAuth.password`); the harness's own requests
+    /// send them. Default: none.
+    pub basic_auth: Option<(String, String)>,
 }
 
 impl Default for VictoriaMetricsOptions {
@@ -70,6 +74,7 @@ impl Default for VictoriaMetricsOptions {
         Self {
             extra_args: Vec::new(),
             startup_timeout: Duration::from_secs(60),
+            basic_auth: None,
         }
     }
 }
@@ -230,9 +235,8 @@ impl VictoriaMetrics {
     /// `/api/v2/write`, as the gateway's sink does. Handy for seeding data.
     pub fn write_line_protocol(&self, body: &str) -> Result<()> {
         let url = format!("{}/api/v2/write?precision=ns", self.url());
-        let mut resp = self
-            .http
-            .post(&url)
+        let auth = self.authorization();
+        let mut resp = with_auth(self.http.post(&url), auth.as_deref())
             .send(body)
             .map_err(|e| http_error("POST", &url, e.to_string()))?;
         let status = resp.status();
@@ -329,6 +333,11 @@ impl VictoriaMetrics {
         .arg("-search.latencyOffset=0s")
         .arg("-search.disableCache")
         .args(&self.options.extra_args);
+        if let Some((user, password)) = &self.options.basic_auth {
+            cmd.arg(format!("-httpAuth.username={user}"))
+                .arg(format!("-httpAuth.password={password}"));
+        }
+        let auth = self.authorization();
         let mut child = ChildGuard::spawn(NAME, &mut cmd, &self.log_path)?;
         let health = format!("{}/health", self.url());
         let http = &self.http;
@@ -337,7 +346,7 @@ impl VictoriaMetrics {
             &mut child,
             &self.log_path,
             self.options.startup_timeout,
-            || match http.get(&health).call() {
+            || match with_auth(http.get(&health), auth.as_deref()).call() {
                 Ok(resp) if resp.status().is_success() => Ok(()),
                 Ok(resp) => Err(format!("GET {health}: status {}", resp.status())),
                 Err(e) => Err(format!("GET {health}: {e}")),
@@ -347,8 +356,20 @@ impl VictoriaMetrics {
         Ok(())
     }
 
+    /// The `Authorization` header value for the harness's requests, if any.
+    fn authorization(&self) -> Option<String> {
+        use base64::Engine as _;
+        self.options.basic_auth.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        })
+    }
+
     fn get_text(&self, url: &str, query: &[(&str, &str)]) -> Result<String> {
-        let mut req = self.http.get(url);
+        let auth = self.authorization();
+        let mut req = with_auth(self.http.get(url), auth.as_deref());
         for (k, v) in query {
             req = req.query(*k, *v);
         }
@@ -367,6 +388,13 @@ impl VictoriaMetrics {
             return Err(http_error("GET", url, format!("status {status}: {text}")));
         }
         Ok(text)
+    }
+}
+
+fn with_auth<B>(req: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(a) => req.header("Authorization", a),
+        None => req,
     }
 }
 

@@ -64,6 +64,8 @@ pub struct Config {
     pub broker: BrokerConfig,
     /// `[log]`: logging.
     pub log: LogConfig,
+    /// `[metrics]`: the Prometheus exporter.
+    pub metrics: MetricsConfig,
     /// `[ingest]`: routes, validation, retention, outbox (see the `ingest` crate).
     pub ingest: IngestSection,
 }
@@ -79,6 +81,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             broker: BrokerConfig::default(),
             log: LogConfig::default(),
+            metrics: MetricsConfig::default(),
             ingest: IngestSection::default(),
         }
     }
@@ -177,6 +180,10 @@ pub struct BatchConfig {
     /// stops reading from the broker's connection at this bound (TCP
     /// back-pressure) instead of buffering more. Default: 20000.
     pub max_buffered_messages: usize,
+    /// Most bytes (topics and payloads) received and not yet appended to the
+    /// log, held in memory: the same back-pressure, bounded in bytes.
+    /// Default: 67108864 (64 MiB).
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for BatchConfig {
@@ -187,6 +194,7 @@ impl Default for BatchConfig {
             linger_us: 2000,
             retention_interval_s: 300,
             max_buffered_messages: 20_000,
+            max_buffered_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -249,19 +257,7 @@ impl fmt::Debug for StoreConfig {
     }
 }
 
-/// A URL with its user info (which may hold a password) replaced, for logs
-/// and printed configuration: `http://u:p@host:8428/x` -> `http://<redacted>@host:8428/x`.
-pub fn url_for_logs(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}<redacted>{}", &url[..scheme_end], &rest[at..]),
-        None => url.to_owned(),
-    }
-}
+pub use ingest::forward::url_for_logs;
 
 /// `[http]`
 #[derive(Debug, Clone, Deserialize)]
@@ -314,6 +310,25 @@ impl Default for LogConfig {
         Self {
             format: LogFormat::Text,
             filter: "info".into(),
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// A counter not updated for this long leaves `/metrics` (and starts again from 0
+    /// when it is next updated, which Prometheus reads as a counter reset). This bounds
+    /// the per-device series (`device_gaps_total{device}`, ...) under a flood of device
+    /// ids. 0 keeps every counter forever. Default: 3600.
+    pub idle_timeout_s: u64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_s: 3600,
         }
     }
 }
@@ -518,6 +533,18 @@ impl Config {
                 "must be at least 1024",
             ));
         }
+        if (m.max_packet_bytes as usize) < self.ingest.max_payload_bytes {
+            return Err(invalid(
+                "mqtt.max_packet_bytes",
+                None,
+                format!(
+                    "{} is below ingest.max_payload_bytes ({}): the broker would drop the larger \
+                     payloads unseen instead of the gateway dead-lettering them; raise it to at \
+                     least ingest.max_payload_bytes plus the topic",
+                    m.max_packet_bytes, self.ingest.max_payload_bytes
+                ),
+            ));
+        }
         if m.reconnect_min_ms == 0 || m.reconnect_min_ms > m.reconnect_max_ms {
             return Err(invalid(
                 "mqtt.reconnect_min_ms",
@@ -535,6 +562,13 @@ impl Config {
                 "batch.max_buffered_messages",
                 None,
                 "must be at least batch.max_messages and mqtt.receive_maximum",
+            ));
+        }
+        if self.batch.max_buffered_bytes < self.ingest.max_payload_bytes {
+            return Err(invalid(
+                "batch.max_buffered_bytes",
+                None,
+                "must be at least ingest.max_payload_bytes",
             ));
         }
         if self.batch.linger_us > 1_000_000 {
@@ -889,6 +923,25 @@ mod tests {
         assert!(
             dump.contains("http://<redacted>@vm.example:8428/x"),
             "{dump}"
+        );
+    }
+
+    #[test]
+    fn packets_smaller_than_payloads_and_byte_bounds_are_refused() {
+        let mut c = Config::default();
+        c.mqtt.max_packet_bytes = 32 * 1024;
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("mqtt.max_packet_bytes") && err.contains("max_payload_bytes"),
+            "{err}"
+        );
+        let mut c = Config::default();
+        c.batch.max_buffered_bytes = 1024;
+        assert!(
+            c.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("batch.max_buffered_bytes")
         );
     }
 

@@ -63,6 +63,8 @@ pub struct ConsumerConfig {
     pub reconnect_max: Duration,
     /// Messages received and not yet logged, at most.
     pub max_buffered: usize,
+    /// Bytes (topics and payloads) received and not yet logged, at most.
+    pub max_buffered_bytes: usize,
     /// Apply backlog beyond which acks are held.
     pub max_backlog_bytes: u64,
     /// The outbox limit when forwarding with policy `block`: acks are held while the
@@ -82,6 +84,9 @@ struct Received {
     topic: Bytes,
     payload: Bytes,
     received_ns: i64,
+    /// Its share of the buffer's byte bound, returned when the message is dropped
+    /// (appended to the log).
+    _bytes: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// Most messages handed to the log writer at once. The event loop hands over what one
@@ -138,6 +143,9 @@ async fn event_loop(
     let mut connected = false;
     let mut to_writer = Some(to_writer);
     let mut handoff: Vec<Received> = Vec::with_capacity(HANDOFF_BATCH);
+    // The byte bound of what is received and not yet logged: one permit per byte.
+    let byte_cap = cfg.max_buffered_bytes.clamp(1, u32::MAX as usize);
+    let budget = Arc::new(tokio::sync::Semaphore::new(byte_cap));
     let received_total = metrics::counter!("mqtt_messages_received_total");
     // Acks the request channel had no room for; sent after the next poll.
     let mut unsent: VecDeque<u16> = VecDeque::new();
@@ -197,7 +205,34 @@ async fn event_loop(
                     // Shutting down: not logged, not acked; the broker keeps it.
                     continue;
                 }
+                // A message larger than the whole bound takes all of it.
+                let n = (p.topic.len() + p.payload.len()).clamp(1, byte_cap) as u32;
+                let permit = match Arc::clone(&budget).try_acquire_many_owned(n) {
+                    Ok(permit) => permit,
+                    Err(_) => {
+                        // Over the bound: hand over what is waiting (its bytes come back once
+                        // logged) and stop reading the connection until they do.
+                        if !handoff.is_empty()
+                            && let Some(tx) = &to_writer
+                        {
+                            let batch =
+                                std::mem::replace(&mut handoff, Vec::with_capacity(HANDOFF_BATCH));
+                            if tx.send_async(batch).await.is_err() {
+                                anyhow::bail!("the log writer stopped");
+                            }
+                        }
+                        metrics::counter!("mqtt_buffer_full_waits_total").increment(1);
+                        tokio::select! {
+                            permit = Arc::clone(&budget).acquire_many_owned(n) => permit
+                                .map_err(|_| anyhow::anyhow!("the buffer's byte bound was closed"))?,
+                            // Stopping while the log cannot take more (a full disk): this
+                            // message is neither logged nor acknowledged; the broker keeps it.
+                            () = shutdown.cancelled() => continue,
+                        }
+                    }
+                };
                 let r = Received {
+                    _bytes: permit,
                     pkid: p.pkid,
                     qos: p.qos,
                     dup: p.dup,
@@ -389,14 +424,30 @@ fn log_writer(
             loop {
                 match log.commit() {
                     Ok(durable) => {
+                        if progress.log_error().is_some() {
+                            tracing::info!("message log commits again; acknowledging");
+                            progress.set_log_error(None);
+                        }
                         retry.reset();
                         progress.set_durable(durable);
                         break;
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "message log commit failed; not acknowledging, retrying");
+                        if progress.log_error().is_none() {
+                            tracing::error!(error = %e, "message log commit failed (a full disk?); not acknowledging, retrying until it succeeds");
+                        }
+                        progress.set_log_error(Some(e.to_string()));
                         metrics::counter!("gateway_commit_retries_total", "reason" => "log")
                             .increment(1);
+                        // Segments the state has applied since can go: on a full disk that
+                        // may be the space this commit needs.
+                        let synced = progress.synced();
+                        if synced > released_at {
+                            released_at = synced;
+                            if let Err(e) = log.release(synced) {
+                                tracing::warn!(error = %e, "cannot delete applied log segments");
+                            }
+                        }
                         if !open || rx.is_disconnected() {
                             // Shutting down with a failing disk: these stay unacknowledged
                             // and the broker redelivers them.

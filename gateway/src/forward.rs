@@ -22,6 +22,7 @@ pub fn sink_config(cfg: &Config) -> ingest::SinkConfig {
     sink.password = s.password.as_ref().map(|p| p.expose().to_owned());
     sink.timeout = Duration::from_secs(s.timeout_s);
     sink.linger = Duration::from_millis(s.linger_ms);
+    sink.deadletter_max_bytes = cfg.ingest.deadletter_max_bytes;
     sink
 }
 

@@ -19,6 +19,8 @@ pub struct Health {
     last_commit_unix_ms: AtomicU64,
     shutting_down: AtomicBool,
     note: Mutex<Option<String>>,
+    /// Why the last SQLite commit failed, while it fails.
+    store_error: Mutex<Option<String>>,
     /// The message log's positions, and the backlog bound beyond which acks are held.
     log: std::sync::OnceLock<(std::sync::Arc<ingest::applier::Progress>, u64)>,
     /// The forwarder's view of the store (when forwarding).
@@ -45,6 +47,7 @@ impl Health {
             last_commit_unix_ms: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             note: Mutex::new(None),
+            store_error: Mutex::new(None),
             log: std::sync::OnceLock::new(),
             store_status: std::sync::OnceLock::new(),
         }
@@ -80,6 +83,17 @@ impl Health {
     /// other than back-pressure (`false`).
     pub fn set_store_ok(&self, ok: bool) {
         self.store_ok.store(ok, Ordering::Release);
+        if ok && let Ok(mut e) = self.store_error.lock() {
+            *e = None;
+        }
+    }
+
+    /// The last commit failed with `why` (a full disk, an I/O error).
+    pub fn set_store_failed(&self, why: String) {
+        self.store_ok.store(false, Ordering::Release);
+        if let Ok(mut e) = self.store_error.lock() {
+            *e = Some(why);
+        }
     }
 
     /// SQLite is open and its last commit did not fail.
@@ -118,8 +132,20 @@ impl Health {
         if !self.subscribed() {
             return Some("subscriptions not confirmed by the broker".into());
         }
-        if !self.store_ready() {
-            return Some("the SQLite state is not open or its last commit failed".into());
+        if let Some(why) = self.log.get().and_then(|(p, _)| p.log_error()) {
+            return Some(format!(
+                "the message log cannot commit ({why}); nothing new is acknowledged until it can"
+            ));
+        }
+        if !self.store_open.load(Ordering::Acquire) {
+            return Some("the SQLite state is not open".into());
+        }
+        if !self.store_ok.load(Ordering::Acquire) {
+            let why = self.store_error.lock().ok().and_then(|e| e.clone());
+            return Some(format!(
+                "the SQLite state cannot commit ({}); the log keeps the messages",
+                why.as_deref().unwrap_or("see the log")
+            ));
         }
         if self.log_backlog_exceeded() {
             return Some("the message log's apply backlog is beyond its bound".into());

@@ -117,7 +117,7 @@ pub fn spawn_applier(
                 let reason = if full { "backpressure" } else { "failed" };
                 metrics::counter!("gateway_commit_retries_total", "reason" => reason).increment(1);
                 if !full {
-                    health.set_store_ok(false);
+                    health.set_store_failed(e.to_string());
                 }
             }
         }),

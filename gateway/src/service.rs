@@ -24,7 +24,9 @@ use crate::{broker, mqtt, telemetry};
 /// then shuts down in order. `Ok` means a clean shutdown.
 pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     let resolved = cfg.resolve()?;
-    let metrics = telemetry::metrics_handle()?;
+    let idle = (cfg.metrics.idle_timeout_s > 0)
+        .then(|| std::time::Duration::from_secs(cfg.metrics.idle_timeout_s));
+    let metrics = telemetry::metrics_handle(idle)?;
     telemetry::spawn_upkeep(metrics.clone());
     ingest::metrics::describe();
     let health = Arc::new(Health::new());
@@ -99,6 +101,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         reconnect_min: Duration::from_millis(cfg.mqtt.reconnect_min_ms),
         reconnect_max: Duration::from_millis(cfg.mqtt.reconnect_max_ms),
         max_buffered: cfg.batch.max_buffered_messages,
+        max_buffered_bytes: cfg.batch.max_buffered_bytes,
         max_backlog_bytes: cfg.ingest.log_max_backlog_bytes,
         outbox_limit: (cfg.store.url.is_some()
             && cfg.ingest.outbox_policy == ingest::OutboxPolicy::Block)

@@ -28,13 +28,17 @@ pub fn init_logging(format: LogFormat, filter: &str) {
 }
 
 /// Installs the Prometheus recorder once per process and returns the handle
-/// that renders `/metrics`.
-pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
+/// that renders `/metrics`. Counters idle for `idle_timeout` (when given) are
+/// dropped, which bounds the per-device series.
+pub fn metrics_handle(
+    idle_timeout: Option<std::time::Duration>,
+) -> anyhow::Result<PrometheusHandle> {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     if let Some(h) = HANDLE.get() {
         return Ok(h.clone());
     }
     let handle = PrometheusBuilder::new()
+        .idle_timeout(metrics_util::MetricKindMask::COUNTER, idle_timeout)
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("batch_size".into()),
             &[

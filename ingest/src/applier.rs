@@ -43,6 +43,8 @@ pub struct Progress {
     outbox_bytes: AtomicU64,
     /// The applier should finish what is durable and stop.
     stop: AtomicBool,
+    /// Why the log writer cannot commit (a full disk, an I/O error), while it cannot.
+    log_error: Mutex<Option<String>>,
 }
 
 impl Progress {
@@ -58,7 +60,21 @@ impl Progress {
             outbox_entries: AtomicU64::new(0),
             outbox_bytes: AtomicU64::new(0),
             stop: AtomicBool::new(false),
+            log_error: Mutex::new(None),
         }
+    }
+
+    /// The log writer's commit failed (`Some(why)`) or succeeded again (`None`).
+    pub fn set_log_error(&self, why: Option<String>) {
+        *self.log_error.lock().unwrap_or_else(|e| e.into_inner()) = why;
+    }
+
+    /// Why the log cannot commit, while it cannot: nothing new is acknowledged then.
+    pub fn log_error(&self) -> Option<String> {
+        self.log_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The log writer made everything up to `seq` durable.

@@ -69,6 +69,17 @@ pub struct IngestConfig {
     pub max_past_age_s: u64,
     /// How long dead letters are kept. Default: 2592000 s (30 days).
     pub deadletter_retention_s: u64,
+    /// Most bytes dead letters may hold (payloads, reasons, topics); beyond it the oldest
+    /// are dropped, each counted in `deadletters_dropped_total`. Default: 268435456
+    /// (256 MiB).
+    pub deadletter_max_bytes: u64,
+    /// Device rows of devices silent for longer than this are deleted by the retention
+    /// pass (a device that speaks again gets a new row; its first format owns it again).
+    /// Default: 7776000 s (90 days).
+    pub device_retention_s: u64,
+    /// Device rows the applier keeps in memory; beyond it the cache is emptied and rows are
+    /// read again as devices speak. Default: 50000.
+    pub max_cached_devices: usize,
     /// Outbox size limit in bytes of line protocol. Default: 268435456 (256 MiB).
     pub outbox_max_bytes: u64,
     /// What to do when the outbox is full. Default: `block`.
@@ -114,6 +125,9 @@ impl Default for IngestConfig {
             hot_flush_interval_s: 600,
             max_past_age_s: 315_576_000,
             deadletter_retention_s: 30 * 86_400,
+            deadletter_max_bytes: 256 * 1024 * 1024,
+            device_retention_s: 90 * 86_400,
+            max_cached_devices: 50_000,
             outbox_max_bytes: 256 * 1024 * 1024,
             outbox_policy: OutboxPolicy::Block,
             forward_enabled: false,
@@ -158,6 +172,18 @@ impl IngestConfig {
         }
         if self.apply_linger_ms > 10_000 {
             return bad("apply_linger_ms", "must be at most 10000");
+        }
+        if self.deadletter_max_bytes < self.max_payload_bytes as u64 {
+            return bad(
+                "deadletter_max_bytes",
+                "must be at least max_payload_bytes (one dead letter must fit)",
+            );
+        }
+        if self.device_retention_s == 0 {
+            return bad("device_retention_s", "must be greater than 0");
+        }
+        if self.max_cached_devices == 0 {
+            return bad("max_cached_devices", "must be greater than 0");
         }
         if self.outbox_max_bytes == 0 {
             return bad("outbox_max_bytes", "must be greater than 0");

@@ -64,6 +64,52 @@ pub(crate) struct NewDeadLetter<'a> {
 }
 
 /// Writes a dead letter (inside the caller's transaction).
+/// Dead letters kept and their bytes (payload, detail and topic).
+pub fn totals(conn: &Connection) -> Result<(u64, u64)> {
+    conn.prepare_cached("SELECT letters, bytes FROM dead_letter_stats")
+        .and_then(|mut s| {
+            s.query_row([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?.max(0) as u64,
+                    r.get::<_, i64>(1)?.max(0) as u64,
+                ))
+            })
+        })
+        .map_err(IngestError::sql("read dead letter stats"))
+}
+
+/// Deletes the oldest dead letters until they hold at most `max_bytes`; returns how many
+/// went. Each is counted in [`crate::metrics::DEADLETTERS_DROPPED`].
+pub(crate) fn enforce_bound(conn: &Connection, max_bytes: u64) -> Result<u64> {
+    let mut dropped = 0u64;
+    loop {
+        let (letters, bytes) = totals(conn)?;
+        if bytes <= max_bytes || letters == 0 {
+            break;
+        }
+        let n = conn
+            .prepare_cached(
+                "DELETE FROM dead_letters WHERE id IN
+                    (SELECT id FROM dead_letters ORDER BY id LIMIT 64)",
+            )
+            .and_then(|mut s| s.execute([]))
+            .map_err(IngestError::sql("drop the oldest dead letters"))?;
+        dropped += n as u64;
+        if n == 0 {
+            break;
+        }
+    }
+    if dropped > 0 {
+        ::metrics::counter!(crate::metrics::DEADLETTERS_DROPPED).increment(dropped);
+        tracing::warn!(
+            dropped,
+            limit = max_bytes,
+            "dead letters over their byte bound: the oldest were dropped (ingest.deadletter_max_bytes)"
+        );
+    }
+    Ok(dropped)
+}
+
 pub(crate) fn insert(conn: &Connection, d: &NewDeadLetter<'_>) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO dead_letters(received_ns, topic, payload, reason, detail, payload_bytes)

@@ -202,6 +202,11 @@ pub(crate) struct DeviceCache {
 }
 
 impl DeviceCache {
+    /// Rows held.
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
     /// Forgets every row (they are read again on use).
     pub(crate) fn clear(&mut self) {
         self.index.clear();

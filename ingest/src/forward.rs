@@ -74,6 +74,9 @@ pub struct SinkConfig {
     pub linger: Duration,
     /// Outbox entries are combined into requests of about this many bytes. Default: 4 MiB.
     pub max_request_bytes: usize,
+    /// The dead letters' byte bound (`ingest.deadletter_max_bytes`), kept when the store
+    /// refuses lines. Default: 256 MiB.
+    pub deadletter_max_bytes: u64,
 }
 
 impl SinkConfig {
@@ -93,6 +96,7 @@ impl SinkConfig {
             idle_poll: Duration::from_millis(100),
             linger: Duration::from_millis(10),
             max_request_bytes: 4 * 1024 * 1024,
+            deadletter_max_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -100,14 +104,7 @@ impl SinkConfig {
 impl SinkConfig {
     /// The URL without user info, for logs and errors.
     pub fn display_url(&self) -> String {
-        match reqwest::Url::parse(&self.url) {
-            Ok(mut u) => {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u.to_string()
-            }
-            Err(_) => "<unparsable store URL>".to_owned(),
-        }
+        url_for_logs(&self.url)
     }
 
     /// Basic credentials: the explicit ones, else the URL's user info.
@@ -122,6 +119,21 @@ impl SinkConfig {
             .or_else(|| url.password().map(percent_decode))
             .unwrap_or_default();
         Some((user, password))
+    }
+}
+
+/// A URL with its user info (which may hold a password) replaced, for logs and printed
+/// configuration: `http://u:p@host:8428/x` -> `http://<redacted>@host:8428/x`. Works on
+/// text that does not parse as a URL too.
+pub fn url_for_logs(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}<redacted>{}", &url[..scheme_end], &rest[at..]),
+        None => url.to_owned(),
     }
 }
 
@@ -454,6 +466,9 @@ impl Forwarder {
                     payload_bytes: line.len(),
                 },
             )?;
+        }
+        if !bad.is_empty() {
+            crate::deadletter::enforce_bound(&tx, self.sink.deadletter_max_bytes)?;
         }
         tx.commit()
             .map_err(IngestError::sql("commit outbox delete"))?;

@@ -270,6 +270,11 @@ impl HotWriter {
         Ok(())
     }
 
+    /// Series whose ids and newest times are cached.
+    pub(crate) fn cached_series(&self) -> usize {
+        self.state.len()
+    }
+
     /// Drops what is cached about series (re-read from the database when next needed).
     pub(crate) fn forget(&mut self) {
         self.ids.clear();

@@ -27,6 +27,8 @@ pub const FORWARD_READINGS: &str = "forward_readings_total";
 pub const FORWARD_RETRIES: &str = "forward_retries_total";
 /// Seconds per store write request.
 pub const FORWARD_STORE_SECONDS: &str = "forward_store_seconds";
+/// Dead letters dropped, oldest first, to keep them within `deadletter_max_bytes`.
+pub const DEADLETTERS_DROPPED: &str = "deadletters_dropped_total";
 /// Gauge: 1 while the store refuses writes with 401, 403 or 404 (a wrong token,
 /// password, org or bucket), else 0.
 pub const STORE_CONFIG_ERROR: &str = "store_config_error";
@@ -103,6 +105,10 @@ pub fn describe() {
     describe_counter!(FORWARD_READINGS, "Readings the store accepted");
     describe_counter!(FORWARD_RETRIES, "Store writes retried");
     describe_histogram!(FORWARD_STORE_SECONDS, Unit::Seconds, "Store write latency");
+    describe_counter!(
+        DEADLETTERS_DROPPED,
+        "Dead letters dropped, oldest first, to stay within ingest.deadletter_max_bytes"
+    );
     describe_gauge!(
         STORE_CONFIG_ERROR,
         "1 while the store refuses writes with 401, 403 or 404 (token, credentials, org or bucket)"

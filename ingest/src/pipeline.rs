@@ -428,6 +428,14 @@ impl Pipeline {
             Ok(_) => {
                 self.hot.committed();
                 self.devices.committed();
+                // A flood of device ids must not grow memory without a bound: past it the
+                // caches are emptied and refilled from the database as devices speak.
+                if self.devices.len() > self.cfg.max_cached_devices {
+                    self.devices.clear();
+                }
+                if self.hot.cached_series() > self.cfg.max_cached_devices.saturating_mul(16) {
+                    self.hot.forget();
+                }
             }
             Err(_) => {
                 self.hot.rolled_back();
@@ -629,7 +637,11 @@ impl Pipeline {
                                     newest = newest.max(r.ts_ns);
                                 }
                                 if name == "droppedReadings" {
-                                    row.dropped_readings += r.value as i64;
+                                    // A device's own count: any number it sends (a float
+                                    // cast saturates) adds without overflowing.
+                                    row.dropped_readings = row
+                                        .dropped_readings
+                                        .saturating_add(r.value.max(0.0) as i64);
                                 }
                                 if forwarding {
                                     tagset.write_line(body, name, r.value, r.ts_ns);
@@ -643,13 +655,13 @@ impl Pipeline {
                                 match ev {
                                     SeqEvent::First | SeqEvent::InOrder => row.last_seq = Some(seq),
                                     SeqEvent::Gap(n) => {
-                                        row.gaps += i64::from(n);
+                                        row.gaps = row.gaps.saturating_add(i64::from(n));
                                         row.last_seq = Some(seq);
                                     }
                                     SeqEvent::Duplicate => row.duplicates += 1,
                                     SeqEvent::Reboot { missed } => {
                                         row.reboots += 1;
-                                        row.gaps += i64::from(missed);
+                                        row.gaps = row.gaps.saturating_add(i64::from(missed));
                                         row.last_seq = Some(seq);
                                     }
                                 }
@@ -685,7 +697,7 @@ impl Pipeline {
                                 && !rejected.is_empty()
                                 && let Some(row) = devices.touched_mut(&g.device)
                             {
-                                row.rejected += rejected.len() as i64;
+                                row.rejected = row.rejected.saturating_add(rejected.len() as i64);
                             }
                         }
                     }
@@ -694,6 +706,9 @@ impl Pipeline {
         }
         devices.write_touched(&tx)?;
         hot.finish(&tx)?;
+        if out.dead_letters > 0 {
+            crate::deadletter::enforce_bound(&tx, cfg.deadletter_max_bytes)?;
+        }
         let delete_dead_letters = replay.as_ref().map_or(&[][..], |r| r.delete_dead_letters);
         if let Some(r) = &replay
             && r.requeue_readings > 0
@@ -803,6 +818,8 @@ impl Pipeline {
     pub fn enforce_retention(&mut self, now_ns: i64) -> Result<crate::retention::RetentionOutcome> {
         let head_ids = self.hot.head_ids(&self.conn)?;
         let out = crate::retention::enforce(&mut self.conn, &self.cfg, now_ns, &head_ids)?;
+        // Retention may have deleted device rows.
+        self.devices.clear();
         // Retention may have forgotten series: learn them again from the next inserts.
         self.hot.forget();
         Ok(out)

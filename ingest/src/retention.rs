@@ -1,5 +1,6 @@
-//! Retention: deletes hot-tier readings older than `hot_retention_s` and dead letters
-//! older than `deadletter_retention_s`. The gateway calls it periodically (e.g. every few
+//! Retention: deletes hot-tier readings older than `hot_retention_s`, dead letters
+//! older than `deadletter_retention_s` (and beyond `deadletter_max_bytes`), and the rows of
+//! devices silent for longer than `device_retention_s`. The gateway calls it periodically (e.g. every few
 //! minutes) through [`crate::Pipeline::enforce_retention`].
 //!
 //! Old readings go chunk by chunk: whole chunks through the index on their end time, and
@@ -20,6 +21,8 @@ pub struct RetentionOutcome {
     pub series_deleted: u64,
     /// Dead letters deleted.
     pub dead_letters_deleted: u64,
+    /// Rows of silent devices deleted.
+    pub devices_deleted: u64,
 }
 
 /// Applies retention as of `now_ns`.
@@ -45,7 +48,17 @@ pub fn enforce(
         series_deleted: trimmed.series,
         ..RetentionOutcome::default()
     };
-    out.dead_letters_deleted = crate::deadletter::delete_before(&tx, letters_cutoff)?;
+    out.dead_letters_deleted = crate::deadletter::delete_before(&tx, letters_cutoff)?
+        + crate::deadletter::enforce_bound(&tx, cfg.deadletter_max_bytes)?;
+    // Silent devices: neither a message nor a status or meta since the cutoff.
+    let devices_cutoff = now_ns.saturating_sub(ns(cfg.device_retention_s));
+    out.devices_deleted = tx
+        .prepare_cached(
+            "DELETE FROM devices
+             WHERE MAX(last_seen, COALESCE(status_at, 0), COALESCE(meta_at, 0)) < ?1",
+        )
+        .and_then(|mut s| s.execute([devices_cutoff]))
+        .map_err(IngestError::sql("delete silent devices"))? as u64;
     tx.commit().map_err(IngestError::sql("commit retention"))?;
     Ok(out)
 }

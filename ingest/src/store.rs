@@ -8,7 +8,8 @@
 //! - `series`, `chunks`, `hot_head`, `hot_state`: the hot tier, described in [`crate::hot`].
 //! - `outbox(id, created_ns, readings, bytes, body)`: line protocol waiting for the store;
 //!   `outbox_stats` is kept by triggers so the size check is O(1).
-//! - `dead_letters(id, received_ns, topic, payload, reason, detail, payload_bytes)`.
+//! - `dead_letters(id, received_ns, topic, payload, reason, detail, payload_bytes)`;
+//!   `dead_letter_stats` (their count and bytes) is kept by triggers, for the byte bound.
 //! - `devices(device, district, kind, format, first_seen, last_seen, last_seq, ...)`;
 //!   `first_seen`/`last_seen` are 0 for a device known only from retained messages.
 //! - `log_position(applied_seq)`: the last message-log record whose results are in this
@@ -150,6 +151,26 @@ CREATE TABLE hot_state(
     version INTEGER NOT NULL
 );
 INSERT INTO hot_state VALUES (1, 0);
+"#,
+    // Dead letters bounded in bytes: their total kept by triggers, as the outbox's.
+    r#"
+CREATE TABLE dead_letter_stats(
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    letters INTEGER NOT NULL,
+    bytes INTEGER NOT NULL
+);
+INSERT INTO dead_letter_stats
+    SELECT 1, COUNT(*), COALESCE(SUM(length(payload) + length(detail) + length(topic)), 0)
+    FROM dead_letters;
+
+CREATE TRIGGER dead_letter_stats_insert AFTER INSERT ON dead_letters BEGIN
+    UPDATE dead_letter_stats SET letters = letters + 1,
+        bytes = bytes + length(NEW.payload) + length(NEW.detail) + length(NEW.topic);
+END;
+CREATE TRIGGER dead_letter_stats_delete AFTER DELETE ON dead_letters BEGIN
+    UPDATE dead_letter_stats SET letters = letters - 1,
+        bytes = bytes - length(OLD.payload) - length(OLD.detail) - length(OLD.topic);
+END;
 "#,
 ];
 

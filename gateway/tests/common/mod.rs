@@ -285,22 +285,26 @@ pub fn publish_raw(broker: &Mosquitto, messages: &[(String, Vec<u8>)]) {
         let mut o = MqttOptions::new("raw-publisher", broker.host(), broker.port());
         o.set_max_packet_size(Some(4 * 1024 * 1024));
         let (client, mut events) = AsyncClient::new(o, 100);
+        // The event loop runs beside the publishing, or the request channel fills.
+        let total = messages.len();
+        let poller = tokio::spawn(async move {
+            let mut acked = 0;
+            while acked < total {
+                if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
+                    acked += 1;
+                }
+            }
+        });
         for (t, p) in messages {
             client
                 .publish(t.clone(), QoS::AtLeastOnce, false, p.clone())
                 .await
                 .unwrap();
         }
-        let mut acked = 0;
-        tokio::time::timeout(Duration::from_secs(30), async {
-            while acked < messages.len() {
-                if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
-                    acked += 1;
-                }
-            }
-        })
-        .await
-        .unwrap();
+        tokio::time::timeout(Duration::from_secs(120), poller)
+            .await
+            .expect("every raw message acknowledged by the broker")
+            .unwrap();
     });
 }
 

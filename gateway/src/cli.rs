@@ -132,6 +132,40 @@ pub struct RunArgs {
     #[arg(long, env = "GATEWAY_HTTP", value_name = "ADDR")]
     pub http: Option<String>,
 
+    /// Token that the query API and the dashboard require (Authorization:
+    /// Bearer TOKEN, or the login page's cookie); at least 16 visible ASCII
+    /// characters, never logged. Repeat the flag, or separate tokens with
+    /// commas in the variable, to accept several while rotating. Replaces
+    /// http.tokens of the file. Needed when --http is not a loopback address.
+    /// [default: none, the API is open] (http.tokens)
+    #[arg(
+        long,
+        env = "GATEWAY_HTTP_TOKEN",
+        value_name = "TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub http_token: Vec<String>,
+
+    /// File of API tokens, one per line (blank lines and lines starting with
+    /// # are ignored), accepted as well as --http-token. Read at start.
+    /// [default: none] (http.token_file)
+    #[arg(long, env = "GATEWAY_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// Require the API token on /metrics too (Prometheus then scrapes with
+    /// its bearer token). [default: off, /metrics is open]
+    /// (http.metrics_require_token)
+    #[arg(long, env = "GATEWAY_METRICS_REQUIRE_TOKEN")]
+    pub metrics_require_token: bool,
+
+    /// Allow --http on a non-loopback address with no token (the API and
+    /// dashboard then open to anyone who reaches it), e.g. behind a proxy
+    /// that authenticates. [default: off, such a start is refused]
+    /// (http.insecure)
+    #[arg(long, env = "GATEWAY_HTTP_INSECURE")]
+    pub http_insecure: bool,
+
     /// Run an MQTT broker inside the gateway on ADDR (one-box use) and
     /// connect to it. [default: none] (broker.embedded)
     #[arg(long, env = "GATEWAY_EMBEDDED_BROKER", value_name = "ADDR")]
@@ -198,6 +232,17 @@ impl RunArgs {
         }
         set(&mut c.data_dir, &self.data_dir);
         set(&mut c.http.listen, &self.http);
+        if !self.http_token.is_empty() {
+            c.http.tokens = self
+                .http_token
+                .iter()
+                .map(|t| Secret::new(t.trim()))
+                .filter(|t| !t.expose().is_empty())
+                .collect();
+        }
+        set_opt(&mut c.http.token_file, &self.http_token_file);
+        c.http.metrics_require_token |= self.metrics_require_token;
+        c.http.insecure |= self.http_insecure;
         set_opt(&mut c.broker.embedded, &self.embedded_broker);
         set(&mut c.log.format, &self.log_format);
         set_opt(&mut c.mqtt.ca_file, &self.ca_file);

@@ -265,14 +265,67 @@ pub use ingest::forward::url_for_logs;
 pub struct HttpConfig {
     /// Listen address of the HTTP server. Default: `127.0.0.1:8080`.
     pub listen: String,
+    /// Bearer tokens accepted by the query API, the dashboard (and `/metrics` with
+    /// `metrics_require_token`); several allow rotation. Never logged. With none (here
+    /// and in `token_file`) the API is open, which is refused on a non-loopback
+    /// `listen` unless `insecure`. Default: none.
+    pub tokens: Vec<Secret>,
+    /// File of more tokens, one per line; blank lines and lines starting with `#` are
+    /// ignored. Read at start. Default: none.
+    pub token_file: Option<PathBuf>,
+    /// Whether `/metrics` needs a token too (when tokens are configured).
+    /// Default: false (Prometheus scrapes it without credentials).
+    pub metrics_require_token: bool,
+    /// Allow a non-loopback `listen` with no token: for a gateway behind a proxy that
+    /// authenticates. Default: false.
+    pub insecure: bool,
+    /// Threads (each with its read-only SQLite connection) that answer API queries,
+    /// apart from every other blocking work. Default: 4.
+    pub api_read_threads: usize,
+    /// API queries waiting for a free read thread beyond which a request is answered
+    /// 503 at once instead of queueing. Default: 64.
+    pub api_read_queue: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+            token_file: None,
+            metrics_require_token: false,
+            insecure: false,
+            api_read_threads: 4,
+            api_read_queue: 64,
         }
     }
+}
+
+/// Shortest token accepted: a short one is guessable.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Checks one token: long enough, and only visible ASCII (it travels in a header).
+fn check_token(token: &str) -> Result<(), String> {
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(format!(
+            "a token is shorter than {MIN_TOKEN_LEN} characters (use e.g. `openssl rand -hex 32`)"
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a token has a character other than visible ASCII \
+                    (no spaces, commas in GATEWAY_HTTP_TOKEN separate tokens)"
+            .into());
+    }
+    Ok(())
+}
+
+/// The tokens of a token file: one per line, `#` comments and blank lines ignored.
+pub fn parse_token_file(text: &str) -> Vec<Secret> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Secret::new)
+        .collect()
 }
 
 /// `[broker]`
@@ -644,6 +697,34 @@ impl Config {
         }
         let http = parse_addr(&self.http.listen)
             .map_err(|msg| invalid("http.listen", Some("--http, GATEWAY_HTTP"), msg))?;
+        let http_tokens = self.http_tokens()?;
+        if http_tokens.is_empty() && !http.ip().is_loopback() && !self.http.insecure {
+            return Err(invalid(
+                "http.listen",
+                Some("--http, GATEWAY_HTTP"),
+                format!(
+                    "{http} is not a loopback address and no API token is configured: \
+                     anyone who can reach it could read the API and the dashboard. \
+                     Set a token (--http-token / GATEWAY_HTTP_TOKEN, --http-token-file, \
+                     or http.tokens / http.token_file), listen on 127.0.0.1, or pass \
+                     --http-insecure (http.insecure = true) if a proxy in front authenticates"
+                ),
+            ));
+        }
+        if self.http.metrics_require_token && http_tokens.is_empty() {
+            return Err(invalid(
+                "http.metrics_require_token",
+                Some("--metrics-require-token, GATEWAY_METRICS_REQUIRE_TOKEN"),
+                "no token is configured (--http-token, --http-token-file, http.tokens, \
+                 http.token_file)",
+            ));
+        }
+        if self.http.api_read_threads == 0 || self.http.api_read_threads > 64 {
+            return Err(invalid("http.api_read_threads", None, "must be 1 to 64"));
+        }
+        if self.http.api_read_queue == 0 {
+            return Err(invalid("http.api_read_queue", None, "must be at least 1"));
+        }
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid(
                 "data_dir",
@@ -671,8 +752,44 @@ impl Config {
             broker,
             client_id,
             http,
+            http_tokens,
             embedded,
         })
+    }
+
+    /// The API tokens: `http.tokens` and those of `http.token_file`, checked.
+    fn http_tokens(&self) -> Result<Vec<Secret>, ConfigError> {
+        let mut tokens = Vec::new();
+        for t in &self.http.tokens {
+            check_token(t.expose())
+                .map_err(|m| invalid("http.tokens", Some("--http-token, GATEWAY_HTTP_TOKEN"), m))?;
+            tokens.push(t.clone());
+        }
+        if let Some(path) = &self.http.token_file {
+            let flag = Some("--http-token-file, GATEWAY_HTTP_TOKEN_FILE");
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                invalid(
+                    "http.token_file",
+                    flag,
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let from_file = parse_token_file(&text);
+            if from_file.is_empty() {
+                return Err(invalid(
+                    "http.token_file",
+                    flag,
+                    format!("{} holds no token", path.display()),
+                ));
+            }
+            for t in from_file {
+                check_token(t.expose()).map_err(|m| {
+                    invalid("http.token_file", flag, format!("{}: {m}", path.display()))
+                })?;
+                tokens.push(t);
+            }
+        }
+        Ok(tokens)
     }
 
     /// The shutdown bound as a duration.
@@ -690,6 +807,8 @@ pub struct Resolved {
     pub client_id: String,
     /// HTTP listen address.
     pub http: SocketAddr,
+    /// Tokens of the HTTP API (`http.tokens` and `http.token_file`); none: open.
+    pub http_tokens: Vec<Secret>,
     /// Embedded broker listen address, if any.
     pub embedded: Option<SocketAddr>,
 }
@@ -907,13 +1026,19 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_debug() {
         let mut c = Config::default();
+        c.mqtt.username = Some("gw".into());
         c.mqtt.password = Some(Secret::new("hunter2"));
         c.store.token = Some(Secret::new("tok-123"));
+        c.http.tokens = vec![Secret::new("http-token-0123456789")];
         let dump = format!("{c:?}");
         assert!(
-            !dump.contains("hunter2") && !dump.contains("tok-123"),
+            !dump.contains("hunter2")
+                && !dump.contains("tok-123")
+                && !dump.contains("http-token-0123456789"),
             "{dump}"
         );
+        let dump = format!("{:?}", c.resolve().unwrap());
+        assert!(!dump.contains("http-token-0123456789"), "{dump}");
         let mut c = Config::default();
         c.store.url = Some("http://city:pa55@vm.example:8428/x".into());
         c.store.username = Some("ops".into());
@@ -966,5 +1091,53 @@ mod tests {
                 .to_string()
                 .contains("store.username")
         );
+    }
+
+    #[test]
+    fn open_api_on_a_public_address_is_refused() {
+        let mut c = Config::default();
+        c.http.listen = "0.0.0.0:8080".into();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("http.listen")
+                && err.contains("--http-token")
+                && err.contains("--http-insecure"),
+            "{err}"
+        );
+        c.http.insecure = true;
+        c.resolve().unwrap();
+        c.http.insecure = false;
+        c.http.tokens = vec![Secret::new("0123456789abcdef0123")];
+        assert_eq!(c.resolve().unwrap().http_tokens.len(), 1);
+        c.http.tokens = vec![Secret::new("short")];
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("http.tokens"), "{err}");
+    }
+
+    #[test]
+    fn token_file_skips_comments_and_blank_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens");
+        std::fs::write(
+            &file,
+            "# rotated 2025-11\n\n  new-token-0123456789  \nold-token-0123456789\n",
+        )
+        .unwrap();
+        let mut c = Config::default();
+        c.http.token_file = Some(file.clone());
+        c.http.tokens = vec![Secret::new("flag-token-0123456789")];
+        let r = c.resolve().unwrap();
+        let got: Vec<&str> = r.http_tokens.iter().map(Secret::expose).collect();
+        assert_eq!(
+            got,
+            [
+                "flag-token-0123456789",
+                "new-token-0123456789",
+                "old-token-0123456789"
+            ]
+        );
+        std::fs::write(&file, "# nothing yet\n").unwrap();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("http.token_file"), "{err}");
     }
 }

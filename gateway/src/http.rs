@@ -28,12 +28,19 @@ pub struct AppState {
     pub reader: Option<Arc<Mutex<ingest::query::Reader>>>,
     /// Whether the outbox is in use (a store is configured).
     pub forwarding: bool,
+    /// Authentication that `/metrics` requires (`http.metrics_require_token`); `None`:
+    /// open. The health routes are always open.
+    pub metrics_auth: Option<Arc<crate::api::auth::Auth>>,
 }
 
 /// The gateway's routes. Others extend it with `.merge(...)`.
 pub fn router(state: AppState) -> Router {
+    let metrics_route = crate::api::auth::protect(
+        Router::new().route("/metrics", get(metrics)),
+        state.metrics_auth.as_ref(),
+    );
     Router::new()
-        .route("/metrics", get(metrics))
+        .merge(metrics_route)
         .route("/health", get(health))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))

@@ -26,8 +26,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // Checked before logging starts so that a bad value is one clear line.
             cfg.resolve()?;
             telemetry::init_logging(cfg.log.format, &cfg.log.filter);
-            // Commits run on the blocking pool one at a time and /health reads
-            // are rare: two blocking threads keep commits on warm threads.
+            // Commits run on threads of their own (log writer, applier) and API
+            // queries on the query API's threads; the blocking pool serves start-up,
+            // /health's outbox read and the joins at shutdown: two threads are plenty.
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .max_blocking_threads(2)

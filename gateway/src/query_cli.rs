@@ -32,6 +32,17 @@ pub struct QueryArgs {
     /// Ask a running gateway instead, e.g. http://127.0.0.1:8080.
     #[arg(long, global = true)]
     pub url: Option<String>,
+    /// API token sent to --url as `Authorization: Bearer TOKEN` (the gateway's
+    /// --http-token; from the variable, its first comma-separated token); ignored without
+    /// --url. [default: none]
+    #[arg(
+        long,
+        env = "GATEWAY_HTTP_TOKEN",
+        global = true,
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub http_token: Option<String>,
 }
 
 /// The questions.
@@ -61,16 +72,19 @@ pub enum OutputFormat {
 /// Where answers come from.
 enum Source {
     Local { pool: ReadPool },
-    Remote { base: String },
+    Remote { base: String, token: Option<String> },
 }
 
 impl Source {
     fn get<P: Serialize, T: DeserializeOwned>(&self, path: &str, params: &P) -> Result<T> {
-        let Self::Remote { base } = self else {
+        let Self::Remote { base, token } = self else {
             bail!("not a remote source");
         };
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let mut req = ureq::get(&url).config().http_status_as_error(false).build();
+        if let Some(token) = token {
+            req = req.header("Authorization", format!("Bearer {token}"));
+        }
         if let serde_json::Value::Object(map) = serde_json::to_value(params)? {
             for (k, v) in map {
                 if let serde_json::Value::String(s) = v {
@@ -108,7 +122,14 @@ impl Source {
 /// Runs `gateway query ...`, printing to stdout.
 pub fn run(args: &QueryArgs) -> Result<()> {
     let source = match &args.url {
-        Some(url) => Source::Remote { base: url.clone() },
+        Some(url) => Source::Remote {
+            base: url.clone(),
+            token: args
+                .http_token
+                .as_deref()
+                .and_then(|t| t.split(',').map(str::trim).find(|t| !t.is_empty()))
+                .map(str::to_owned),
+        },
         None => {
             let dir = args
                 .data_dir

@@ -76,17 +76,41 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     )?;
 
     let http_stop = CancellationToken::new();
+    // The tokens themselves are never logged: only how many there are.
+    let tokens: Vec<&str> = resolved
+        .http_tokens
+        .iter()
+        .map(crate::config::Secret::expose)
+        .collect();
+    let auth = crate::api::auth::Auth::new(&tokens);
+    tracing::info!(
+        api_tokens = resolved.http_tokens.len(),
+        metrics_require_token = auth.is_some() && cfg.http.metrics_require_token,
+        api_read_threads = cfg.http.api_read_threads,
+        "{}",
+        if auth.is_some() {
+            "HTTP API and dashboard require a token"
+        } else {
+            "HTTP API and dashboard are open (no token configured)"
+        }
+    );
     let app = http::router(AppState {
         health: Arc::clone(&health),
         metrics,
         reader: open_reader(&cfg).await,
         forwarding: cfg.store.url.is_some(),
+        metrics_auth: auth.clone().filter(|_| cfg.http.metrics_require_token),
     })
-    .merge(crate::api::router(crate::api::ApiConfig {
-        log: Some(std::sync::Arc::clone(&progress)),
-        head: Some(hot_head),
-        ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
-    }));
+    .merge(crate::api::router_with_auth(
+        crate::api::ApiConfig {
+            log: Some(std::sync::Arc::clone(&progress)),
+            head: Some(hot_head),
+            read_threads: cfg.http.api_read_threads,
+            read_queue: cfg.http.api_read_queue,
+            ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
+        },
+        auth,
+    )?);
     let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;
 
     spawn_signal_handler(stop, shutdown.clone(), Arc::clone(&health));

@@ -45,13 +45,17 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
         ("--ca-file", "GATEWAY_CA_FILE"),
         ("--client-cert", "GATEWAY_CLIENT_CERT"),
         ("--client-key", "GATEWAY_CLIENT_KEY"),
+        ("--http-token", "GATEWAY_HTTP_TOKEN"),
+        ("--http-token-file", "GATEWAY_HTTP_TOKEN_FILE"),
+        ("--metrics-require-token", "GATEWAY_METRICS_REQUIRE_TOKEN"),
+        ("--http-insecure", "GATEWAY_HTTP_INSECURE"),
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}:\n{help}");
         assert!(help.contains(env), "run --help lacks {env}:\n{help}");
     }
     assert_eq!(
         help.matches("[default:").count(),
-        17,
+        21,
         "every option states its default:\n{help}"
     );
     assert!(help.contains("mqtt://127.0.0.1:1883") && help.contains("./data"));

@@ -16,6 +16,9 @@ pub enum ApiError {
     /// The hot tier cannot be opened yet (HTTP 503): the gateway has not created it.
     #[error("hot tier unavailable: {0}")]
     Unavailable(String),
+    /// Every query thread is busy and the queue is full (HTTP 503, `Retry-After: 1`).
+    #[error("too many queries in progress; retry shortly")]
+    Busy,
     /// SQLite failed while reading (HTTP 500).
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
@@ -37,7 +40,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Database(_) | Self::State(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -60,6 +63,13 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.to_string(),
         };
-        (self.status(), Json(body)).into_response()
+        let mut resp = (self.status(), Json(body)).into_response();
+        if matches!(self, Self::Busy) {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }

@@ -11,7 +11,11 @@
 //! | `GET /api/stats` | dead letters by reason, ingest rate, outbox depth, store lag |
 //! | `GET /api/openapi.json` | the OpenAPI document |
 //! | `GET /` | the dashboard |
+//!
+//! With tokens configured, [`router_with_auth`] puts all of these behind [`auth`] and adds
+//! `/login` and `/logout`.
 
+pub mod auth;
 pub mod dashboard;
 pub mod db;
 pub mod error;
@@ -51,6 +55,10 @@ pub struct ApiConfig {
     /// The hot tier's head when the writer runs in this process (default none: the head
     /// is read from its stored rows).
     pub head: Option<ingest::hot::HotHead>,
+    /// Threads (each with a connection) that answer queries (default 4).
+    pub read_threads: usize,
+    /// Queries waiting for a thread beyond which a request gets 503 (default 64).
+    pub read_queue: usize,
 }
 
 impl ApiConfig {
@@ -62,6 +70,8 @@ impl ApiConfig {
             aqi_cache_ttl: Duration::from_secs(30),
             log: None,
             head: None,
+            read_threads: 4,
+            read_queue: 64,
         }
     }
 }
@@ -118,21 +128,35 @@ pub struct ApiState {
 }
 
 impl ApiState {
-    /// State for a configuration.
-    pub fn new(config: ApiConfig) -> Self {
-        Self {
-            pool: ReadPool::new(config.db_path.clone()).with_head(config.head.clone()),
+    /// State for a configuration; starts the query threads.
+    pub fn new(config: ApiConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            pool: ReadPool::new(config.db_path.clone())
+                .with_head(config.head.clone())
+                .with_workers(config.read_threads, config.read_queue)?,
             config: Arc::new(config),
             aqi_cache: Arc::default(),
             hour_cache: Arc::default(),
-        }
+        })
     }
 }
 
 /// The query API, its OpenAPI document and the dashboard, ready to merge into the
-/// gateway's router: `router.merge(api::router(ApiConfig::new(db_path)))`.
+/// gateway's router: `router.merge(api::router(ApiConfig::new(db_path)))`. Open to all;
+/// see [`router_with_auth`].
+///
+/// # Panics
+/// When the query threads cannot be started.
 pub fn router(config: ApiConfig) -> Router {
-    Router::new()
+    router_with_auth(config, None).expect("cannot start the API's query threads")
+}
+
+/// [`router`], behind `auth` when given (with `/login` and `/logout` added).
+pub fn router_with_auth(
+    config: ApiConfig,
+    auth: Option<Arc<auth::Auth>>,
+) -> std::io::Result<Router> {
+    let routes = Router::new()
         .route("/api/devices", get(handlers::devices))
         .route("/api/series", get(handlers::series))
         .route("/api/latest", get(handlers::latest))
@@ -148,6 +172,10 @@ pub fn router(config: ApiConfig) -> Router {
             }),
         )
         .route("/", get(dashboard::index))
-        .route("/assets/{*path}", get(dashboard::asset))
-        .with_state(ApiState::new(config))
+        .route("/assets/{*path}", get(dashboard::asset));
+    let app = auth::protect(routes, auth.as_ref()).with_state(ApiState::new(config)?);
+    Ok(match auth {
+        Some(a) => app.merge(auth::routes(a)),
+        None => app,
+    })
 }

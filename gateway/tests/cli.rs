@@ -45,13 +45,16 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
         ("--ca-file", "GATEWAY_CA_FILE"),
         ("--client-cert", "GATEWAY_CLIENT_CERT"),
         ("--client-key", "GATEWAY_CLIENT_KEY"),
+        ("--broker-password-file", "GATEWAY_BROKER_PASSWORD_FILE"),
+        ("--broker-acl-file", "GATEWAY_BROKER_ACL_FILE"),
+        ("--broker-allow-anonymous", "GATEWAY_BROKER_ALLOW_ANONYMOUS"),
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}:\n{help}");
         assert!(help.contains(env), "run --help lacks {env}:\n{help}");
     }
     assert_eq!(
         help.matches("[default:").count(),
-        17,
+        20,
         "every option states its default:\n{help}"
     );
     assert!(help.contains("mqtt://127.0.0.1:1883") && help.contains("./data"));
@@ -60,7 +63,7 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
 #[test]
 fn top_level_and_deadletters_help_list_the_subcommands() {
     let help = text(&gateway(&["--help"], &[]));
-    for sub in ["run", "check-config", "deadletters", "bench"] {
+    for sub in ["run", "check-config", "deadletters", "bench", "devices"] {
         assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
     }
     let help = text(&gateway(&["deadletters", "--help"], &[]));

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio::process::{Child, Command};
 
+use crate::config::BrokerAuth;
+
 /// Where Debian's `mosquitto` package installs the broker.
 pub const DEFAULT_BIN: &str = "/usr/sbin/mosquitto";
 /// Environment variable naming another broker binary.
@@ -33,8 +35,13 @@ pub struct Embedded {
 
 impl Embedded {
     /// Starts Mosquitto listening on `addr` with its state in
-    /// `<data_dir>/broker`, and waits until it accepts connections.
-    pub async fn start(addr: SocketAddr, data_dir: &Path) -> anyhow::Result<Self> {
+    /// `<data_dir>/broker` and the client authentication `auth`, and waits
+    /// until it accepts connections.
+    pub async fn start(
+        addr: SocketAddr,
+        data_dir: &Path,
+        auth: &BrokerAuth,
+    ) -> anyhow::Result<Self> {
         let bin = std::env::var_os(BIN_ENV)
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_BIN));
@@ -51,7 +58,18 @@ impl Embedded {
         let conf = dir.join("mosquitto.conf");
         let log = dir.join("mosquitto.log");
         let as_root = rustix::process::geteuid().is_root();
-        std::fs::write(&conf, config_text(addr, &dir, as_root))
+        // Mosquitto resolves relative paths against its own working directory.
+        let auth = BrokerAuth {
+            password_file: auth.password_file.as_deref().map(absolute).transpose()?,
+            acl_file: auth.acl_file.as_deref().map(absolute).transpose()?,
+            allow_anonymous: auth.allow_anonymous,
+        };
+        if auth.password_file.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the bundled broker accepts clients without credentials beyond loopback (broker.allow_anonymous = true)");
+        } else if auth.password_file.is_some() && auth.allow_anonymous {
+            tracing::warn!(%addr, "the bundled broker also accepts clients without credentials (broker.allow_anonymous = true)");
+        }
+        std::fs::write(&conf, config_with_auth(addr, &dir, as_root, &auth))
             .with_context(|| format!("cannot write {}", conf.display()))?;
         let out = std::fs::OpenOptions::new()
             .create(true)
@@ -102,7 +120,13 @@ impl Embedded {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tracing::info!(%addr, state = %dir.display(), "bundled MQTT broker (Mosquitto) started");
+        tracing::info!(
+            %addr,
+            state = %dir.display(),
+            password_file = %auth.password_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            acl_file = %auth.acl_file.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
+            "bundled MQTT broker (Mosquitto) started"
+        );
         Ok(Self { child, addr, log })
     }
 
@@ -142,7 +166,16 @@ fn connect_addr(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("cannot resolve {}", path.display()))
+}
+
+#[cfg(test)]
 fn config_text(addr: SocketAddr, dir: &Path, as_root: bool) -> String {
+    config_with_auth(addr, dir, as_root, &BrokerAuth::anonymous())
+}
+
+fn config_with_auth(addr: SocketAddr, dir: &Path, as_root: bool, auth: &BrokerAuth) -> String {
     let host = if addr.ip().is_unspecified() {
         String::new()
     } else {
@@ -151,12 +184,33 @@ fn config_text(addr: SocketAddr, dir: &Path, as_root: bool) -> String {
     // Started as root, Mosquitto would switch to the `mosquitto` user and
     // lose access to the gateway's data dir; it stays who the gateway is.
     let user = if as_root { "user root\n" } else { "" };
+    let access = match &auth.password_file {
+        None => format!(
+            "# One-box use: devices on the local network publish without credentials.\n\
+             # Provision a device registry (`gateway devices provision`) for anything else.\n\
+             allow_anonymous {}\n",
+            auth.allow_anonymous
+        ),
+        Some(passwd) => {
+            let acl = auth
+                .acl_file
+                .as_ref()
+                .map(|a| format!("acl_file {}\n", a.display()))
+                .unwrap_or_default();
+            format!(
+                "# Clients log in with the accounts of `gateway devices provision`.\n\
+                 allow_anonymous {}\n\
+                 password_file {}\n\
+                 {acl}",
+                auth.allow_anonymous,
+                passwd.display()
+            )
+        }
+    };
     format!(
         "# Written by the gateway at each start (--embedded-broker); edits are lost.\n\
          {user}listener {port}{host}\n\
-         # One-box use: devices on the local network publish without credentials.\n\
-         # Use an external broker with authentication for anything else.\n\
-         allow_anonymous true\n\
+         {access}\
          persistence true\n\
          persistence_location {dir}/\n\
          autosave_interval 60\n\
@@ -195,5 +249,26 @@ mod tests {
         let any = config_text("0.0.0.0:1883".parse().unwrap(), Path::new("/d"), false);
         assert!(any.contains("listener 1883\n"), "{any}");
         assert!(!any.contains("user root"));
+        assert!(any.contains("allow_anonymous true\n"), "{any}");
+        assert!(!any.contains("password_file"), "{any}");
+    }
+
+    #[test]
+    fn config_with_a_password_file_refuses_anonymous_clients() {
+        let auth = BrokerAuth {
+            password_file: Some("/etc/gw/passwd".into()),
+            acl_file: Some("/etc/gw/acl".into()),
+            allow_anonymous: false,
+        };
+        let text = config_with_auth(
+            "0.0.0.0:1883".parse().unwrap(),
+            Path::new("/d"),
+            false,
+            &auth,
+        );
+        assert!(text.contains("allow_anonymous false\n"), "{text}");
+        assert!(text.contains("password_file /etc/gw/passwd\n"), "{text}");
+        assert!(text.contains("acl_file /etc/gw/acl\n"), "{text}");
+        assert!(!text.contains("allow_anonymous true"), "{text}");
     }
 }

@@ -42,6 +42,10 @@ pub enum Command {
     /// Ask the hot tier (or a running gateway with --url) what the query API
     /// answers: devices, series, latest, aqi, stats; as a table or CSV.
     Query(crate::query_cli::QueryArgs),
+    /// Manage device accounts on the broker from the device registry
+    /// (devices.example.toml): `provision` writes Mosquitto's password and
+    /// ACL files.
+    Devices(DevicesArgs),
 }
 
 /// Flags of `run` and `check-config`.
@@ -171,6 +175,24 @@ pub struct RunArgs {
     #[arg(long, env = "GATEWAY_EMBEDDED_BROKER", value_name = "ADDR")]
     pub embedded_broker: Option<String>,
 
+    /// Mosquitto password file for the embedded broker (from `gateway devices
+    /// provision`); clients must then log in, and the gateway logs in with
+    /// --mqtt-username/--mqtt-password. [default: none] (broker.password_file)
+    #[arg(long, env = "GATEWAY_BROKER_PASSWORD_FILE", value_name = "FILE")]
+    pub broker_password_file: Option<PathBuf>,
+
+    /// Mosquitto ACL file for the embedded broker (from `gateway devices
+    /// provision`); needs --broker-password-file. [default: none]
+    /// (broker.acl_file)
+    #[arg(long, env = "GATEWAY_BROKER_ACL_FILE", value_name = "FILE")]
+    pub broker_acl_file: Option<PathBuf>,
+
+    /// Let the embedded broker accept clients without credentials on a
+    /// non-loopback address (logged as a warning); without it such a broker
+    /// needs --broker-password-file. [default: false] (broker.allow_anonymous)
+    #[arg(long, env = "GATEWAY_BROKER_ALLOW_ANONYMOUS", value_name = "BOOL")]
+    pub broker_allow_anonymous: Option<bool>,
+
     /// Log format. [default: text] (log.format)
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -244,6 +266,9 @@ impl RunArgs {
         c.http.metrics_require_token |= self.metrics_require_token;
         c.http.insecure |= self.http_insecure;
         set_opt(&mut c.broker.embedded, &self.embedded_broker);
+        set_opt(&mut c.broker.password_file, &self.broker_password_file);
+        set_opt(&mut c.broker.acl_file, &self.broker_acl_file);
+        set(&mut c.broker.allow_anonymous, &self.broker_allow_anonymous);
         set(&mut c.log.format, &self.log_format);
         set_opt(&mut c.mqtt.ca_file, &self.ca_file);
         set_opt(&mut c.mqtt.client_cert, &self.client_cert);
@@ -321,6 +346,44 @@ pub enum DeadletterAction {
         #[arg(long, value_name = "REASON", conflicts_with = "ids")]
         reason: Option<String>,
     },
+}
+
+/// Flags of `devices`.
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// What to do with the registry.
+    #[command(subcommand)]
+    pub action: DevicesAction,
+}
+
+/// `devices` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DevicesAction {
+    /// Write Mosquitto's password file (DIR/passwd, `user:$7$...` lines,
+    /// PBKDF2-SHA512 as mosquitto_passwd writes them, mode 0600) and ACL file
+    /// (DIR/acl: each device may publish only its own topics, derived from
+    /// its format's ingest routes, and read nothing; the gateway account may
+    /// read every routed topic) from a device registry. Files are replaced
+    /// atomically; passwords are never printed. Then run the bundled broker
+    /// with --broker-password-file DIR/passwd --broker-acl-file DIR/acl, or
+    /// point an external Mosquitto's password_file and acl_file at them.
+    Provision(ProvisionArgs),
+}
+
+/// Flags of `devices provision`.
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// The device registry, TOML: a [gateway] table and [[device]] entries
+    /// (see devices.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub registry: PathBuf,
+    /// Directory to write `passwd` and `acl` into; created if missing.
+    #[arg(long, value_name = "DIR")]
+    pub mosquitto_dir: PathBuf,
+    /// Gateway configuration whose [ingest] routes decide each format's
+    /// topics. [default: none, the default routes]
+    #[arg(long, short = 'c', env = "GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 /// Flags of `bench`.

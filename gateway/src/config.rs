@@ -335,6 +335,43 @@ pub struct BrokerConfig {
     /// Run an MQTT broker inside the gateway on this address (one-box use)
     /// and connect to it. Default: none.
     pub embedded: Option<String>,
+    /// Mosquitto password file of the embedded broker, as `gateway devices
+    /// provision` writes it. When set, clients must log in (`allow_anonymous
+    /// false`) and the gateway logs in with `mqtt.username` and
+    /// `mqtt.password` (the registry's `[gateway]` account). Default: none.
+    pub password_file: Option<PathBuf>,
+    /// Mosquitto ACL file of the embedded broker (`gateway devices
+    /// provision`); needs `password_file`. Default: none.
+    pub acl_file: Option<PathBuf>,
+    /// Accept clients without credentials although the embedded broker
+    /// listens on a non-loopback address (or next to a password file).
+    /// Without a password file, a non-loopback embedded broker refuses to
+    /// start unless this is true; a loopback one always accepts anonymous
+    /// clients. Default: false.
+    pub allow_anonymous: bool,
+}
+
+/// How the embedded broker authenticates clients, as checked by
+/// [`Config::resolve`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAuth {
+    /// `password_file` of the generated mosquitto.conf.
+    pub password_file: Option<PathBuf>,
+    /// `acl_file` of the generated mosquitto.conf.
+    pub acl_file: Option<PathBuf>,
+    /// `allow_anonymous` of the generated mosquitto.conf.
+    pub allow_anonymous: bool,
+}
+
+impl BrokerAuth {
+    /// Anonymous access, no files: the loopback one-box default.
+    pub fn anonymous() -> Self {
+        Self {
+            password_file: None,
+            acl_file: None,
+            allow_anonymous: true,
+        }
+    }
 }
 
 /// Log line format.
@@ -478,6 +515,10 @@ impl Config {
                     m,
                 )
             })?),
+        };
+        let broker_auth = match embedded {
+            Some(addr) => Some(self.broker_auth(addr)?),
+            None => None,
         };
         let url = match (&self.mqtt.url, embedded) {
             (Some(url), _) => url.clone(),
@@ -754,6 +795,7 @@ impl Config {
             http,
             http_tokens,
             embedded,
+            broker_auth,
         })
     }
 
@@ -792,6 +834,75 @@ impl Config {
         Ok(tokens)
     }
 
+    /// The embedded broker's authentication: a password file (and ACL
+    /// file) when configured; anonymous on loopback; on any other address
+    /// only with an explicit `broker.allow_anonymous = true`.
+    fn broker_auth(&self, addr: SocketAddr) -> Result<BrokerAuth, ConfigError> {
+        let b = &self.broker;
+        for (key, flag, path) in [
+            (
+                "broker.password_file",
+                "--broker-password-file, GATEWAY_BROKER_PASSWORD_FILE",
+                &b.password_file,
+            ),
+            (
+                "broker.acl_file",
+                "--broker-acl-file, GATEWAY_BROKER_ACL_FILE",
+                &b.acl_file,
+            ),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(invalid(
+                    key,
+                    Some(flag),
+                    format!(
+                        "{} is not a readable file (write it with `gateway devices provision`)",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+        match &b.password_file {
+            Some(password_file) => {
+                if self.mqtt.username.is_none() || self.mqtt.password.is_none() {
+                    return Err(invalid(
+                        "mqtt.username",
+                        Some("--mqtt-username, GATEWAY_MQTT_USERNAME"),
+                        "broker.password_file is set, so the gateway must log in to its own \
+                         broker: set mqtt.username and mqtt.password (--mqtt-password, \
+                         GATEWAY_MQTT_PASSWORD) to the registry's [gateway] account",
+                    ));
+                }
+                Ok(BrokerAuth {
+                    password_file: Some(password_file.clone()),
+                    acl_file: b.acl_file.clone(),
+                    allow_anonymous: b.allow_anonymous,
+                })
+            }
+            None if b.acl_file.is_some() => Err(invalid(
+                "broker.acl_file",
+                Some("--broker-acl-file, GATEWAY_BROKER_ACL_FILE"),
+                "an ACL file needs broker.password_file (--broker-password-file): \
+                 its rules are per user",
+            )),
+            None if addr.ip().is_loopback() || b.allow_anonymous => Ok(BrokerAuth::anonymous()),
+            None => Err(invalid(
+                "broker.embedded",
+                Some("--embedded-broker, GATEWAY_EMBEDDED_BROKER"),
+                format!(
+                    "the embedded broker would listen on {addr}, beyond this machine, and accept \
+                     anyone: provision the devices (`gateway devices provision --registry \
+                     devices.toml --mosquitto-dir DIR`) and set broker.password_file \
+                     (--broker-password-file DIR/passwd) and broker.acl_file, or listen on \
+                     127.0.0.1, or accept anonymous clients explicitly with \
+                     broker.allow_anonymous = true (--broker-allow-anonymous true)"
+                ),
+            )),
+        }
+    }
+
     /// The shutdown bound as a duration.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_s)
@@ -811,6 +922,8 @@ pub struct Resolved {
     pub http_tokens: Vec<Secret>,
     /// Embedded broker listen address, if any.
     pub embedded: Option<SocketAddr>,
+    /// How the embedded broker authenticates clients, when there is one.
+    pub broker_auth: Option<BrokerAuth>,
 }
 
 /// A parsed `mqtt://` or `mqtts://` URL.
@@ -1018,9 +1131,65 @@ mod tests {
     fn embedded_broker_is_the_default_target() {
         let mut c = Config::default();
         c.broker.embedded = Some("0.0.0.0:18883".into());
+        c.broker.allow_anonymous = true;
         let r = c.resolve().unwrap();
         assert_eq!(r.broker.host, "127.0.0.1");
         assert_eq!(r.broker.port, 18883);
+    }
+
+    #[test]
+    fn an_open_embedded_broker_beyond_loopback_is_refused() {
+        let mut c = Config::default();
+        c.broker.embedded = Some("127.0.0.1:18883".into());
+        assert_eq!(
+            c.resolve().unwrap().broker_auth,
+            Some(BrokerAuth::anonymous())
+        );
+        c.broker.embedded = Some("0.0.0.0:18883".into());
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("broker.embedded")
+                && err.contains("gateway devices provision")
+                && err.contains("broker.allow_anonymous = true"),
+            "{err}"
+        );
+        c.broker.allow_anonymous = true;
+        assert_eq!(
+            c.resolve().unwrap().broker_auth,
+            Some(BrokerAuth::anonymous())
+        );
+    }
+
+    #[test]
+    fn a_password_file_needs_the_gateways_own_credentials() {
+        let dir = tempfile::tempdir().unwrap();
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, "gw:$7$101$c2FsdA==$aGFzaA==\n").unwrap();
+        let mut c = Config::default();
+        c.broker.embedded = Some("0.0.0.0:18883".into());
+        c.broker.acl_file = Some(passwd.clone());
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("broker.acl_file") && err.contains("password_file"),
+            "{err}"
+        );
+        c.broker.password_file = Some(passwd.clone());
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("mqtt.username") && err.contains("[gateway]"),
+            "{err}"
+        );
+        c.mqtt.username = Some("gw".into());
+        c.mqtt.password = Some(Secret::new("pw"));
+        let auth = c.resolve().unwrap().broker_auth.unwrap();
+        assert_eq!(auth.password_file.as_deref(), Some(passwd.as_path()));
+        assert!(!auth.allow_anonymous);
+        c.broker.password_file = Some(dir.path().join("missing"));
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("broker.password_file") && err.contains("provision"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod health;
 pub mod http;
 pub mod mqtt;
 pub mod pipeline;
+pub mod provision;
 pub mod query_cli;
 pub mod service;
 pub mod telemetry;

@@ -43,6 +43,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Deadletters(args) => gateway::deadletters::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Devices(args) => match &args.action {
+            gateway::cli::DevicesAction::Provision(p) => {
+                gateway::provision::run(p).map(|()| ExitCode::SUCCESS)
+            }
+        },
         Command::Query(args) => gateway::query_cli::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Bench(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -43,7 +43,13 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     );
 
     let embedded = match resolved.embedded {
-        Some(addr) => Some(broker::Embedded::start(addr, &cfg.data_dir).await?),
+        Some(addr) => {
+            let auth = resolved
+                .broker_auth
+                .clone()
+                .unwrap_or_else(crate::config::BrokerAuth::anonymous);
+            Some(broker::Embedded::start(addr, &cfg.data_dir, &auth).await?)
+        }
         None => None,
     };
 

@@ -49,13 +49,18 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
         ("--http-token-file", "GATEWAY_HTTP_TOKEN_FILE"),
         ("--metrics-require-token", "GATEWAY_METRICS_REQUIRE_TOKEN"),
         ("--http-insecure", "GATEWAY_HTTP_INSECURE"),
+        ("--broker-password-file", "GATEWAY_BROKER_PASSWORD_FILE"),
+        ("--broker-acl-file", "GATEWAY_BROKER_ACL_FILE"),
+        ("--broker-allow-anonymous", "GATEWAY_BROKER_ALLOW_ANONYMOUS"),
+        ("--store-username", "GATEWAY_STORE_USERNAME"),
+        ("--store-password", "GATEWAY_STORE_PASSWORD"),
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}:\n{help}");
         assert!(help.contains(env), "run --help lacks {env}:\n{help}");
     }
     assert_eq!(
         help.matches("[default:").count(),
-        21,
+        26,
         "every option states its default:\n{help}"
     );
     assert!(help.contains("mqtt://127.0.0.1:1883") && help.contains("./data"));
@@ -64,7 +69,7 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
 #[test]
 fn top_level_and_deadletters_help_list_the_subcommands() {
     let help = text(&gateway(&["--help"], &[]));
-    for sub in ["run", "check-config", "deadletters", "bench"] {
+    for sub in ["run", "check-config", "deadletters", "bench", "devices"] {
         assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
     }
     let help = text(&gateway(&["deadletters", "--help"], &[]));

@@ -27,6 +27,7 @@ pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod query;
+pub mod registry;
 pub mod retention;
 pub mod route;
 pub mod store;

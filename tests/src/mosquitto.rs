@@ -94,6 +94,13 @@ pub struct MosquittoOptions {
     /// when a test needs sessions to survive [`Mosquitto::kill`].
     /// Default: `None` (Mosquitto's 1800 s).
     pub autosave_interval: Option<u32>,
+    /// A password file written by someone else (e.g. `gateway devices
+    /// provision`), used as is (`password_file`); it takes the place of
+    /// [`MosquittoOptions::users`]. Default: none.
+    pub password_file: Option<PathBuf>,
+    /// An ACL file (`acl_file`). Default: none: every client may read and
+    /// write every topic.
+    pub acl_file: Option<PathBuf>,
     /// Raw lines appended to the generated config, for anything else.
     /// Default: none.
     pub extra_config: Vec<String>,
@@ -111,6 +118,8 @@ impl Default for MosquittoOptions {
             max_inflight_messages: 1000,
             max_queued_messages: 0,
             autosave_interval: None,
+            password_file: None,
+            acl_file: None,
             extra_config: Vec::new(),
             startup_timeout: Duration::from_secs(30),
         }
@@ -127,6 +136,24 @@ impl MosquittoOptions {
     /// Rejects clients without credentials.
     pub fn deny_anonymous(mut self) -> Self {
         self.allow_anonymous = false;
+        self
+    }
+
+    /// Uses an existing password file instead of [`MosquittoOptions::users`].
+    pub fn with_password_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.password_file = Some(path.into());
+        self
+    }
+
+    /// Uses an ACL file.
+    pub fn with_acl_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.acl_file = Some(path.into());
+        self
+    }
+
+    /// Appends a raw line to the generated config.
+    pub fn with_config_line(mut self, line: impl Into<String>) -> Self {
+        self.extra_config.push(line.into());
         self
     }
 
@@ -171,7 +198,7 @@ impl Mosquitto {
         let data = dir.path().join("data");
         std::fs::create_dir(&data)
             .map_err(|e| HarnessError::io(format!("create {}", data.display()), e))?;
-        if !options.users.is_empty() {
+        if !options.users.is_empty() && options.password_file.is_none() {
             write_password_file(&dir.path().join("passwd"), &options.users)?;
         }
         let mut broker = Self {
@@ -342,8 +369,13 @@ fn render_config(
         c.push_str("user root\n");
     }
     let _ = writeln!(c, "allow_anonymous {}", options.allow_anonymous);
-    if !options.users.is_empty() {
+    if let Some(path) = &options.password_file {
+        let _ = writeln!(c, "password_file {}", path.display());
+    } else if !options.users.is_empty() {
         let _ = writeln!(c, "password_file {}", dir.join("passwd").display());
+    }
+    if let Some(path) = &options.acl_file {
+        let _ = writeln!(c, "acl_file {}", path.display());
     }
     c.push_str("persistence true\n");
     let _ = writeln!(c, "persistence_location {}/", dir.join("data").display());
@@ -423,6 +455,21 @@ mod tests {
         assert!(c.contains("max_inflight_messages 1000\n"));
         assert!(c.contains("max_queued_messages 0\n"));
         assert!(!c.contains("certfile"));
+        assert!(!c.contains("acl_file"));
+    }
+
+    #[test]
+    fn config_takes_given_password_and_acl_files() {
+        let options = MosquittoOptions::default()
+            .with_password_file("/p/passwd")
+            .with_acl_file("/p/acl")
+            .with_config_line("log_type debug")
+            .deny_anonymous();
+        let c = render_config(&options, 1, None, Path::new("/d"), false);
+        assert!(c.contains("password_file /p/passwd\n"), "{c}");
+        assert!(c.contains("acl_file /p/acl\n"), "{c}");
+        assert!(c.contains("allow_anonymous false\n"), "{c}");
+        assert!(c.contains("log_type debug\n"), "{c}");
     }
 
     #[test]

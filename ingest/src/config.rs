@@ -44,6 +44,11 @@ pub enum Synchronous {
 pub struct IngestConfig {
     /// Topic routes, first match wins. Default: [`default_routes`].
     pub routes: Vec<RouteConfig>,
+    /// The device registry (`devices.toml`, see [`crate::registry`]): each listed device
+    /// may be written only through its format (else `spoofed-device`), an UltraLight
+    /// device only under its `apikey` (else `unknown-apikey`), and its district and kind
+    /// fill in what its messages do not say. Default: none.
+    pub registry: Option<std::path::PathBuf>,
     /// Larger payloads are dead-lettered as `payload-too-large` (only the first
     /// [`IngestConfig::deadletter_payload_keep_bytes`] are kept). Default: 65536 (64 KiB).
     pub max_payload_bytes: usize,
@@ -117,6 +122,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             routes: default_routes(),
+            registry: None,
             max_payload_bytes: 64 * 1024,
             deadletter_payload_keep_bytes: 4096,
             max_future_skew_s: 300,

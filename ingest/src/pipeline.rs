@@ -10,6 +10,7 @@
 //! every message of the batch is in the state, as readings or as a dead letter. Sequence
 //! numbers are explained in [`crate::devices`].
 
+use std::borrow::Cow;
 use std::ops::Range;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -72,6 +73,17 @@ pub struct Pipeline {
     data_version: Option<i64>,
     /// Buffers kept from batch to batch (emptied, their allocations reused).
     scratch: Scratch,
+    /// Devices of the registry (`registry`), by id.
+    registry: foldhash::HashMap<Box<str>, Registered>,
+}
+
+/// What the device registry says about one device.
+#[derive(Debug)]
+struct Registered {
+    format: Format,
+    district: String,
+    kind: &'static str,
+    apikey: Option<String>,
 }
 
 /// A batch's working buffers. The decoded groups and outcomes borrow from the batch's
@@ -166,6 +178,7 @@ impl Pipeline {
             devices: DeviceCache::default(),
             data_version: None,
             scratch: Scratch::default(),
+            registry: load_registry(cfg.registry.as_deref())?,
             cfg,
         })
     }
@@ -340,20 +353,21 @@ impl Pipeline {
             Err(r) => Outcome::Dead(r),
             Ok(()) => {
                 let mut rejected = Vec::new();
-                // Devices outside the route's allow-list: refused, and not in the device
-                // table at all.
+                // Devices outside the route's allow-list, or registered to another format
+                // or another API key: refused, and not in the device table at all.
                 let mut i = first;
                 while i < groups.len() {
-                    if matched.rules.device_allowed(&groups[i].device) {
+                    let refusal = self.identity_refusal(&mut groups[i], &matched);
+                    let Some((reason, why)) = refusal else {
                         i += 1;
                         continue;
-                    }
+                    };
                     let g = groups.remove(i);
                     rejected.extend(g.rejected);
                     rejected.push(Rejection::new(
-                        Reason::DeviceNotAllowed,
+                        reason,
                         format!(
-                            "device `{}` is not in the route's `devices` ({} readings refused)",
+                            "device `{}` {why} ({} readings refused)",
                             g.device,
                             g.readings.len()
                         ),
@@ -378,6 +392,47 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Why `g` may not be written through this route, if it may not: outside the route's
+    /// `devices`, registered to another format, or (UltraLight) to another API key. A
+    /// registered device without a district or kind in its message gets the registry's.
+    fn identity_refusal(
+        &self,
+        g: &mut Decoded<'_>,
+        matched: &crate::route::Matched<'_, '_>,
+    ) -> Option<(Reason, String)> {
+        if !matched.rules.device_allowed(&g.device) {
+            return Some((
+                Reason::DeviceNotAllowed,
+                "is not in the route's `devices`".to_owned(),
+            ));
+        }
+        let reg = self.registry.get(&*g.device)?;
+        if reg.format != matched.format {
+            return Some((
+                Reason::SpoofedDevice,
+                format!(
+                    "is registered as {}: a {} message may not write it",
+                    reg.format, matched.format
+                ),
+            ));
+        }
+        if let Some(key) = &reg.apikey
+            && matched.captures.apikey != Some(key.as_str())
+        {
+            return Some((
+                Reason::UnknownApikey,
+                "is registered with another API key".to_owned(),
+            ));
+        }
+        if g.district.is_none() {
+            g.district = Some(Cow::Owned(reg.district.clone()));
+        }
+        if g.kind.is_none() {
+            g.kind = Some(Cow::Borrowed(reg.kind));
+        }
+        None
     }
 
     fn device_channel<'a>(&self, t: Topic<'a>, msg: &Inbound) -> Outcome<'a> {
@@ -517,6 +572,7 @@ impl Pipeline {
             self.devices.clear();
         }
         let devices = &mut self.devices;
+        let registry = &self.registry;
         let hot = &mut self.hot;
         hot.begin(&tx)?;
         {
@@ -580,7 +636,10 @@ impl Pipeline {
                             // A device belongs to the format that reported it first: another
                             // format naming it (a line-protocol tag, a Tasmota topic) would
                             // write a device it does not own. Refused without touching its row.
-                            if let Some(owner) = devices.format_of(&tx, &g.device)?
+                            // (A registered device's format is the registry's, checked
+                            // before the transaction.)
+                            if !registry.contains_key(&*g.device)
+                                && let Some(owner) = devices.format_of(&tx, &g.device)?
                                 && owner != format.as_str()
                             {
                                 spoofed.push(Rejection::new(
@@ -824,6 +883,28 @@ impl Pipeline {
         self.hot.forget();
         Ok(out)
     }
+}
+
+/// The registry's devices by id (none without a registry file).
+fn load_registry(path: Option<&Path>) -> Result<foldhash::HashMap<Box<str>, Registered>> {
+    let mut map = foldhash::HashMap::default();
+    let Some(path) = path else {
+        return Ok(map);
+    };
+    let registry = crate::registry::Registry::from_path(path)
+        .map_err(|e| IngestError::Config(format!("`registry` {}: {e}", path.display())))?;
+    for d in registry.devices {
+        map.insert(
+            d.id.into_boxed_str(),
+            Registered {
+                format: d.format,
+                district: d.district,
+                kind: d.kind.as_str(),
+                apikey: d.apikey,
+            },
+        );
+    }
+    Ok(map)
 }
 
 fn insert_dead_letter(

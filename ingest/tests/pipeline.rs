@@ -812,3 +812,83 @@ fn route_api_keys_and_device_allow_lists_are_enforced() {
         .collect();
     assert_eq!(devices, ["edge-7", "host1", "ul-1", "ul-3"]);
 }
+
+/// The device registry gives a device its format (only that format writes it, even as its
+/// first message), its UltraLight API key, and the district and kind its messages lack.
+#[test]
+fn the_registry_binds_devices_to_formats_keys_and_districts() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = dir.path().join("devices.toml");
+    std::fs::write(
+        &registry,
+        r#"
+[gateway]
+username = "gateway"
+password = "gateway-secret"
+
+[[device]]
+id = "tasmota-a1"
+kind = "weather"
+district = "tay-ho"
+format = "tasmota"
+password = "device-secret-1"
+
+[[device]]
+id = "ul-7"
+kind = "airquality"
+district = "cau-giay"
+format = "ultralight"
+password = "device-secret-2"
+apikey = "key-ul-7"
+"#,
+    )
+    .unwrap();
+    let cfg = IngestConfig {
+        registry: Some(registry),
+        ..IngestConfig::default()
+    };
+    let mut p = open(dir.path(), cfg);
+    let tn = (now_s() - 60) * 1_000_000_000;
+    let out = p
+        .process(&[
+            // First message of the registered Tasmota device, through line protocol.
+            msg(
+                "telegraf/x",
+                format!("pm25,device=tasmota-a1 value=1 {tn}\n"),
+            ),
+            // The UltraLight device under another key, then under its own.
+            msg("/other-key/ul-7/attrs", "pm25|2"),
+            msg("/key-ul-7/ul-7/attrs", "pm25|3"),
+            msg(
+                "tele/tasmota-a1/SENSOR",
+                r#"{"PMS5003":{"PM2.5":4}}"#.to_owned(),
+            ),
+        ])
+        .unwrap();
+    assert_eq!(out.readings_committed, 2);
+    let mut reasons: Vec<String> = dead(&p).into_iter().map(|(_, r)| r).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["spoofed-device", "unknown-apikey"]);
+    let devices = ingest::devices::list(p.connection()).unwrap();
+    let t = devices.iter().find(|d| d.device == "tasmota-a1").unwrap();
+    assert_eq!(
+        (t.format.as_str(), t.district.as_deref(), t.kind.as_deref()),
+        ("tasmota", Some("tay-ho"), Some("weather")),
+        "the registry's district and kind fill in what Tasmota does not say"
+    );
+    let u = devices.iter().find(|d| d.device == "ul-7").unwrap();
+    assert_eq!((u.messages, u.district.as_deref()), (1, Some("cau-giay")));
+
+    // A registry that does not parse is a clear error at open.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[[device]]\nid = \"x\"\n").unwrap();
+    let err = Pipeline::open(
+        &dir.path().join("other"),
+        IngestConfig {
+            registry: Some(bad),
+            ..IngestConfig::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("registry"), "{err}");
+}

@@ -58,7 +58,7 @@ pub struct Config {
     pub batch: BatchConfig,
     /// `[store]`: the external time-series store (InfluxDB v2 write API).
     pub store: StoreConfig,
-    /// `[http]`: the HTTP server (`/metrics`, `/health`, later the API).
+    /// `[http]`: the HTTP server (`/metrics`, `/health`, the API and the dashboard).
     pub http: HttpConfig,
     /// `[broker]`: the optional in-process MQTT broker.
     pub broker: BrokerConfig,

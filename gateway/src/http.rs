@@ -1,7 +1,7 @@
 //! The HTTP server: `/metrics` (Prometheus text), `/health/live`,
-//! `/health/ready` and `/health` (JSON summary). [`router`] returns the
-//! routes so that the query API and the dashboard can be merged into the
-//! same server later.
+//! `/health/ready` and `/health` (JSON summary). [`router`] returns these
+//! routes; the service merges the query API and the dashboard
+//! ([`crate::api`]) into the same server.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -23,8 +23,8 @@ pub struct AppState {
     pub health: Arc<Health>,
     /// Renders the Prometheus exposition.
     pub metrics: PrometheusHandle,
-    /// Read-side connection to the SQLite state (outbox depth, later the
-    /// query API); `None` when it could not be opened.
+    /// Read-side connection to the SQLite state (the outbox depth for
+    /// `/health`); `None` when it could not be opened.
     pub reader: Option<Arc<Mutex<ingest::query::Reader>>>,
     /// Whether the outbox is in use (a store is configured).
     pub forwarding: bool,

@@ -1,10 +1,12 @@
 //! The telemetry gateway service: an MQTT 5 consumer that acknowledges each
-//! message only after the SQLite transaction holding it has committed (via
-//! the `ingest` library), the forwarder to the time-series store, the HTTP
-//! server (`/metrics`, `/health`), the configuration and the command line.
+//! message once the raw-message log holding it is durable (the `ingest`
+//! library applies the log to the SQLite state), the forwarder to the
+//! time-series store, the HTTP server (`/metrics`, `/health`, the query API
+//! and the dashboard), device provisioning, the configuration and the command
+//! line.
 //!
 //! The binary is `gateway` (`src/main.rs`); this library exposes the parts
-//! so that tests and later features (query API, dashboard) can reuse them.
+//! so that tests and benchmarks can reuse them.
 
 pub mod api;
 pub mod aqi;

@@ -39,6 +39,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
+    /// The reason as the enum, for comparisons (`None`: a reason this build does not know,
+    /// written by another version).
+    pub fn reason_kind(&self) -> Option<crate::Reason> {
+        crate::Reason::parse(&self.reason)
+    }
+
     /// The message again, with its original time of receipt.
     pub fn to_inbound(&self) -> Inbound {
         Inbound {

@@ -587,9 +587,16 @@ impl std::fmt::Display for DrainError {
         match self {
             Retry(why) => write!(f, "store write failed (will retry): {why}"),
             Config(why) => write!(f, "the store refuses this gateway's writes: {why}"),
-            Local(e) => write!(f, "{e}"),
+            Local(_) => f.write_str("the outbox could not be read or updated (see the source)"),
         }
     }
 }
 
-impl std::error::Error for DrainError {}
+impl std::error::Error for DrainError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Local(e) => Some(e),
+            Retry(_) | Config(_) => None,
+        }
+    }
+}

@@ -270,7 +270,7 @@ impl Pipeline {
         let mut batch = Vec::new();
         let mut requeue = Vec::new();
         for d in &letters {
-            if d.reason == Reason::StoreRejected.as_str() {
+            if d.reason_kind() == Some(Reason::StoreRejected) {
                 requeue.push(d.id);
             } else {
                 batch.push(d.to_inbound());

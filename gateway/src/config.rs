@@ -938,52 +938,47 @@ pub struct BrokerUrl {
 }
 
 impl BrokerUrl {
-    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (no path).
+    /// Parses `mqtt://host[:port]` or `mqtts://host[:port]` (no path), with the
+    /// `url` crate (IPv6 hosts in brackets).
     pub fn parse(url: &str) -> Result<Self, String> {
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("mqtt://") {
-            (false, rest)
-        } else if let Some(rest) = url.strip_prefix("mqtts://") {
-            (true, rest)
-        } else {
-            return Err(format!(
-                "`{url}` must start with mqtt:// or mqtts:// (e.g. mqtt://127.0.0.1:1883)"
-            ));
+        let parsed = url::Url::parse(url).map_err(|e| {
+            format!(
+                "`{url}` is not a URL ({e}); expected mqtt://host[:port] or mqtts://host[:port]"
+            )
+        })?;
+        let tls = match parsed.scheme() {
+            "mqtt" => false,
+            "mqtts" => true,
+            _ => {
+                return Err(format!(
+                    "`{url}` must start with mqtt:// or mqtts:// (e.g. mqtt://127.0.0.1:1883)"
+                ));
+            }
         };
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() || rest.contains(['/', '?', '@']) {
+        if !parsed.username().is_empty()
+            || parsed.password().is_some()
+            || !matches!(parsed.path(), "" | "/")
+            || parsed.query().is_some()
+            || parsed.fragment().is_some()
+        {
             return Err(format!(
                 "`{url}` must be scheme://host[:port] with no path, query or credentials \
                  (use mqtt.username and mqtt.password)"
             ));
         }
-        let default_port = if tls { 8883 } else { 1883 };
-        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
-            let (host, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("`{url}`: unclosed '[' in an IPv6 address"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => parse_port(p, url)?,
-                None if after.is_empty() => default_port,
-                None => return Err(format!("`{url}`: junk after the IPv6 address")),
-            };
-            (host.to_owned(), port)
-        } else {
-            match rest.rsplit_once(':') {
-                Some((host, p)) => (host.to_owned(), parse_port(p, url)?),
-                None => (rest.to_owned(), default_port),
-            }
+        let host = match parsed.host() {
+            Some(url::Host::Domain(d)) if !d.is_empty() => d.to_owned(),
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            _ => return Err(format!("`{url}` has no host")),
         };
-        if host.is_empty() {
-            return Err(format!("`{url}` has no host"));
-        }
+        let port = match parsed.port() {
+            Some(0) => return Err(format!("`{url}`: 0 is not a port (1-65535)")),
+            Some(p) => p,
+            None if tls => 8883,
+            None => 1883,
+        };
         Ok(Self { host, port, tls })
-    }
-}
-
-fn parse_port(p: &str, url: &str) -> Result<u16, String> {
-    match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("`{url}`: `{p}` is not a port (1-65535)")),
-        Ok(port) => Ok(port),
     }
 }
 

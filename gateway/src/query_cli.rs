@@ -206,25 +206,14 @@ pub fn render(rows: &Rows, format: OutputFormat) -> Result<String> {
             Ok(format!("{t}\n"))
         }
         OutputFormat::Csv => {
-            let mut out = String::new();
-            for line in std::iter::once(rows.header.iter().map(|h| h.to_string()).collect())
-                .chain(rows.rows.iter().cloned())
-            {
-                let cells: Vec<String> = line.iter().map(|c: &String| csv_cell(c)).collect();
-                out.push_str(&cells.join(","));
-                out.push('\n');
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(&rows.header)?;
+            for r in &rows.rows {
+                w.write_record(r)?;
             }
-            Ok(out)
+            let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("CSV: {e}"))?;
+            Ok(String::from_utf8(bytes)?)
         }
-    }
-}
-
-/// Quotes a CSV cell when it needs it (RFC 4180).
-fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
     }
 }
 

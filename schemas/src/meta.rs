@@ -9,7 +9,6 @@
 //! Encoding writes into a caller's buffer (devices); decoding needs the `std` feature.
 
 use crate::topic::DeviceKind;
-use core::fmt::{self, Write};
 
 /// A device's self-description.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,23 +44,6 @@ pub enum MetaError {
     Invalid(std::string::String),
 }
 
-struct Buf<'b> {
-    buf: &'b mut [u8],
-    len: usize,
-}
-
-impl Write for Buf<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
 fn plain(s: &str) -> Result<&str, MetaError> {
     if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
@@ -72,41 +54,45 @@ fn plain(s: &str) -> Result<&str, MetaError> {
     }
 }
 
-impl Meta<'_> {
-    /// Encodes as JSON into `buf`, returning the length.
-    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, MetaError> {
-        let mut w = Buf { buf, len: 0 };
-        self.write(&mut w)?.map_err(|_| MetaError::BufferTooSmall)?;
-        Ok(w.len)
-    }
+/// The JSON object as written (field names are the wire's).
+#[derive(serde::Serialize)]
+struct Wire<'a> {
+    fw: &'a str,
+    kind: &'a str,
+    district: &'a str,
+    sensors: &'a [&'a str],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lat: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lon: Option<f64>,
+    #[serde(rename = "periodS")]
+    period_s: u32,
+}
 
-    fn write(&self, w: &mut Buf<'_>) -> Result<fmt::Result, MetaError> {
-        let fw = plain(self.firmware)?;
-        let district = plain(self.district)?;
+impl Meta<'_> {
+    /// Encodes as JSON into `buf` (with `serde-json-core`, no allocation), returning the
+    /// length. Names must be plain printable ASCII (operators read them as they are); a
+    /// position is written only when both coordinates are finite.
+    pub fn encode(&self, buf: &mut [u8]) -> Result<usize, MetaError> {
+        plain(self.firmware)?;
+        plain(self.district)?;
         for s in self.sensors {
             plain(s)?;
         }
-        Ok((|| {
-            write!(
-                w,
-                r#"{{"fw":"{fw}","kind":"{}","district":"{district}","sensors":["#,
-                self.kind.as_str()
-            )?;
-            for (i, s) in self.sensors.iter().enumerate() {
-                if i > 0 {
-                    w.write_str(",")?;
-                }
-                write!(w, "\"{s}\"")?;
-            }
-            w.write_str("]")?;
-            if let (Some(lat), Some(lon)) = (self.lat, self.lon)
-                && lat.is_finite()
-                && lon.is_finite()
-            {
-                write!(w, r#","lat":{lat},"lon":{lon}"#)?;
-            }
-            write!(w, r#","periodS":{}}}"#, self.period_s)
-        })())
+        let position = match (self.lat, self.lon) {
+            (Some(lat), Some(lon)) if lat.is_finite() && lon.is_finite() => Some((lat, lon)),
+            _ => None,
+        };
+        let wire = Wire {
+            fw: self.firmware,
+            kind: self.kind.as_str(),
+            district: self.district,
+            sensors: self.sensors,
+            lat: position.map(|p| p.0),
+            lon: position.map(|p| p.1),
+            period_s: self.period_s,
+        };
+        serde_json_core::to_slice(&wire, buf).map_err(|_| MetaError::BufferTooSmall)
     }
 }
 

@@ -469,3 +469,150 @@ fn a_bad_registry_fails_naming_the_entry_and_writes_nothing() {
     assert!(err.contains("device[1].district"), "{err}");
     assert!(!auth.join("passwd").exists() && !auth.join("acl").exists());
 }
+
+/// Connects to `host:port` with MQTT 5; `Err` is the refusal.
+async fn connect_to(
+    port: u16,
+    id: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_clean_start(true);
+    if let Some((u, p)) = creds {
+        o.set_credentials(u, p);
+    }
+    let (client, mut events) = AsyncClient::new(o, 100);
+    loop {
+        match tokio::time::timeout(WAIT, events.poll()).await.unwrap()? {
+            Event::Incoming(Packet::ConnAck(_)) => return Ok((client, events)),
+            _ => continue,
+        }
+    }
+}
+
+/// The whole chain on one box: `gateway run` with its bundled broker using
+/// the provisioned files and the same registry in the pipeline. A device
+/// writes its own topic and its readings land (a foreign device with the
+/// registry's district); another device's topic, and anonymous or wrong
+/// credentials, get nothing in.
+#[test]
+fn the_bundled_broker_with_provisioned_accounts_takes_only_each_devices_own_topics() {
+    let _serial = common::serial();
+    let dir = tempfile::tempdir().unwrap();
+    let esp_hash = mosquitto_passwd_hash(dir.path(), "node-7", ESP_PASS);
+    let reg = dir.path().join("devices.toml");
+    std::fs::write(&reg, registry(&esp_hash)).unwrap();
+    let auth = dir.path().join("mosquitto");
+    let out = Command::new(common::gateway_bin())
+        .args(["devices", "provision", "--registry"])
+        .arg(&reg)
+        .arg("--mosquitto-dir")
+        .arg(&auth)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cfg = dir.path().join("gateway.toml");
+    std::fs::write(
+        &cfg,
+        format!("[ingest]\nregistry = \"{}\"\n", reg.display()),
+    )
+    .unwrap();
+    let port = tests::free_port().unwrap();
+    let data = dir.path().join("data");
+    let opts = common::GatewayOptions {
+        mqtt_url: None,
+        client_id: "gw-bundled".into(),
+        data_dir: data.clone(),
+        store: None,
+        share_group: None,
+        extra: vec![
+            "--config".into(),
+            cfg.display().to_string(),
+            "--embedded-broker".into(),
+            format!("127.0.0.1:{port}"),
+            "--broker-password-file".into(),
+            auth.join("passwd").display().to_string(),
+            "--broker-acl-file".into(),
+            auth.join("acl").display().to_string(),
+            "--mqtt-username".into(),
+            "gateway".into(),
+            "--mqtt-password".into(),
+            GW_PASS.into(),
+        ],
+    };
+    let gw = common::Gateway::start(&opts);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(
+            connect_to(port, "anon", None).await.is_err(),
+            "anonymous clients are refused"
+        );
+        assert!(
+            connect_to(port, "aq-0001", Some(("aq-0001", "wrong-password")))
+                .await
+                .is_err(),
+            "a wrong password is refused"
+        );
+        let (client, mut events) = connect_to(port, "aq-0001", Some(("aq-0001", AQ_PASS)))
+            .await
+            .unwrap();
+        let poll = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        // Its own topic first: Mosquitto 2.0.11 closes an MQTT 5 connection whose
+        // publish the ACL denies.
+        for (topic, value) in [
+            ("city/ba-dinh/airquality/aq-0001/up", 12),
+            ("city/ba-dinh/airquality/aq-0002/up", 999),
+        ] {
+            let pack = format!(r#"[{{"bn":"{}:","n":"pm25","u":"ug/m3","v":{value}}}]"#, {
+                topic.split('/').nth(3).unwrap()
+            });
+            client
+                .publish(topic, QoS::AtLeastOnce, false, pack.into_bytes())
+                .await
+                .unwrap();
+        }
+        let (tas, mut tas_events) =
+            connect_to(port, "tasmota-user", Some(("tasmota-user", TASMOTA_PASS)))
+                .await
+                .unwrap();
+        let poll2 = tokio::spawn(async move { while tas_events.poll().await.is_ok() {} });
+        tas.publish(
+            "tele/tasmota-a1/SENSOR",
+            QoS::AtLeastOnce,
+            false,
+            br#"{"BME280":{"Temperature":21.5}}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+        let started = std::time::Instant::now();
+        while common::reading_count(&data) < 2 {
+            assert!(
+                started.elapsed() < WAIT,
+                "the two own-topic readings were not stored: {}\n{}",
+                common::reading_count(&data),
+                gw.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        poll.abort();
+        poll2.abort();
+    });
+    assert_eq!(
+        common::readings_where(&data, |device, _| device == "aq-0002"),
+        0,
+        "a device cannot publish another device's topic"
+    );
+    assert_eq!(
+        common::query_u64(
+            &data,
+            "SELECT COUNT(*) FROM devices WHERE device = 'tasmota-a1' AND district = 'tay-ho'"
+        ),
+        1,
+        "the registry's district for a Tasmota device"
+    );
+    drop(gw);
+}

@@ -49,6 +49,8 @@ use crate::health::Health;
 pub struct ConsumerConfig {
     /// Topic filters to subscribe to (already `$share/`-prefixed if shared).
     pub filters: Vec<String>,
+    /// Those of `filters` that carry device state: their retained messages are wanted.
+    pub state_filters: Vec<String>,
     /// Most messages per log commit.
     pub max_messages: usize,
     /// Most payload bytes per log commit (a single larger message still goes).
@@ -259,7 +261,7 @@ async fn event_loop(
                     subscribed_once = true;
                     health.set_subscribed(false);
                     let client = client.clone();
-                    let filters = subscription_filters(&cfg.filters);
+                    let filters = subscription_filters(&cfg.filters, &cfg.state_filters);
                     tokio::spawn(async move {
                         if let Err(e) = client.subscribe_many(filters).await {
                             tracing::error!(error = %e, "cannot queue the subscription");
@@ -344,14 +346,15 @@ async fn event_loop(
 }
 
 /// Subscriptions with their retained-message rule: readings filters never get retained
-/// messages (a retained reading is the topic's last value, not a new reading); the status
-/// and meta filters get them at every subscribe (the device's last known state).
-fn subscription_filters(filters: &[String]) -> Vec<Filter> {
+/// messages (a retained reading is the topic's last value, not a new reading); the device
+/// state filters (status, meta, the foreign formats' wills) get them at every subscribe
+/// (the device's last known state).
+fn subscription_filters(filters: &[String], state: &[String]) -> Vec<Filter> {
     filters
         .iter()
         .map(|f| {
             let mut filter = Filter::new(f.clone(), QoS::AtLeastOnce);
-            filter.retain_forward_rule = if f.ends_with("/status") || f.ends_with("/meta") {
+            filter.retain_forward_rule = if state.contains(f) {
                 RetainForwardRule::OnEverySubscribe
             } else {
                 RetainForwardRule::Never

@@ -64,11 +64,19 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// The subscriptions for the ingest routes (plus the native status and
-/// meta channels), with the shared-subscription prefix when a group is set.
-pub fn filters(routes: &[ingest::RouteConfig], share_group: Option<&str>) -> Vec<String> {
+/// The MQTT filters for `routes` (readings), the native `status`/`meta`
+/// channels and the foreign formats' `status_routes`, `$share/<group>/`-prefixed
+/// when the gateway is in a share group.
+pub fn filters(
+    routes: &[ingest::RouteConfig],
+    status_routes: &[ingest::status::StatusRouteConfig],
+    share_group: Option<&str>,
+) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for f in ingest::route::subscription_filters(routes) {
+    for f in ingest::route::subscription_filters(routes)
+        .into_iter()
+        .chain(ingest::status::status_filters(status_routes))
+    {
         let f = match share_group {
             Some(g) => format!("$share/{g}/{f}"),
             None => f,
@@ -78,6 +86,24 @@ pub fn filters(routes: &[ingest::RouteConfig], share_group: Option<&str>) -> Vec
         }
     }
     out
+}
+
+/// The filters among [`filters`] whose retained messages the gateway wants at
+/// every subscribe: device state (native `status`/`meta`, the foreign formats'
+/// wills), the last known state of each device. Readings filters never get
+/// retained messages (a retained reading is not a new reading).
+pub fn state_filters(
+    status_routes: &[ingest::status::StatusRouteConfig],
+    share_group: Option<&str>,
+) -> Vec<String> {
+    ["city/+/+/+/status".to_owned(), "city/+/+/+/meta".to_owned()]
+        .into_iter()
+        .chain(ingest::status::status_filters(status_routes))
+        .map(|f| match share_group {
+            Some(g) => format!("$share/{g}/{f}"),
+            None => f,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,10 +116,22 @@ mod tests {
             ingest::RouteConfig::new("tele/{device}/SENSOR", ingest::Format::Tasmota),
             ingest::RouteConfig::new("tele/{x}/SENSOR", ingest::Format::Tasmota),
         ];
-        let f = filters(&routes, Some("g1"));
+        let f = filters(&routes, &[], Some("g1"));
         assert_eq!(f[0], "$share/g1/tele/+/SENSOR");
         assert_eq!(f.iter().filter(|x| x.contains("tele/")).count(), 1);
         assert!(f.contains(&"$share/g1/city/+/+/+/status".to_owned()));
-        assert!(filters(&routes, None).contains(&"tele/+/SENSOR".to_owned()));
+        assert!(filters(&routes, &[], None).contains(&"tele/+/SENSOR".to_owned()));
+        let status = ingest::status::default_status_routes();
+        let all = filters(&routes, &status, None);
+        assert!(all.contains(&"tele/+/LWT".to_owned()) && all.contains(&"+/status".to_owned()));
+        assert_eq!(
+            state_filters(&status, Some("g")),
+            [
+                "$share/g/city/+/+/+/status",
+                "$share/g/city/+/+/+/meta",
+                "$share/g/tele/+/LWT",
+                "$share/g/+/status"
+            ]
+        );
     }
 }

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use ingest::Format;
 use ingest::registry::{Credential, Device, Registry};
 use ingest::route::{RouteConfig, subscription_filters};
-use ingest::{Format, default_routes};
 use sha2::Sha512;
 
 use crate::cli::ProvisionArgs;
@@ -238,10 +238,19 @@ pub fn provision(
 
 /// `gateway devices provision`.
 pub fn run(args: &ProvisionArgs) -> anyhow::Result<()> {
-    let routes = match &args.config {
-        Some(path) => crate::config::Config::from_file(path)?.ingest.routes,
-        None => default_routes(),
+    let ingest = match &args.config {
+        Some(path) => crate::config::Config::from_file(path)?.ingest,
+        None => ingest::IngestConfig::default(),
     };
+    // A device also writes its format's availability topic (Tasmota's LWT, ESPHome's
+    // status), which the gateway reads.
+    let mut routes = ingest.routes;
+    routes.extend(
+        ingest
+            .status_routes
+            .iter()
+            .map(|s| RouteConfig::new(s.pattern.clone(), s.format)),
+    );
     let done = provision(&args.registry, &args.mosquitto_dir, &routes)?;
     println!(
         "provisioned {} device(s) and the gateway account from {}\n\
@@ -307,7 +316,7 @@ mod tests {
 
     #[test]
     fn each_format_gets_its_own_topics_from_the_default_routes() {
-        let routes = default_routes();
+        let routes = ingest::default_routes();
         let t = |d: &Device| device_topics(d, &routes).unwrap();
         assert_eq!(
             t(&device("ws-1", Format::Senml, None)),

@@ -123,7 +123,15 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
 
     let options = mqtt::options(&cfg, &resolved)?;
     let consumer_cfg = ConsumerConfig {
-        filters: mqtt::filters(&cfg.ingest.routes, cfg.mqtt.share_group.as_deref()),
+        filters: mqtt::filters(
+            &cfg.ingest.routes,
+            &cfg.ingest.status_routes,
+            cfg.mqtt.share_group.as_deref(),
+        ),
+        state_filters: mqtt::state_filters(
+            &cfg.ingest.status_routes,
+            cfg.mqtt.share_group.as_deref(),
+        ),
         max_messages: cfg.batch.max_messages,
         max_bytes: cfg.batch.max_bytes,
         linger: Duration::from_micros(cfg.batch.linger_us),

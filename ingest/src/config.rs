@@ -44,6 +44,10 @@ pub enum Synchronous {
 pub struct IngestConfig {
     /// Topic routes, first match wins. Default: [`default_routes`].
     pub routes: Vec<RouteConfig>,
+    /// Availability topics of foreign formats (their last wills), mapped to the device's
+    /// status. Default: [`crate::status::default_status_routes`] (Tasmota's
+    /// `tele/{device}/LWT`, ESPHome's `{node}/status`).
+    pub status_routes: Vec<crate::status::StatusRouteConfig>,
     /// The device registry (`devices.toml`, see [`crate::registry`]): each listed device
     /// may be written only through its format (else `spoofed-device`), an UltraLight
     /// device only under its `apikey` (else `unknown-apikey`), and its district and kind
@@ -122,6 +126,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             routes: default_routes(),
+            status_routes: crate::status::default_status_routes(),
             registry: None,
             max_payload_bytes: 64 * 1024,
             deadletter_payload_keep_bytes: 4096,
@@ -199,6 +204,7 @@ impl IngestConfig {
         }
         self.tasmota_offset_s()?;
         crate::route::Router::new(&self.routes)?;
+        crate::status::StatusRouter::new(&self.status_routes)?;
         Ok(())
     }
 

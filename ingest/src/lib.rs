@@ -30,6 +30,7 @@ pub mod query;
 pub mod registry;
 pub mod retention;
 pub mod route;
+pub mod status;
 pub mod store;
 pub mod validate;
 

@@ -73,6 +73,8 @@ pub struct Pipeline {
     data_version: Option<i64>,
     /// Buffers kept from batch to batch (emptied, their allocations reused).
     scratch: Scratch,
+    /// Foreign formats' availability topics.
+    status_router: crate::status::StatusRouter,
     /// Devices of the registry (`registry`), by id.
     registry: foldhash::HashMap<Box<str>, Registered>,
 }
@@ -125,9 +127,11 @@ enum Outcome<'a> {
         rejected: Vec<Rejection>,
     },
     Status {
-        device: &'a str,
-        district: &'a str,
-        kind: &'static str,
+        device: Cow<'a, str>,
+        district: Option<&'a str>,
+        kind: Option<&'a str>,
+        /// The format of the topic it came on (native: `senml`).
+        format: Format,
         online: bool,
     },
     Meta {
@@ -179,6 +183,7 @@ impl Pipeline {
             data_version: None,
             scratch: Scratch::default(),
             registry: load_registry(cfg.registry.as_deref())?,
+            status_router: crate::status::StatusRouter::new(&cfg.status_routes)?,
             cfg,
         })
     }
@@ -323,6 +328,9 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(s) = self.status_router.matched(&msg.topic, &msg.payload) {
+            return status_outcome(s, msg);
+        }
         let Some(matched) = self.router.matched(&msg.topic) else {
             return Outcome::Dead(Rejection::new(
                 Reason::NoRoute,
@@ -442,18 +450,15 @@ impl Pipeline {
         }
         match t.channel {
             Channel::Status => match &msg.payload[..] {
-                p if p == schemas::topic::STATUS_ONLINE => Outcome::Status {
-                    device,
-                    district,
-                    kind,
-                    online: true,
-                },
-                p if p == schemas::topic::STATUS_OFFLINE => Outcome::Status {
-                    device,
-                    district,
-                    kind,
-                    online: false,
-                },
+                p if p == schemas::topic::STATUS_ONLINE || p == schemas::topic::STATUS_OFFLINE => {
+                    Outcome::Status {
+                        device: Cow::Borrowed(device),
+                        district: Some(district),
+                        kind: Some(kind),
+                        format: Format::Senml,
+                        online: p == schemas::topic::STATUS_ONLINE,
+                    }
+                }
                 _ => Outcome::Dead(decode::malformed(
                     "status payload must be `online` or `offline`",
                 )),
@@ -588,15 +593,36 @@ impl Pipeline {
                         device,
                         district,
                         kind,
+                        format,
                         online,
                     } => {
+                        // The same owner rule as readings: a status names its device
+                        // through a topic of one format only.
+                        let owner = match registry.get(&**device) {
+                            Some(r) => Some(r.format.as_str()),
+                            None => devices.format_of(&tx, device)?,
+                        };
+                        if let Some(owner) = owner
+                            && owner != format.as_str()
+                        {
+                            let rej = Rejection::new(
+                                Reason::SpoofedDevice,
+                                format!(
+                                    "device `{device}` reports as {owner}: a {format} status may not change it"
+                                ),
+                            );
+                            insert_dead_letter(&tx, msg, &rej, cfg.deadletter_payload_keep_bytes)?;
+                            out.dead_letters += 1;
+                            rejections.push(rej.reason);
+                            continue;
+                        }
                         let row = devices.row(
                             &tx,
                             device,
                             Sighting {
-                                district: Some(district),
-                                kind: Some(kind),
-                                format: Format::Senml,
+                                district: *district,
+                                kind: *kind,
+                                format: *format,
                                 received_at_ns: msg.received_at_ns,
                                 // A retained status or meta is what the broker kept, not a
                                 // sign that the device is alive now.
@@ -882,6 +908,31 @@ impl Pipeline {
         // Retention may have forgotten series: learn them again from the next inserts.
         self.hot.forget();
         Ok(out)
+    }
+}
+
+/// A foreign format's availability message as an outcome.
+fn status_outcome<'a>(s: crate::status::StatusMatch<'a>, msg: &Inbound) -> Outcome<'a> {
+    if msg.payload.is_empty() {
+        // A cleared retained will.
+        return Outcome::Cleared;
+    }
+    let Some(online) = s.online else {
+        return Outcome::Dead(decode::malformed(format!(
+            "{} status payload {:?} is neither its online nor its offline word",
+            s.format,
+            String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(64)])
+        )));
+    };
+    match decode::normalise_device(s.device) {
+        Ok(device) => Outcome::Status {
+            device,
+            district: None,
+            kind: None,
+            format: s.format,
+            online,
+        },
+        Err(r) => Outcome::Dead(r),
     }
 }
 

@@ -892,3 +892,66 @@ apikey = "key-ul-7"
     .unwrap_err();
     assert!(err.to_string().contains("registry"), "{err}");
 }
+
+/// Device status for every format: Tasmota's retained LWT and ESPHome's status topic set
+/// the device's status as the native channel does, under the same identity rules.
+#[test]
+fn foreign_wills_set_device_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(dir.path(), IngestConfig::default());
+    let t = now_s() - 60;
+    let mut retained = msg("tele/tasmota_A1B2C3/LWT", "Online");
+    retained.retained = true;
+    let out = p
+        .process(&[
+            retained,
+            msg("weather-7/status", "online"),
+            msg(
+                "tele/tasmota_A1B2C3/SENSOR",
+                r#"{"BME280":{"Temperature":21.5}}"#.to_owned(),
+            ),
+            msg("weather-7/status", "offline"),
+            // Not Tasmota's word (it writes `Online`): a dead letter.
+            msg("tele/tasmota_A1B2C3/LWT", "online"),
+            // A cleared retained will: nothing.
+            msg("tele/gone/LWT", ""),
+        ])
+        .unwrap();
+    assert_eq!((out.readings_committed, out.dead_letters), (1, 1));
+    let devices = ingest::devices::list(p.connection()).unwrap();
+    let status = |id: &str| {
+        devices
+            .iter()
+            .find(|d| d.device == id)
+            .map(|d| (d.status.clone(), d.format.clone()))
+    };
+    assert_eq!(
+        status("tasmota_a1b2c3"),
+        Some((Some("online".into()), "tasmota".into()))
+    );
+    assert_eq!(
+        status("weather-7"),
+        Some((Some("offline".into()), "esphome".into()))
+    );
+    assert_eq!(status("gone"), None);
+
+    // A native station's status cannot be set through another format's will.
+    p.process(&[msg(
+        &senml_topic("aq-0001"),
+        senml_cbor("aq-0001", 0, t, &[("pm25", "ug/m3", 5.0)]),
+    )])
+    .unwrap();
+    let out = p.process(&[msg("tele/aq-0001/LWT", "Offline")]).unwrap();
+    assert_eq!(out.dead_letters, 1);
+    let reasons: Vec<String> = dead(&p).into_iter().map(|(_, r)| r).collect();
+    assert!(
+        reasons.contains(&"spoofed-device".to_owned()),
+        "{reasons:?}"
+    );
+    let aq = ingest::devices::list(p.connection())
+        .unwrap()
+        .into_iter()
+        .find(|d| d.device == "aq-0001")
+        .unwrap();
+    assert_eq!(aq.status, None);
+}

@@ -126,6 +126,27 @@ fn is_stale(row: &DeviceRow, at_ns: i64, after_s: u64) -> bool {
         .is_none_or(|seen| at_ns.saturating_sub(seen) > limit)
 }
 
+/// A device's status: what it last reported (its own `status` topic or its format's will),
+/// else, for formats without one (UltraLight, line protocol), `online` while it reports
+/// within its stale window and `offline` after; `unknown` for a device of a format with
+/// a will that has not sent one.
+fn status_of(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> String {
+    if let Some(s) = &row.status {
+        return s.clone();
+    }
+    let has_will = !matches!(
+        row.format.as_deref().and_then(ingest::Format::parse),
+        Some(ingest::Format::Ultralight | ingest::Format::LineProtocol)
+    );
+    if has_will {
+        "unknown".into()
+    } else if is_stale(row, at_ns, stale_after(row, default_stale)) {
+        "offline".into()
+    } else {
+        "online".into()
+    }
+}
+
 fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
     let after = stale_after(row, default_stale);
     Device {
@@ -133,7 +154,7 @@ fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
         kind: row.kind(),
         district: row.district(),
         format: row.format.clone(),
-        status: row.status.clone().unwrap_or_else(|| "unknown".into()),
+        status: status_of(row, at_ns, default_stale),
         first_seen_ms: row.first_seen_ns.map(ms),
         last_seen_ms: row.last_seen_ns.map(ms),
         last_seq: row.last_seq,
@@ -372,7 +393,7 @@ pub fn latest(
                 )
             });
         group.devices += 1;
-        if row.status.as_deref() == Some("online") {
+        if status_of(&row, at_ns, DEFAULT_STALE_AFTER) == "online" {
             group.online += 1;
         }
         let mut values = latest.remove(&row.device).unwrap_or_default();
@@ -590,7 +611,7 @@ pub fn stats(
     let rows = load_devices(conn)?;
     let (mut online, mut stale) = (0u64, 0u64);
     for row in &rows {
-        if row.status.as_deref() == Some("online") {
+        if status_of(row, at_ns, default_stale) == "online" {
             online += 1;
         }
         if is_stale(row, at_ns, stale_after(row, default_stale)) {

@@ -1,7 +1,7 @@
-//! Load generation for the end-to-end benchmark and the tests: bursts of
-//! Tasmota or SenML-CBOR messages (5 readings each) published with QoS 1 into
-//! a broker, each reading with a distinct (device, metric, time) so that the
-//! hot tier must end up with exactly `messages * 5` rows.
+//! Load generation for the end-to-end benchmarks and the tests: bursts (or a
+//! paced stream) of Tasmota or SenML-CBOR messages (5 readings each) published
+//! with QoS 1 into a broker, each reading with a distinct (device, metric, time)
+//! so that the hot tier must end up with exactly `messages * 5` rows.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,8 @@ pub enum LoadFormat {
 }
 
 /// A burst: `messages` messages spread round-robin over `devices` devices,
-/// one second apart per device, ending about a minute before `now`.
+/// one second apart per device (see [`Load::every`]), ending about a minute
+/// before `now`.
 #[derive(Debug, Clone)]
 pub struct Load {
     /// Payload format.
@@ -37,6 +38,8 @@ pub struct Load {
     pub devices: u32,
     /// Unix seconds of each device's first message.
     pub base_unix_s: i64,
+    /// Seconds between two messages of one device.
+    pub interval_s: i64,
     /// Device-name prefix (distinct per test so runs never collide).
     pub prefix: String,
 }
@@ -53,8 +56,22 @@ impl Load {
             messages,
             devices,
             base_unix_s: now - i64::try_from(per_device).unwrap_or(i64::MAX / 2) - 60,
+            interval_s: 1,
             prefix: prefix.to_owned(),
         }
+    }
+
+    /// The same burst with each device's messages `interval_s` seconds apart (a
+    /// sensor's period), still ending about a minute before `now`: hours of history
+    /// from few messages.
+    pub fn every(mut self, interval_s: u32) -> Self {
+        let interval_s = i64::from(interval_s.max(1));
+        let span = i64::try_from(self.messages.div_ceil(u64::from(self.devices)))
+            .unwrap_or(i64::MAX / 2)
+            .saturating_mul(interval_s);
+        self.base_unix_s = ingest::message::now_ns() / 1_000_000_000 - span - 60;
+        self.interval_s = interval_s;
+        self
     }
 
     /// The device of message `i`.
@@ -66,7 +83,7 @@ impl Load {
     pub fn message(&self, i: u64) -> (String, Vec<u8>) {
         let device = self.device(i);
         let k = i / u64::from(self.devices);
-        let t = self.base_unix_s + i64::try_from(k).unwrap_or(0);
+        let t = self.base_unix_s + i64::try_from(k).unwrap_or(0) * self.interval_s;
         let wave = (i % 17) as f64;
         let (temp, hum, pres, pm25, pm10) = (
             24.0 + wave / 4.0,
@@ -126,6 +143,32 @@ pub async fn publish_range(
     load: &Load,
     range: std::ops::Range<u64>,
 ) -> anyhow::Result<Duration> {
+    publish_at(host, port, client_id, load, range, None).await
+}
+
+/// Publishes messages `range` of `load` with QoS 1 at a steady `per_second`
+/// (message `n` of the range not before `n / per_second` seconds after the
+/// start, whatever the earlier ones took: no drift) and waits until the broker
+/// acknowledged all of them. Returns the time it took.
+pub async fn publish_paced(
+    host: &str,
+    port: u16,
+    client_id: &str,
+    load: &Load,
+    range: std::ops::Range<u64>,
+    per_second: f64,
+) -> anyhow::Result<Duration> {
+    publish_at(host, port, client_id, load, range, Some(per_second)).await
+}
+
+async fn publish_at(
+    host: &str,
+    port: u16,
+    client_id: &str,
+    load: &Load,
+    range: std::ops::Range<u64>,
+    per_second: Option<f64>,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let mut o = MqttOptions::new(client_id, host, port);
     o.set_keep_alive(Duration::from_secs(30))
@@ -144,7 +187,12 @@ pub async fn publish_range(
         }
         Ok(events)
     });
+    let first = range.start;
     for i in range {
+        if let Some(rate) = per_second.filter(|r| *r > 0.0) {
+            let due = started + Duration::from_secs_f64((i - first) as f64 / rate);
+            tokio::time::sleep_until(due.into()).await;
+        }
         let (topic, payload) = load.message(i);
         client
             .publish(topic, QoS::AtLeastOnce, false, payload)
@@ -200,6 +248,15 @@ mod tests {
         assert_eq!(records.len(), 5);
         assert_eq!(records[0].base_name, Some("t-00001:"));
         assert_eq!(records[0].base_time, Some((load.base_unix_s + 1) as f64));
+        let hourly = Load::new(LoadFormat::Senml, 10, 3, "t-").every(3600);
+        let (_, payload) = hourly.message(4);
+        let records = cbor::decode_vec(&payload).unwrap();
+        assert_eq!(
+            records[0].base_time,
+            Some((hourly.base_unix_s + 3600) as f64)
+        );
+        let now = ingest::message::now_ns() / 1_000_000_000;
+        assert!(hourly.base_unix_s + 3 * 3600 <= now);
         let tas = Load::new(LoadFormat::Tasmota, 10, 3, "t-");
         let (topic, payload) = tas.message(0);
         assert_eq!(topic, "tele/t-00000/SENSOR");

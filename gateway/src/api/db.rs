@@ -53,6 +53,7 @@ impl Workers {
             std::thread::Builder::new()
                 .name(format!("api-read-{i}"))
                 .spawn(move || {
+                    lower_priority();
                     for job in rx.iter() {
                         // A panicking query fails its own request (its answer channel
                         // closes), not the thread.
@@ -61,6 +62,21 @@ impl Workers {
                 })?;
         }
         Ok(Self { jobs })
+    }
+}
+
+/// The nice value the query threads run at (the rest of the gateway keeps its own, 0 by
+/// default).
+pub const QUERY_NICE: i32 = 10;
+
+/// Sets the calling thread's nice value to [`QUERY_NICE`] (on Linux, `setpriority` on a
+/// thread id applies to that thread only): when the CPUs are busy, the log writer, the
+/// applier and the MQTT loop run first, so dashboard queries slow down before
+/// acknowledgements do. A refusal (a sandbox) is logged at debug level and ignored.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), QUERY_NICE) {
+        tracing::debug!(error = %e, "cannot lower the API query thread's priority");
     }
 }
 

@@ -100,6 +100,36 @@ password_hash = "{esp_hash}"
     )
 }
 
+/// What [`provision_registry`] made.
+struct Provisioning {
+    esp_hash: String,
+    reg: std::path::PathBuf,
+    auth: std::path::PathBuf,
+    out: std::process::Output,
+}
+
+/// Writes the test registry into `dir` and runs the real `gateway devices
+/// provision` on it, into `dir/mosquitto`.
+fn provision_registry(dir: &Path) -> Provisioning {
+    let esp_hash = mosquitto_passwd_hash(dir, "node-7", ESP_PASS);
+    let reg = dir.join("devices.toml");
+    std::fs::write(&reg, registry(&esp_hash)).unwrap();
+    let auth = dir.join("mosquitto");
+    let out = Command::new(common::gateway_bin())
+        .args(["devices", "provision", "--registry"])
+        .arg(&reg)
+        .arg("--mosquitto-dir")
+        .arg(&auth)
+        .output()
+        .unwrap();
+    Provisioning {
+        esp_hash,
+        reg,
+        auth,
+        out,
+    }
+}
+
 /// Connects with MQTT 5 and waits for the CONNACK; the error is the
 /// refusal.
 async fn connect(
@@ -245,18 +275,12 @@ async fn receive_until(events: &mut EventLoop, last: &str) -> Vec<(String, Strin
 fn provisioned_devices_publish_only_their_own_topics() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
-    let esp_hash = mosquitto_passwd_hash(dir.path(), "node-7", ESP_PASS);
-    let reg = dir.path().join("devices.toml");
-    std::fs::write(&reg, registry(&esp_hash)).unwrap();
-    let auth = dir.path().join("mosquitto");
-
-    let out = Command::new(common::gateway_bin())
-        .args(["devices", "provision", "--registry"])
-        .arg(&reg)
-        .arg("--mosquitto-dir")
-        .arg(&auth)
-        .output()
-        .unwrap();
+    let Provisioning {
+        esp_hash,
+        auth,
+        out,
+        ..
+    } = provision_registry(dir.path());
     let printed = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -499,17 +523,7 @@ async fn connect_to(
 fn the_bundled_broker_with_provisioned_accounts_takes_only_each_devices_own_topics() {
     let _serial = common::serial();
     let dir = tempfile::tempdir().unwrap();
-    let esp_hash = mosquitto_passwd_hash(dir.path(), "node-7", ESP_PASS);
-    let reg = dir.path().join("devices.toml");
-    std::fs::write(&reg, registry(&esp_hash)).unwrap();
-    let auth = dir.path().join("mosquitto");
-    let out = Command::new(common::gateway_bin())
-        .args(["devices", "provision", "--registry"])
-        .arg(&reg)
-        .arg("--mosquitto-dir")
-        .arg(&auth)
-        .output()
-        .unwrap();
+    let Provisioning { reg, auth, out, .. } = provision_registry(dir.path());
     assert!(out.status.success(), "{out:?}");
     let cfg = dir.path().join("gateway.toml");
     std::fs::write(

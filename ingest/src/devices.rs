@@ -130,6 +130,21 @@ pub(crate) struct DeviceRow {
 }
 
 impl DeviceRow {
+    /// The counters in column order: messages, readings, gaps, duplicates,
+    /// duplicate_readings, reboots, dropped_readings, rejected.
+    fn counters(&self) -> [i64; 8] {
+        [
+            self.messages,
+            self.readings,
+            self.gaps,
+            self.duplicates,
+            self.duplicate_readings,
+            self.reboots,
+            self.dropped_readings,
+            self.rejected,
+        ]
+    }
+
     /// Sets the status from the status topic.
     pub(crate) fn set_status(&mut self, online: bool, at_ns: i64) {
         self.status = Some(if online { "online" } else { "offline" }.to_owned());
@@ -395,19 +410,7 @@ fn write_counters(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> rusqlite
     s.raw_bind_parameter(2, r.first_seen)?;
     s.raw_bind_parameter(3, r.last_seen)?;
     s.raw_bind_parameter(4, r.last_seq.map(i64::from))?;
-    for (i, v) in [
-        r.messages,
-        r.readings,
-        r.gaps,
-        r.duplicates,
-        r.duplicate_readings,
-        r.reboots,
-        r.dropped_readings,
-        r.rejected,
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, v) in r.counters().into_iter().enumerate() {
         s.raw_bind_parameter(5 + i, v)?;
     }
     s.raw_execute()
@@ -428,6 +431,16 @@ fn write_row(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> rusqlite::Res
             rejected, status, status_at, meta_json, meta_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
     };
+    let [
+        messages,
+        readings,
+        gaps,
+        duplicates,
+        duplicate_readings,
+        reboots,
+        dropped,
+        rejected,
+    ] = r.counters();
     tx.prepare_cached(sql)?.execute(params![
         device,
         r.district,
@@ -436,14 +449,14 @@ fn write_row(tx: &Transaction<'_>, device: &str, r: &DeviceRow) -> rusqlite::Res
         r.first_seen,
         r.last_seen,
         r.last_seq.map(i64::from),
-        r.messages,
-        r.readings,
-        r.gaps,
-        r.duplicates,
-        r.duplicate_readings,
-        r.reboots,
-        r.dropped_readings,
-        r.rejected,
+        messages,
+        readings,
+        gaps,
+        duplicates,
+        duplicate_readings,
+        reboots,
+        dropped,
+        rejected,
         r.status,
         r.status_at,
         r.meta_json,

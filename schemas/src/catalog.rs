@@ -237,9 +237,61 @@ pub static METRICS: &[Metric] = &[
     ),
 ];
 
+/// Number of metrics in the catalog.
+pub const COUNT: usize = METRICS.len();
+
 /// Finds a metric by canonical name.
 pub fn lookup(name: &str) -> Option<&'static Metric> {
     METRICS.iter().find(|m| m.name == name)
+}
+
+/// The catalog entry named `name`, for constants: `const PM25: &Metric = metric("pm25");`
+/// (or the [`metric!`](crate::metric) macro) refers to the entry in [`METRICS`] itself, and
+/// a name that is not in the catalog fails to compile. Called at run time it panics on an
+/// unknown name; use [`lookup`] there.
+pub const fn metric(name: &str) -> &'static Metric {
+    let mut i = 0;
+    while i < METRICS.len() {
+        if str_eq(METRICS[i].name, name) {
+            return &METRICS[i];
+        }
+        i += 1;
+    }
+    panic!("metric not in schemas::catalog::METRICS")
+}
+
+/// The catalog entry with this name, checked at compile time:
+/// `schemas::metric!("pm25")` is a `&'static Metric` pointing into [`METRICS`], and a
+/// name that is not in the catalog is a compile error.
+#[macro_export]
+macro_rules! metric {
+    ($name:expr) => {
+        const { $crate::catalog::metric($name) }
+    };
+}
+
+/// Position of `m` in [`METRICS`]: by address for references into the catalog (what
+/// [`metric`] and [`lookup`] return), else by name. `None` for a metric not in the catalog.
+pub fn index_of(m: &Metric) -> Option<usize> {
+    METRICS
+        .iter()
+        .position(|c| core::ptr::eq(c, m))
+        .or_else(|| METRICS.iter().position(|c| c.name == m.name))
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -281,6 +333,27 @@ mod tests {
             let m = lookup(name).unwrap_or_else(|| panic!("{name} missing"));
             assert_eq!(m.unit, unit, "{name}");
         }
+    }
+
+    #[test]
+    fn compile_time_lookup_points_into_the_catalog() {
+        const PM25: &Metric = metric("pm25");
+        assert!(core::ptr::eq(PM25, lookup("pm25").unwrap()));
+        assert!(core::ptr::eq(
+            crate::metric!("LAeq"),
+            lookup("LAeq").unwrap()
+        ));
+        for (i, m) in METRICS.iter().enumerate() {
+            assert_eq!(index_of(m), Some(i));
+            let copy = *m;
+            assert_eq!(index_of(&copy), Some(i), "by name");
+        }
+        let unknown = Metric {
+            name: "nope",
+            ..*PM25
+        };
+        assert_eq!(index_of(&unknown), None);
+        assert_eq!(COUNT, METRICS.len());
     }
 
     #[test]

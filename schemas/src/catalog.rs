@@ -246,9 +246,10 @@ pub fn lookup(name: &str) -> Option<&'static Metric> {
 }
 
 /// The catalog entry named `name`, for constants: `const PM25: &Metric = metric("pm25");`
-/// (or the [`metric!`](crate::metric) macro) refers to the entry in [`METRICS`] itself, and
-/// a name that is not in the catalog fails to compile. Called at run time it panics on an
-/// unknown name; use [`lookup`] there.
+/// (or the [`metric!`](crate::metric) macro) is that entry, and a name that is not in the
+/// catalog fails to compile. Called at run time it panics on an unknown name; use
+/// [`lookup`] there. (The constant is equal to the entry, but need not share its address:
+/// compare entries by name or value, not with `ptr::eq`.)
 pub const fn metric(name: &str) -> &'static Metric {
     let mut i = 0;
     while i < METRICS.len() {
@@ -261,8 +262,8 @@ pub const fn metric(name: &str) -> &'static Metric {
 }
 
 /// The catalog entry with this name, checked at compile time:
-/// `schemas::metric!("pm25")` is a `&'static Metric` pointing into [`METRICS`], and a
-/// name that is not in the catalog is a compile error.
+/// `schemas::metric!("pm25")` is a `&'static Metric` equal to the entry in [`METRICS`],
+/// and a name that is not in the catalog is a compile error.
 #[macro_export]
 macro_rules! metric {
     ($name:expr) => {
@@ -270,8 +271,8 @@ macro_rules! metric {
     };
 }
 
-/// Position of `m` in [`METRICS`]: by address for references into the catalog (what
-/// [`metric`] and [`lookup`] return), else by name. `None` for a metric not in the catalog.
+/// Position of `m` in [`METRICS`], found by name (by address first, which is free for
+/// the references [`lookup`] returns). `None` for a metric not in the catalog.
 pub fn index_of(m: &Metric) -> Option<usize> {
     METRICS
         .iter()
@@ -336,13 +337,11 @@ mod tests {
     }
 
     #[test]
-    fn compile_time_lookup_points_into_the_catalog() {
+    fn compile_time_lookup_gives_the_catalog_entry() {
         const PM25: &Metric = metric("pm25");
-        assert!(core::ptr::eq(PM25, lookup("pm25").unwrap()));
-        assert!(core::ptr::eq(
-            crate::metric!("LAeq"),
-            lookup("LAeq").unwrap()
-        ));
+        assert_eq!(PM25, lookup("pm25").unwrap());
+        assert_eq!(crate::metric!("LAeq"), lookup("LAeq").unwrap());
+        assert_eq!(index_of(PM25), Some(1));
         for (i, m) in METRICS.iter().enumerate() {
             assert_eq!(index_of(m), Some(i));
             let copy = *m;

@@ -101,6 +101,16 @@ step_rust_toolchain() {
 
 step_fmt() { cargo fmt --all -- --check; }
 
+# The committed dashboard build (embedded by the gateway) must be what its source builds
+# to: rebuilt into a temp dir and compared with gateway/dashboard/dist.
+step_dashboard_dist() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 || die "node/npm missing and no apt-get: install Node.js 20+"
+        apt_install nodejs npm
+    fi
+    bash scripts/check-dashboard.sh
+}
+
 step_clippy() { cargo clippy --workspace --all-targets -- -D warnings; }
 
 step_test() { cargo test --workspace; }
@@ -144,6 +154,7 @@ STEPS=(
     step_system_packages
     step_rust_toolchain
     step_fmt
+    step_dashboard_dist
     step_clippy
     step_test
     step_schemas_no_std

@@ -28,10 +28,10 @@
 
 use schemas::senml::{self, Record};
 
-use crate::drivers::{Metric, Reading};
+use crate::drivers::Reading;
 
-/// Most records in one pack: one per metric.
-pub const MAX_RECORDS: usize = Metric::COUNT;
+/// Most records in one pack: one per catalog metric.
+pub const MAX_RECORDS: usize = schemas::catalog::COUNT;
 
 /// Longest base name: a 64-byte device slug and `:`.
 pub const MAX_BASE_NAME: usize = schemas::topic::MAX_SLUG_LEN + 1;
@@ -90,7 +90,7 @@ pub fn encode_pack(
 ) -> Result<usize, PackError> {
     let mut records: heapless::Vec<Record<'_>, MAX_RECORDS> = heapless::Vec::new();
     for r in readings {
-        let rec = Record::measurement(r.metric.name(), r.metric.unit(), r.value);
+        let rec = Record::measurement(r.metric.name, r.metric.unit, r.value);
         records.push(rec).map_err(|_| PackError::TooManyReadings)?;
     }
     if let Some(first) = records.first_mut() {

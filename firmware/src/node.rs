@@ -15,7 +15,7 @@
 //! negative relative `bt`.
 //!
 //! ```
-//! use firmware::drivers::{Metric, Readings, Sensor, SensorStatus};
+//! use firmware::drivers::{Readings, Sensor, SensorStatus, metric};
 //! use firmware::{Node, NodeConfig};
 //! use schemas::topic::DeviceKind;
 //!
@@ -24,7 +24,7 @@
 //! impl Sensor for Fixed {
 //!     fn interval_ms(&self) -> u32 { 5_000 }
 //!     fn sample(&mut self, _now_ms: u64, out: &mut Readings) -> SensorStatus {
-//!         out.push(Metric::Pm25, 12.0);
+//!         out.push(metric!("pm25"), 12.0);
 //!         SensorStatus::Ok
 //!     }
 //! }
@@ -55,7 +55,10 @@ use schemas::topic::{self, Channel, DeviceKind, SlugError, Topic};
 
 use crate::backlog::Backlog;
 use crate::clock::Clock;
-use crate::drivers::{Metric, Reading, SensorStatus, Sensors};
+use crate::drivers::{Metric, Reading, SensorStatus, Sensors, metric};
+
+/// The metric a node reports its backlog's dropped readings as.
+const DROPPED_READINGS: &Metric = metric!("droppedReadings");
 use crate::encode::{self, PackHeader};
 use crate::sampler::Sampler;
 
@@ -395,12 +398,12 @@ impl<S: Sensors, const SLOTS: usize, const SLOT_BYTES: usize> Node<S, SLOTS, SLO
         }
         // The sampler never records DroppedReadings from sensors into a pack of its own
         // making; a board that did would be overridden here.
-        readings.retain(|r| r.metric != Metric::DroppedReadings);
+        readings.retain(|r| r.metric.name != DROPPED_READINGS.name);
         let measured = readings.len() as u16;
         let dropped = self.backlog.take_dropped();
         if dropped > 0 {
             let _ = readings.push(Reading {
-                metric: Metric::DroppedReadings,
+                metric: DROPPED_READINGS,
                 value: f64::from(dropped),
             });
         }

@@ -5,8 +5,8 @@
 //! when one ends, the node turns its aggregates into one SenML pack.
 //!
 //! Per metric the window keeps count, mean, min, max and the last value. The pack carries
-//! one value per metric, chosen by [`Metric::aggregation`]: the mean for gauges, the
-//! energy mean for LAeq, the last value for counters. Min and max stay on the device
+//! one value per metric, chosen by [`Aggregation::of`] from the catalog entry: the mean for
+//! gauges, the energy mean for sound levels (LAeq), the last value for counters. Min and max stay on the device
 //! (available through [`Sampler::aggregates`]) rather than travelling as extra records
 //! such as `pm25_min`: those names are not in the catalog, so the gateway would reject
 //! them, and they would double the bytes per pack on a metered link.
@@ -14,7 +14,9 @@
 //! Time is whatever the caller says it is (monotonic ms): the schedule never reads a clock,
 //! which is what lets host tests run days of sampling in microseconds.
 
-use crate::drivers::{Aggregation, MAX_SENSORS, Metric, Reading, Readings, SensorStatus, Sensors};
+use schemas::catalog::{self, Metric};
+
+use crate::drivers::{Aggregation, MAX_SENSORS, Reading, Readings, SensorStatus, Sensors};
 
 /// One metric's accumulator.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -41,8 +43,8 @@ impl Window {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Aggregate {
     /// The metric.
-    pub metric: Metric,
-    /// The value reported in the pack (see [`Metric::aggregation`]).
+    pub metric: &'static Metric,
+    /// The value reported in the pack (see [`Aggregation::of`]).
     pub value: f64,
     /// Smallest sample.
     pub min: f64,
@@ -61,7 +63,8 @@ pub struct Sampler {
     next_due: [u64; MAX_SENSORS],
     status: [Option<SensorStatus>; MAX_SENSORS],
     sensors: usize,
-    windows: [Window; Metric::COUNT],
+    /// One window per catalog metric, indexed like `schemas::catalog::METRICS`.
+    windows: [Window; catalog::COUNT],
 }
 
 impl Sampler {
@@ -73,7 +76,7 @@ impl Sampler {
             next_due: [0; MAX_SENSORS],
             status: [None; MAX_SENSORS],
             sensors: 0,
-            windows: [Window::EMPTY; Metric::COUNT],
+            windows: [Window::EMPTY; catalog::COUNT],
         }
     }
 
@@ -105,7 +108,7 @@ impl Sampler {
     /// Clears the windows and starts the one holding `now_ms`. Periods that passed with no
     /// poll at all are skipped: nothing was sampled in them, so there is nothing to send.
     pub fn finish_window(&mut self, now_ms: u64) {
-        self.windows = [Window::EMPTY; Metric::COUNT];
+        self.windows = [Window::EMPTY; catalog::COUNT];
         if let Some(start) = self.window_start {
             let period = u64::from(self.period_ms);
             let periods = (now_ms.saturating_sub(start) / period).max(1);
@@ -140,15 +143,19 @@ impl Sampler {
         sampled
     }
 
-    /// Adds a reading to its metric's window (non-finite values are ignored).
+    /// Adds a reading to its metric's window (non-finite values, and metrics that are not
+    /// in the catalog, are ignored).
     pub fn record(&mut self, reading: Reading) {
         if !reading.value.is_finite() {
             return;
         }
+        let Some(w) = catalog::index_of(reading.metric).and_then(|i| self.windows.get_mut(i))
+        else {
+            return;
+        };
         let v = reading.value;
-        let w = &mut self.windows[reading.metric as usize];
         w.count = w.count.saturating_add(1);
-        w.sum += match reading.metric.aggregation() {
+        w.sum += match Aggregation::of(reading.metric) {
             // exp rather than exp10: same result, without exp10's 4 KiB table in flash.
             Aggregation::EnergyMean => libm::exp(v * (core::f64::consts::LN_10 / 10.0)),
             Aggregation::Mean | Aggregation::Last => v,
@@ -189,13 +196,13 @@ impl Sampler {
     /// The current window's aggregates, for metrics with at least one sample, in catalog
     /// order.
     pub fn aggregates(&self) -> impl Iterator<Item = Aggregate> + '_ {
-        Metric::ALL
+        catalog::METRICS
             .iter()
             .zip(self.windows.iter())
             .filter(|(_, w)| w.count > 0)
-            .map(|(&metric, w)| {
+            .map(|(metric, w)| {
                 let n = f64::from(w.count);
-                let value = match metric.aggregation() {
+                let value = match Aggregation::of(metric) {
                     // Rounded to f32: sensors are far less precise, and a value that is
                     // exactly an f32 fits in 5 CBOR bytes instead of 9.
                     Aggregation::Mean => f64::from((w.sum / n) as f32),
@@ -216,16 +223,17 @@ impl Sampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::drivers::metric;
 
     #[test]
     fn energy_mean_of_levels() {
         let mut s = Sampler::new(1000);
         s.record(Reading {
-            metric: Metric::LAeq,
+            metric: metric!("LAeq"),
             value: 60.0,
         });
         s.record(Reading {
-            metric: Metric::LAeq,
+            metric: metric!("LAeq"),
             value: 70.0,
         });
         let a = s.aggregates().next().unwrap();

@@ -8,7 +8,8 @@ use std::{net::SocketAddr, time::Duration};
 
 use anyhow::{Context, Result, bail};
 use firmware::{
-    Metric, NodeConfig,
+    NodeConfig,
+    drivers::metric,
     host::{DeviceReport, HostConfig, Synthetic, Waveform, run_device},
     link::{BackoffConfig, LinkError},
 };
@@ -152,8 +153,8 @@ fn sensors(seed: u64) -> (Synthetic,) {
         200,
         0,
         &[
-            wave(Metric::Temperature, 29.0, -40.0, 85.0),
-            wave(Metric::Pm25, 40.0, 0.0, 1000.0),
+            wave(metric!("temperature"), 29.0, -40.0, 85.0),
+            wave(metric!("pm25"), 40.0, 0.0, 1000.0),
         ],
         seed,
     ),)

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Script, decode};
-use firmware::drivers::{Metric, Reading};
+use firmware::drivers::{Reading, metric};
 use firmware::node::{Node, NodeConfig};
 use schemas::senml::Time;
 use schemas::topic::DeviceKind;
@@ -45,11 +45,11 @@ fn drain<S: firmware::Sensors, const N: usize, const B: usize>(
 #[test]
 fn one_pack_per_period_with_window_means() {
     let temp = Script::new(
-        Metric::Temperature,
+        metric!("temperature"),
         10_000,
         &[20.0, 22.0, 24.0, 26.0, 28.0, 30.0],
     );
-    let pm = Script::new(Metric::Pm25, 5_000, &[10.0, 14.0]);
+    let pm = Script::new(metric!("pm25"), 5_000, &[10.0, 14.0]);
     let mut node: AqNode<_> = Node::new(cfg(60), (temp, pm));
     run_until(&mut node, 59_999);
     assert!(node.backlog().is_empty(), "no pack before the period ends");
@@ -59,11 +59,14 @@ fn one_pack_per_period_with_window_means() {
         .aggregates()
         .map(|a| (a.metric, a.count))
         .collect();
-    assert_eq!(counts, vec![(Metric::Pm25, 12), (Metric::Temperature, 6)]);
+    assert_eq!(
+        counts,
+        vec![(metric!("pm25"), 12), (metric!("temperature"), 6)]
+    );
     let t = node
         .sampler()
         .aggregates()
-        .find(|a| a.metric == Metric::Temperature)
+        .find(|a| a.metric == metric!("temperature"))
         .unwrap();
     assert_eq!((t.min, t.max), (20.0, 30.0));
 
@@ -92,7 +95,7 @@ fn one_pack_per_period_with_window_means() {
 
 #[test]
 fn sequence_numbers_count_packs_and_times_follow_sntp() {
-    let temp = Script::new(Metric::Temperature, 10_000, &[21.5]);
+    let temp = Script::new(metric!("temperature"), 10_000, &[21.5]);
     let mut node: AqNode<_> = Node::new(cfg(60), (temp,));
     run_until(&mut node, 60_000);
     // SNTP answers at 75 s: 2026-11-22T22:00:00.250Z.
@@ -113,8 +116,12 @@ fn sequence_numbers_count_packs_and_times_follow_sntp() {
 
 #[test]
 fn counters_report_their_last_value_and_gauges_their_mean() {
-    let rx = Script::new(Metric::RxBytes, 15_000, &[1e9, 1.5e9, 2e9 + 1.0, 3e9 + 7.0]);
-    let clients = Script::new(Metric::ClientsConnected, 15_000, &[3.0, 5.0, 4.0, 8.0]);
+    let rx = Script::new(
+        metric!("rxBytes"),
+        15_000,
+        &[1e9, 1.5e9, 2e9 + 1.0, 3e9 + 7.0],
+    );
+    let clients = Script::new(metric!("clientsConnected"), 15_000, &[3.0, 5.0, 4.0, 8.0]);
     let cfg = NodeConfig::new("wifi-0007", "ba-dinh", DeviceKind::Wifi).unwrap();
     let mut node: AqNode<_> = Node::new(cfg, (rx, clients));
     run_until(&mut node, 60_000);
@@ -125,9 +132,9 @@ fn counters_report_their_last_value_and_gauges_their_mean() {
 
 #[test]
 fn warming_up_sensors_leave_their_metric_out() {
-    let mut co2 = Script::new(Metric::Co2, 5_000, &[]);
+    let mut co2 = Script::new(metric!("co2"), 5_000, &[]);
     co2.values = vec![None]; // warming up for ever
-    let temp = Script::new(Metric::Temperature, 10_000, &[19.0]);
+    let temp = Script::new(metric!("temperature"), 10_000, &[19.0]);
     let mut node: AqNode<_> = Node::new(cfg(60), (co2, temp));
     run_until(&mut node, 60_000);
     let p = &drain(&mut node)[0];
@@ -141,7 +148,7 @@ fn warming_up_sensors_leave_their_metric_out() {
 
 #[test]
 fn a_period_with_nothing_to_say_sends_nothing_and_keeps_seq_contiguous() {
-    let mut co2 = Script::new(Metric::Co2, 5_000, &[]);
+    let mut co2 = Script::new(metric!("co2"), 5_000, &[]);
     co2.values = vec![None; 24]; // warming up through two periods, then 400 ppm
     co2.values.push(Some(400.0));
     let mut node: AqNode<_> = Node::new(cfg(60), (co2,));
@@ -155,8 +162,8 @@ fn a_period_with_nothing_to_say_sends_nothing_and_keeps_seq_contiguous() {
 #[test]
 fn overflow_is_reported_in_the_next_pack_and_adds_up() {
     // 4 slots, 20 periods offline: 16 packs of 2 readings dropped.
-    let temp = Script::new(Metric::Temperature, 30_000, &[20.0]);
-    let hum = Script::new(Metric::RelativeHumidity, 30_000, &[60.0]);
+    let temp = Script::new(metric!("temperature"), 30_000, &[20.0]);
+    let hum = Script::new(metric!("relativeHumidity"), 30_000, &[60.0]);
     let mut node: Node<_, 4, 256> = Node::new(cfg(60), (temp, hum));
     run_until(&mut node, 20 * 60_000);
     assert_eq!(node.backlog().len(), 4);
@@ -189,8 +196,8 @@ fn overflow_is_reported_in_the_next_pack_and_adds_up() {
 
 #[test]
 fn a_pack_larger_than_a_slot_is_counted_as_dropped() {
-    let temp = Script::new(Metric::Temperature, 10_000, &[20.1]);
-    let hum = Script::new(Metric::RelativeHumidity, 10_000, &[55.3]);
+    let temp = Script::new(metric!("temperature"), 10_000, &[20.1]);
+    let hum = Script::new(metric!("relativeHumidity"), 10_000, &[55.3]);
     // 32-byte slots cannot hold a two-record pack with units.
     let mut node: Node<_, 4, 32> = Node::new(cfg(60), (temp, hum));
     run_until(&mut node, 60_000);
@@ -204,8 +211,8 @@ fn a_pack_larger_than_a_slot_is_counted_as_dropped() {
 fn polling_often_or_only_at_deadlines_gives_the_same_packs() {
     let make = || {
         (
-            Script::counting(Metric::Pm10, 7_000),
-            Script::counting(Metric::Pressure, 11_000),
+            Script::counting(metric!("pm10"), 7_000),
+            Script::counting(metric!("pressure"), 11_000),
         )
     };
     let mut sleepy: AqNode<_> = Node::new(cfg(30), make());
@@ -222,7 +229,7 @@ fn polling_often_or_only_at_deadlines_gives_the_same_packs() {
 
 #[test]
 fn a_long_stall_skips_empty_periods_without_a_burst() {
-    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 5_000),));
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(metric!("co2"), 5_000),));
     node.poll(0);
     node.poll(10 * 60_000 + 1_234); // the board was stuck for ten minutes
     assert_eq!(
@@ -240,14 +247,14 @@ fn a_long_stall_skips_empty_periods_without_a_burst() {
 
 #[test]
 fn readings_from_the_board_join_the_window() {
-    let mut node: AqNode<_> = Node::new(cfg(60), (Script::new(Metric::Pm25, 5_000, &[9.0]),));
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::new(metric!("pm25"), 5_000, &[9.0]),));
     node.poll(0);
     node.record(Reading {
-        metric: Metric::SupplyVoltage,
+        metric: metric!("supplyVoltage"),
         value: 4.9,
     });
     node.record(Reading {
-        metric: Metric::SupplyVoltage,
+        metric: metric!("supplyVoltage"),
         value: 5.1,
     });
     run_until(&mut node, 60_000);
@@ -301,7 +308,7 @@ fn a_backlog_sent_after_an_outage_keeps_its_times_without_sntp() {
     // No SNTP at all: packs wait in the backlog, then go out in one burst. Each is
     // stamped with its age when first published, so the gateway does not file ten
     // minutes of readings under the second they arrived.
-    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 20_000),));
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(metric!("co2"), 20_000),));
     run_until(&mut node, 5 * 60_000 + 30_000);
     node.poll(330_000); // the link's poll when the broker is back
     assert_eq!(node.backlog().len(), 5);
@@ -331,7 +338,7 @@ fn a_backlog_sent_after_an_outage_keeps_its_times_without_sntp() {
 
 #[test]
 fn sntp_arriving_mid_outage_stamps_waiting_packs_except_the_one_in_flight() {
-    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 20_000),));
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(metric!("co2"), 20_000),));
     run_until(&mut node, 3 * 60_000);
     let in_flight = node.begin_publish().map(<[u8]>::to_vec).expect("a pack");
     node.set_unix_time(200_000, 1_795_384_800_000);
@@ -350,7 +357,7 @@ fn sntp_arriving_mid_outage_stamps_waiting_packs_except_the_one_in_flight() {
 
 #[test]
 fn a_pack_published_at_once_needs_no_age() {
-    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(Metric::Co2, 20_000),));
+    let mut node: AqNode<_> = Node::new(cfg(60), (Script::counting(metric!("co2"), 20_000),));
     run_until(&mut node, 60_000);
     let p = node.begin_publish().map(decode).expect("a pack");
     assert_eq!(p.time, Time::Relative(0.0));

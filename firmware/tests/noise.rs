@@ -1,7 +1,7 @@
 //! LAeq from calibrated samples and from ADC counts.
 
 use firmware::drivers::noise::{AudioSource, Calibration, Laeq, NoiseConfig, NoiseMeter};
-use firmware::drivers::{Fault, Metric, Readings, Sensor, SensorStatus};
+use firmware::drivers::{Fault, Readings, Sensor, SensorStatus, metric};
 
 fn sine(amplitude_pa: f64, n: usize) -> Vec<f32> {
     // 1 kHz at 48 kHz: a whole number of periods in 48 000 samples.
@@ -94,7 +94,7 @@ fn meter_reports_laeq_of_what_the_adc_captured() {
     let mut r = Readings::new();
     assert_eq!(m.sample(1_000, &mut r), SensorStatus::Ok);
     let db = r.as_slice()[0];
-    assert_eq!(db.metric, Metric::LAeq);
+    assert_eq!(db.metric, metric!("LAeq"));
     // 0.2 Pa RMS = 80.0 dB.
     assert!((db.value - 80.0).abs() < 0.05, "{}", db.value);
     // Everything was drained: the next sample has nothing new.

@@ -4,15 +4,15 @@ mod common;
 
 use common::Script;
 use firmware::SensorStatus;
-use firmware::drivers::{Metric, Reading};
+use firmware::drivers::{Reading, metric};
 use firmware::sampler::Sampler;
 
 #[test]
 fn each_sensor_keeps_its_own_interval() {
     let mut sensors = (
-        Script::counting(Metric::Pm25, 3_000),
-        Script::counting(Metric::Temperature, 7_000),
-        Script::counting(Metric::Co2, 0), // 0 is treated as 1 ms, never as "spin"
+        Script::counting(metric!("pm25"), 3_000),
+        Script::counting(metric!("temperature"), 7_000),
+        Script::counting(metric!("co2"), 0), // 0 is treated as 1 ms, never as "spin"
     );
     let mut s = Sampler::new(60_000);
     s.start(&sensors, 1_000);
@@ -31,8 +31,8 @@ fn each_sensor_keeps_its_own_interval() {
 #[test]
 fn windows_fold_mean_min_max_and_last() {
     let mut sensors = (
-        Script::new(Metric::Pm10, 10_000, &[30.0, 10.0, 20.0]),
-        Script::new(Metric::TxBytes, 10_000, &[100.0, 250.0, 400.0]),
+        Script::new(metric!("pm10"), 10_000, &[30.0, 10.0, 20.0]),
+        Script::new(metric!("txBytes"), 10_000, &[100.0, 250.0, 400.0]),
     );
     let mut s = Sampler::new(30_000);
     s.start(&sensors, 0);
@@ -45,9 +45,9 @@ fn windows_fold_mean_min_max_and_last() {
     assert_eq!(a.len(), 2);
     assert_eq!(
         (a[0].metric, a[0].value, a[0].min, a[0].max, a[0].count),
-        (Metric::Pm10, 20.0, 10.0, 30.0, 3)
+        (metric!("pm10"), 20.0, 10.0, 30.0, 3)
     );
-    assert_eq!((a[1].metric, a[1].value), (Metric::TxBytes, 400.0));
+    assert_eq!((a[1].metric, a[1].value), (metric!("txBytes"), 400.0));
     s.finish_window(30_000);
     assert!(s.is_empty());
     assert_eq!(s.window_end(), Some(60_000));
@@ -57,7 +57,7 @@ fn windows_fold_mean_min_max_and_last() {
 
 #[test]
 fn next_deadline_is_the_earliest_of_sensors_and_window() {
-    let sensors = (Script::counting(Metric::Pm25, 45_000),);
+    let sensors = (Script::counting(metric!("pm25"), 45_000),);
     let mut s = Sampler::new(30_000);
     assert_eq!(s.next_deadline(), u64::MAX);
     let mut sensors = sensors;
@@ -73,16 +73,16 @@ fn next_deadline_is_the_earliest_of_sensors_and_window() {
 fn non_finite_readings_never_enter_a_window() {
     let mut s = Sampler::new(1_000);
     s.record(Reading {
-        metric: Metric::Pressure,
+        metric: metric!("pressure"),
         value: f64::NAN,
     });
     s.record(Reading {
-        metric: Metric::Pressure,
+        metric: metric!("pressure"),
         value: f64::INFINITY,
     });
     assert!(s.is_empty());
     s.record(Reading {
-        metric: Metric::Pressure,
+        metric: metric!("pressure"),
         value: 1013.25,
     });
     assert_eq!(s.aggregates().next().map(|a| a.value), Some(1013.25));
@@ -92,18 +92,18 @@ fn non_finite_readings_never_enter_a_window() {
 fn arrays_and_trait_object_slices_are_sensor_sets() {
     use firmware::drivers::{Readings, Sensor, Sensors};
     let mut array = [
-        Script::counting(Metric::Pm1, 1_000),
-        Script::counting(Metric::Pm10, 2_000),
+        Script::counting(metric!("pm1"), 1_000),
+        Script::counting(metric!("pm10"), 2_000),
     ];
     assert_eq!(Sensors::len(&array), 2);
     assert_eq!(array.interval_ms(1), 2_000);
     assert_eq!(array.interval_ms(2), u32::MAX);
     let mut r = Readings::new();
     assert_eq!(array.sample(1, 0, &mut r), SensorStatus::Ok);
-    assert_eq!(r.as_slice()[0].metric, Metric::Pm10);
+    assert_eq!(r.as_slice()[0].metric, metric!("pm10"));
 
-    let mut a = Script::counting(Metric::Co2, 5_000);
-    let mut b = Script::counting(Metric::Pressure, 10_000);
+    let mut a = Script::counting(metric!("co2"), 5_000);
+    let mut b = Script::counting(metric!("pressure"), 10_000);
     let mut list: [&mut dyn Sensor; 2] = [&mut a, &mut b];
     let set: &mut [&mut dyn Sensor] = &mut list;
     let mut s = Sampler::new(60_000);

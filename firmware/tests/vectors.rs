@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use common::decode;
-use firmware::drivers::{Metric, Reading};
+use firmware::drivers::{Metric, Reading, metric};
 use firmware::encode::{PackHeader, base_name, encode_pack};
 use schemas::senml::Time;
 
@@ -22,14 +22,13 @@ struct Vector {
     device: &'static str,
     seq: u32,
     unix_ms: Option<u64>,
-    readings: Vec<(Metric, f64)>,
+    readings: Vec<(&'static Metric, f64)>,
 }
 
 /// 2026-11-22T22:00:00Z.
 const T0_MS: u64 = 1_795_384_800_000;
 
 fn vectors() -> Vec<Vector> {
-    use Metric::*;
     // Gauges go through f32 in the sampler, as they do on the device.
     let g = |v: f64| f64::from(v as f32);
     vec![
@@ -40,12 +39,12 @@ fn vectors() -> Vec<Vector> {
             seq: 41,
             unix_ms: Some(T0_MS + 999),
             readings: vec![
-                (Pm1, g(7.0)),
-                (Pm25, g(12.5)),
-                (Pm10, g(20.25)),
-                (Temperature, g(28.4)),
-                (RelativeHumidity, g(78.5)),
-                (Pressure, g(1008.3)),
+                (metric!("pm1"), g(7.0)),
+                (metric!("pm25"), g(12.5)),
+                (metric!("pm10"), g(20.25)),
+                (metric!("temperature"), g(28.4)),
+                (metric!("relativeHumidity"), g(78.5)),
+                (metric!("pressure"), g(1008.3)),
             ],
         },
         Vector {
@@ -54,7 +53,7 @@ fn vectors() -> Vec<Vector> {
             device: "aq-0002",
             seq: 0,
             unix_ms: None,
-            readings: vec![(Pm25, g(35.0)), (Co2, g(612.0))],
+            readings: vec![(metric!("pm25"), g(35.0)), (metric!("co2"), g(612.0))],
         },
         Vector {
             file: "wifi-counters.cbor",
@@ -63,13 +62,13 @@ fn vectors() -> Vec<Vector> {
             seq: 1234,
             unix_ms: Some(T0_MS + 60_000),
             readings: vec![
-                (ClientsConnected, g(23.25)),
-                (Rssi, g(-67.5)),
-                (ChannelUtilization, g(41.0)),
-                (RxBytes, 5_368_709_121.0),
-                (TxBytes, 21_474_836_481.0),
-                (AuthFailures, 3.0),
-                (Uptime, 864_000.0),
+                (metric!("clientsConnected"), g(23.25)),
+                (metric!("rssi"), g(-67.5)),
+                (metric!("channelUtilization"), g(41.0)),
+                (metric!("rxBytes"), 5_368_709_121.0),
+                (metric!("txBytes"), 21_474_836_481.0),
+                (metric!("authFailures"), 3.0),
+                (metric!("uptime"), 864_000.0),
             ],
         },
         Vector {
@@ -78,7 +77,10 @@ fn vectors() -> Vec<Vector> {
             device: "noise-07",
             seq: 90,
             unix_ms: Some(T0_MS + 120_000),
-            readings: vec![(LAeq, g(71.3)), (DroppedReadings, 16.0)],
+            readings: vec![
+                (metric!("LAeq"), g(71.3)),
+                (metric!("droppedReadings"), 16.0),
+            ],
         },
     ]
 }
@@ -128,8 +130,7 @@ fn manifest(vs: &[Vector]) -> String {
             write!(
                 s,
                 "{sep}\"{}\": {{\"v\": {val:?}, \"u\": \"{}\"}}",
-                m.name(),
-                m.unit()
+                m.name, m.unit
             )
             .expect("string");
         }
@@ -176,7 +177,7 @@ fn golden_vectors_match_the_encoder_and_decode_to_their_values() {
         let want: Vec<_> = v
             .readings
             .iter()
-            .map(|(m, val)| (m.name(), Some(m.unit()), *val))
+            .map(|(m, val)| (m.name, Some(m.unit), *val))
             .collect();
         assert_eq!(got, want, "{}", v.file);
         // Every name is a catalog metric and every value is in its valid range.

@@ -539,6 +539,7 @@ fn api_answers_known_data() {
         "/api/latest",
         "/api/aqi",
         "/api/stats",
+        "/api/catalog",
     ] {
         assert!(
             doc["paths"][path]["get"].is_object(),
@@ -553,6 +554,38 @@ fn api_answers_known_data() {
         "{page}"
     );
     assert_eq!(s.get("/assets/nope.js").0, 404);
+}
+
+#[test]
+fn catalog_lists_every_metric_with_its_unit_and_the_device_kinds() {
+    let s = start();
+    let body = s.ok("/api/catalog");
+    let metrics = body["metrics"].as_array().unwrap();
+    assert_eq!(metrics.len(), schemas::catalog::METRICS.len());
+    for (m, want) in metrics.iter().zip(schemas::catalog::METRICS) {
+        assert_eq!(m["name"], want.name);
+        assert_eq!(m["unit"], want.unit, "{}", want.name);
+        assert_eq!(m["description"], want.description, "{}", want.name);
+        assert_eq!(f(&m["min"]), want.min, "{}", want.name);
+        assert_eq!(f(&m["max"]), want.max, "{}", want.name);
+    }
+    let pm25 = metrics.iter().find(|m| m["name"] == "pm25").unwrap();
+    assert_eq!(pm25["unit"], "ug/m3");
+    assert_eq!(pm25["kind"], "gauge");
+    let rx = metrics.iter().find(|m| m["name"] == "rxBytes").unwrap();
+    assert_eq!(rx["kind"], "counter");
+    let kinds: Vec<&str> = body["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    for kind in schemas::topic::DeviceKind::ALL {
+        assert!(kinds.contains(&kind.as_str()), "{kind} missing: {kinds:?}");
+    }
+    assert!(kinds.contains(&"airquality"));
+    let doc = s.ok(api::OPENAPI_PATH);
+    assert!(doc["components"]["schemas"]["CatalogMetric"].is_object());
 }
 
 #[test]

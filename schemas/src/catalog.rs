@@ -237,9 +237,62 @@ pub static METRICS: &[Metric] = &[
     ),
 ];
 
+/// Number of metrics in the catalog.
+pub const COUNT: usize = METRICS.len();
+
 /// Finds a metric by canonical name.
 pub fn lookup(name: &str) -> Option<&'static Metric> {
     METRICS.iter().find(|m| m.name == name)
+}
+
+/// The catalog entry named `name`, for constants: `const PM25: &Metric = metric("pm25");`
+/// (or the [`metric!`](crate::metric) macro) is that entry, and a name that is not in the
+/// catalog fails to compile. Called at run time it panics on an unknown name; use
+/// [`lookup`] there. (The constant is equal to the entry, but need not share its address:
+/// compare entries by name or value, not with `ptr::eq`.)
+pub const fn metric(name: &str) -> &'static Metric {
+    let mut i = 0;
+    while i < METRICS.len() {
+        if str_eq(METRICS[i].name, name) {
+            return &METRICS[i];
+        }
+        i += 1;
+    }
+    panic!("metric not in schemas::catalog::METRICS")
+}
+
+/// The catalog entry with this name, checked at compile time:
+/// `schemas::metric!("pm25")` is a `&'static Metric` equal to the entry in [`METRICS`],
+/// and a name that is not in the catalog is a compile error.
+#[macro_export]
+macro_rules! metric {
+    ($name:expr) => {
+        const { $crate::catalog::metric($name) }
+    };
+}
+
+/// Position of `m` in [`METRICS`], found by name (by address first, which is free for
+/// the references [`lookup`] returns). `None` for a metric not in the catalog.
+pub fn index_of(m: &Metric) -> Option<usize> {
+    METRICS
+        .iter()
+        .position(|c| core::ptr::eq(c, m))
+        .or_else(|| METRICS.iter().position(|c| c.name == m.name))
+}
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 #[cfg(test)]
@@ -281,6 +334,25 @@ mod tests {
             let m = lookup(name).unwrap_or_else(|| panic!("{name} missing"));
             assert_eq!(m.unit, unit, "{name}");
         }
+    }
+
+    #[test]
+    fn compile_time_lookup_gives_the_catalog_entry() {
+        const PM25: &Metric = metric("pm25");
+        assert_eq!(PM25, lookup("pm25").unwrap());
+        assert_eq!(crate::metric!("LAeq"), lookup("LAeq").unwrap());
+        assert_eq!(index_of(PM25), Some(1));
+        for (i, m) in METRICS.iter().enumerate() {
+            assert_eq!(index_of(m), Some(i));
+            let copy = *m;
+            assert_eq!(index_of(&copy), Some(i), "by name");
+        }
+        let unknown = Metric {
+            name: "nope",
+            ..*PM25
+        };
+        assert_eq!(index_of(&unknown), None);
+        assert_eq!(COUNT, METRICS.len());
     }
 
     #[test]

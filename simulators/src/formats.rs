@@ -342,7 +342,7 @@ pub fn native_pack(
     let fw: Option<Vec<firmware::Reading>> = readings
         .iter()
         .map(|r| {
-            firmware::Metric::from_name(r.metric.name).map(|metric| firmware::Reading {
+            schemas::catalog::lookup(r.metric.name).map(|metric| firmware::Reading {
                 metric,
                 value: r.value,
             })

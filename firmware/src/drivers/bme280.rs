@@ -20,7 +20,7 @@ use bme280::{Configuration, IIRFilter, Oversampling};
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::{I2c, Operation, SevenBitAddress};
 
-use super::{Fault, Metric, Readings, Sensor, SensorStatus};
+use super::{Fault, Readings, Sensor, SensorStatus, metric};
 
 /// Primary I2C address (SDO low).
 pub const ADDRESS_PRIMARY: u8 = 0x76;
@@ -217,10 +217,10 @@ impl<I2C: I2c, D: DelayNs> Sensor for Bme280<I2C, D> {
         if on_clamp || !(t.is_finite() && p_hpa.is_finite() && h.is_finite()) {
             return SensorStatus::Fault(Fault::InvalidData);
         }
-        out.push(Metric::Temperature, f64::from(t));
-        out.push(Metric::Pressure, f64::from(p_hpa));
+        out.push(metric!("temperature"), f64::from(t));
+        out.push(metric!("pressure"), f64::from(p_hpa));
         if self.cfg.humidity {
-            out.push(Metric::RelativeHumidity, f64::from(h));
+            out.push(metric!("relativeHumidity"), f64::from(h));
         }
         SensorStatus::Ok
     }

@@ -1,7 +1,8 @@
 //! The sensor interface every driver implements, and the drivers themselves.
 //!
 //! A [`Sensor`] is sampled by the node on its own interval. One sample yields a few
-//! [`Readings`] (a metric and a value in the catalog's unit) or a [`SensorStatus`] that says
+//! [`Readings`] (a metric of `schemas::catalog`, named with [`metric!`], and a value in
+//! the catalog's unit) or a [`SensorStatus`] that says
 //! why there is nothing to report: warming up, no new data, or a fault. Drivers never make
 //! up a value to fill a gap: a reading that is absent is absent from the pack.
 //!
@@ -14,48 +15,11 @@ pub mod pms5003;
 pub mod scd41;
 pub mod wifi;
 
+pub use schemas::catalog::Metric;
 use schemas::catalog::MetricKind;
-
-/// The metrics this firmware produces, a subset of `schemas::catalog` (same names and
-/// units; a test checks both against the catalog).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum Metric {
-    /// PM1.0 mass concentration, ug/m3.
-    Pm1,
-    /// PM2.5 mass concentration, ug/m3.
-    Pm25,
-    /// PM10 mass concentration, ug/m3.
-    Pm10,
-    /// Air temperature, Cel.
-    Temperature,
-    /// Relative humidity, %RH.
-    RelativeHumidity,
-    /// Atmospheric pressure, hPa.
-    Pressure,
-    /// CO2 concentration, ppm.
-    Co2,
-    /// A-weighted equivalent continuous sound level, dB.
-    LAeq,
-    /// Wi-Fi clients associated with the access point, count.
-    ClientsConnected,
-    /// Mean RSSI of the associated clients, dBm.
-    Rssi,
-    /// Share of airtime the channel was busy, %.
-    ChannelUtilization,
-    /// Bytes received by the access point (counter), B.
-    RxBytes,
-    /// Bytes sent by the access point (counter), B.
-    TxBytes,
-    /// Failed client authentications (counter), count.
-    AuthFailures,
-    /// Seconds since the (access point or node) booted (counter), s.
-    Uptime,
-    /// Supply voltage of the board, V.
-    SupplyVoltage,
-    /// Readings dropped from the full backlog since the last report, count.
-    DroppedReadings,
-}
+/// `metric!("pm25")`: the catalog entry, checked at compile time (re-exported from
+/// `schemas`).
+pub use schemas::metric;
 
 /// How a window of samples of one metric becomes the value a pack carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,104 +33,24 @@ pub enum Aggregation {
     Last,
 }
 
-impl Metric {
-    /// Every metric, in discriminant order (the index is `metric as usize`).
-    pub const ALL: [Metric; 17] = [
-        Metric::Pm1,
-        Metric::Pm25,
-        Metric::Pm10,
-        Metric::Temperature,
-        Metric::RelativeHumidity,
-        Metric::Pressure,
-        Metric::Co2,
-        Metric::LAeq,
-        Metric::ClientsConnected,
-        Metric::Rssi,
-        Metric::ChannelUtilization,
-        Metric::RxBytes,
-        Metric::TxBytes,
-        Metric::AuthFailures,
-        Metric::Uptime,
-        Metric::SupplyVoltage,
-        Metric::DroppedReadings,
-    ];
-    /// Number of metrics.
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// The catalog name, used as the SenML record name.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Metric::Pm1 => "pm1",
-            Metric::Pm25 => "pm25",
-            Metric::Pm10 => "pm10",
-            Metric::Temperature => "temperature",
-            Metric::RelativeHumidity => "relativeHumidity",
-            Metric::Pressure => "pressure",
-            Metric::Co2 => "co2",
-            Metric::LAeq => "LAeq",
-            Metric::ClientsConnected => "clientsConnected",
-            Metric::Rssi => "rssi",
-            Metric::ChannelUtilization => "channelUtilization",
-            Metric::RxBytes => "rxBytes",
-            Metric::TxBytes => "txBytes",
-            Metric::AuthFailures => "authFailures",
-            Metric::Uptime => "uptime",
-            Metric::SupplyVoltage => "supplyVoltage",
-            Metric::DroppedReadings => "droppedReadings",
+impl Aggregation {
+    /// How the sampler folds a window of `metric`, from its catalog kind and unit:
+    /// counters keep the last value, sound levels (unit `dB`) take the energy mean, other
+    /// gauges the arithmetic mean.
+    pub fn of(metric: &Metric) -> Aggregation {
+        match metric.kind {
+            MetricKind::Counter => Aggregation::Last,
+            MetricKind::Gauge if metric.unit == "dB" => Aggregation::EnergyMean,
+            MetricKind::Gauge => Aggregation::Mean,
         }
-    }
-
-    /// The SenML unit, as in the catalog. Kept here as constants rather than looked up at
-    /// run time because the drivers convert into exactly these units.
-    pub const fn unit(self) -> &'static str {
-        match self {
-            Metric::Pm1 | Metric::Pm25 | Metric::Pm10 => "ug/m3",
-            Metric::Temperature => "Cel",
-            Metric::RelativeHumidity => "%RH",
-            Metric::Pressure => "hPa",
-            Metric::Co2 => "ppm",
-            Metric::LAeq => "dB",
-            Metric::ClientsConnected | Metric::AuthFailures | Metric::DroppedReadings => "count",
-            Metric::Rssi => "dBm",
-            Metric::ChannelUtilization => "%",
-            Metric::RxBytes | Metric::TxBytes => "B",
-            Metric::Uptime => "s",
-            Metric::SupplyVoltage => "V",
-        }
-    }
-
-    /// Gauge or counter, as in the catalog.
-    pub const fn kind(self) -> MetricKind {
-        match self {
-            Metric::RxBytes
-            | Metric::TxBytes
-            | Metric::AuthFailures
-            | Metric::Uptime
-            | Metric::DroppedReadings => MetricKind::Counter,
-            _ => MetricKind::Gauge,
-        }
-    }
-
-    /// How the sampler folds a window of this metric into one value.
-    pub const fn aggregation(self) -> Aggregation {
-        match (self, self.kind()) {
-            (Metric::LAeq, _) => Aggregation::EnergyMean,
-            (_, MetricKind::Counter) => Aggregation::Last,
-            (_, MetricKind::Gauge) => Aggregation::Mean,
-        }
-    }
-
-    /// Looks a metric up by catalog name.
-    pub fn from_name(name: &str) -> Option<Metric> {
-        Self::ALL.into_iter().find(|m| m.name() == name)
     }
 }
 
 /// One value of one metric, in the metric's catalog unit.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Reading {
-    /// What was measured.
-    pub metric: Metric,
+    /// What was measured: an entry of `schemas::catalog::METRICS` (see [`metric!`]).
+    pub metric: &'static Metric,
     /// The value; f64 so that byte counters stay exact past 2^24.
     pub value: f64,
 }
@@ -190,7 +74,7 @@ impl Readings {
 
     /// Adds a reading. Non-finite values are refused (returns false): a NaN must never
     /// reach a pack. Also false when the set is full.
-    pub fn push(&mut self, metric: Metric, value: f64) -> bool {
+    pub fn push(&mut self, metric: &'static Metric, value: f64) -> bool {
         value.is_finite() && self.items.push(Reading { metric, value }).is_ok()
     }
 
@@ -383,23 +267,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn metrics_match_the_catalog() {
-        for (i, m) in Metric::ALL.iter().enumerate() {
-            assert_eq!(*m as usize, i, "ALL must be in discriminant order");
-            let c = schemas::catalog::lookup(m.name())
-                .unwrap_or_else(|| panic!("{} not in catalog", m.name()));
-            assert_eq!(c.unit, m.unit(), "{}", m.name());
-            assert_eq!(c.kind, m.kind(), "{}", m.name());
-            assert_eq!(Metric::from_name(m.name()), Some(*m));
-        }
+    fn aggregation_follows_kind_and_unit() {
+        assert_eq!(Aggregation::of(metric!("pm25")), Aggregation::Mean);
+        assert_eq!(Aggregation::of(metric!("LAeq")), Aggregation::EnergyMean);
+        assert_eq!(Aggregation::of(metric!("rxBytes")), Aggregation::Last);
+        assert_eq!(Aggregation::of(metric!("uptime")), Aggregation::Last);
     }
 
     #[test]
     fn readings_refuse_non_finite_values() {
         let mut r = Readings::new();
-        assert!(!r.push(Metric::Pm25, f64::NAN));
-        assert!(!r.push(Metric::Pm25, f64::INFINITY));
-        assert!(r.push(Metric::Pm25, 12.0));
+        assert!(!r.push(metric!("pm25"), f64::NAN));
+        assert!(!r.push(metric!("pm25"), f64::INFINITY));
+        assert!(r.push(metric!("pm25"), 12.0));
         assert_eq!(r.len(), 1);
     }
 }

@@ -10,7 +10,7 @@
 //! [`AudioSource`] and reports the LAeq of what it read (typically every second); the
 //! sampler then energy-averages those into the reporting period's LAeq.
 
-use super::{Fault, Metric, Readings, Sensor, SensorStatus};
+use super::{Fault, Readings, Sensor, SensorStatus, metric};
 
 /// Reference sound pressure, 20 uPa.
 pub const P0_PA: f64 = 20e-6;
@@ -179,7 +179,7 @@ impl<A: AudioSource> Sensor for NoiseMeter<A> {
         }
         match window.level_db() {
             Some(db) if db >= 0.0 => {
-                out.push(Metric::LAeq, db);
+                out.push(metric!("LAeq"), db);
                 SensorStatus::Ok
             }
             // Below the threshold of hearing: a stuck ADC or dead microphone.

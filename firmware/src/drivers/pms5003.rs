@@ -22,7 +22,7 @@
 
 use embedded_io::{Read, ReadReady};
 
-use super::{Fault, Metric, Readings, Sensor, SensorStatus};
+use super::{Fault, Readings, Sensor, SensorStatus, metric};
 
 /// Bytes in one frame.
 pub const FRAME_LEN: usize = 32;
@@ -366,9 +366,9 @@ impl<U: Read + ReadReady> Sensor for Pms5003<U> {
         if pm1.max(pm25).max(pm10) > MAX_PLAUSIBLE_UG_M3 {
             return SensorStatus::Fault(Fault::InvalidData);
         }
-        out.push(Metric::Pm1, f64::from(pm1));
-        out.push(Metric::Pm25, f64::from(pm25));
-        out.push(Metric::Pm10, f64::from(pm10));
+        out.push(metric!("pm1"), f64::from(pm1));
+        out.push(metric!("pm25"), f64::from(pm25));
+        out.push(metric!("pm10"), f64::from(pm10));
         SensorStatus::Ok
     }
 }

@@ -13,7 +13,7 @@ use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 use scd4x::Scd4x;
 
-use super::{Fault, Metric, Readings, Sensor, SensorStatus};
+use super::{Fault, Readings, Sensor, SensorStatus, metric};
 
 /// Settings of the SCD41 driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,10 +109,10 @@ impl<I2C: I2c, D: DelayNs> Scd41<I2C, D> {
         if m.co2 == 0 {
             return Err(Fault::InvalidData);
         }
-        out.push(Metric::Co2, f64::from(m.co2));
+        out.push(metric!("co2"), f64::from(m.co2));
         if self.cfg.temperature_humidity {
-            out.push(Metric::Temperature, f64::from(m.temperature));
-            out.push(Metric::RelativeHumidity, f64::from(m.humidity));
+            out.push(metric!("temperature"), f64::from(m.temperature));
+            out.push(metric!("relativeHumidity"), f64::from(m.humidity));
         }
         Ok(true)
     }

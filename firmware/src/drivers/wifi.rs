@@ -4,7 +4,7 @@
 //! control socket, SNMP, a UART protocol): it implements [`WifiAp`] and the node samples
 //! it through [`WifiApSensor`] like any other sensor.
 
-use super::{Fault, Metric, Readings, Sensor, SensorStatus};
+use super::{Fault, Readings, Sensor, SensorStatus, metric};
 
 /// One snapshot of an access point's state.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -71,16 +71,16 @@ impl<A: WifiAp> Sensor for WifiApSensor<A> {
         if !(0.0..=100.0).contains(&util) || !rssi_ok {
             return SensorStatus::Fault(Fault::InvalidData);
         }
-        out.push(Metric::ClientsConnected, f64::from(s.clients_connected));
+        out.push(metric!("clientsConnected"), f64::from(s.clients_connected));
         if let Some(rssi) = s.mean_rssi_dbm {
-            out.push(Metric::Rssi, f64::from(rssi));
+            out.push(metric!("rssi"), f64::from(rssi));
         }
-        out.push(Metric::ChannelUtilization, f64::from(util));
+        out.push(metric!("channelUtilization"), f64::from(util));
         // u64 -> f64 is exact below 2^53 bytes (8 PiB), far beyond a counter's wrap.
-        out.push(Metric::RxBytes, s.rx_bytes as f64);
-        out.push(Metric::TxBytes, s.tx_bytes as f64);
-        out.push(Metric::AuthFailures, f64::from(s.auth_failures));
-        out.push(Metric::Uptime, f64::from(s.uptime_s));
+        out.push(metric!("rxBytes"), s.rx_bytes as f64);
+        out.push(metric!("txBytes"), s.tx_bytes as f64);
+        out.push(metric!("authFailures"), f64::from(s.auth_failures));
+        out.push(metric!("uptime"), f64::from(s.uptime_s));
         SensorStatus::Ok
     }
 }

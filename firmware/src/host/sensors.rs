@@ -11,13 +11,13 @@ use std::vec::Vec;
 
 use schemas::topic::DeviceKind;
 
-use crate::drivers::{Metric, Readings, Sensor, SensorStatus, Sensors};
+use crate::drivers::{Metric, Readings, Sensor, SensorStatus, Sensors, metric};
 
 /// One simulated metric: `base + amplitude * sin(2 pi (t + phase) / period) + noise`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Waveform {
     /// The metric reported.
-    pub metric: Metric,
+    pub metric: &'static Metric,
     /// Mean value.
     pub base: f64,
     /// Half the peak-to-peak swing of the cycle.
@@ -66,9 +66,9 @@ impl Synthetic {
             10_000,
             0,
             &[
-                wave(Metric::Temperature, 28.0, 4.0, 0.3, -40.0, 85.0),
-                wave(Metric::RelativeHumidity, 75.0, 12.0, 1.0, 0.0, 100.0),
-                wave(Metric::Pressure, 1008.0, 2.5, 0.2, 300.0, 1100.0),
+                wave(metric!("temperature"), 28.0, 4.0, 0.3, -40.0, 85.0),
+                wave(metric!("relativeHumidity"), 75.0, 12.0, 1.0, 0.0, 100.0),
+                wave(metric!("pressure"), 1008.0, 2.5, 0.2, 300.0, 1100.0),
             ],
             seed,
         )
@@ -80,9 +80,9 @@ impl Synthetic {
             5_000,
             30_000,
             &[
-                wave(Metric::Pm1, 28.0, 14.0, 4.0, 0.0, 1000.0),
-                wave(Metric::Pm25, 42.0, 20.0, 6.0, 0.0, 1000.0),
-                wave(Metric::Pm10, 65.0, 30.0, 9.0, 0.0, 1000.0),
+                wave(metric!("pm1"), 28.0, 14.0, 4.0, 0.0, 1000.0),
+                wave(metric!("pm25"), 42.0, 20.0, 6.0, 0.0, 1000.0),
+                wave(metric!("pm10"), 65.0, 30.0, 9.0, 0.0, 1000.0),
             ],
             seed,
         )
@@ -93,7 +93,7 @@ impl Synthetic {
         Self::new(
             1_000,
             0,
-            &[wave(Metric::LAeq, 68.0, 7.0, 3.0, 30.0, 130.0)],
+            &[wave(metric!("LAeq"), 68.0, 7.0, 3.0, 30.0, 130.0)],
             seed,
         )
     }
@@ -104,9 +104,9 @@ impl Synthetic {
             10_000,
             0,
             &[
-                wave(Metric::ClientsConnected, 18.0, 14.0, 3.0, 0.0, 250.0),
-                wave(Metric::Rssi, -64.0, 6.0, 3.0, -100.0, 0.0),
-                wave(Metric::ChannelUtilization, 35.0, 20.0, 5.0, 0.0, 100.0),
+                wave(metric!("clientsConnected"), 18.0, 14.0, 3.0, 0.0, 250.0),
+                wave(metric!("rssi"), -64.0, 6.0, 3.0, -100.0, 0.0),
+                wave(metric!("channelUtilization"), 35.0, 20.0, 5.0, 0.0, 100.0),
             ],
             seed,
         )
@@ -126,7 +126,14 @@ impl Synthetic {
     }
 }
 
-fn wave(metric: Metric, base: f64, amplitude: f64, noise: f64, min: f64, max: f64) -> Waveform {
+fn wave(
+    metric: &'static Metric,
+    base: f64,
+    amplitude: f64,
+    noise: f64,
+    min: f64,
+    max: f64,
+) -> Waveform {
     Waveform {
         metric,
         base,
@@ -238,7 +245,7 @@ mod tests {
             out.clear();
             assert_eq!(s.sample(30_000 + k * 60_000, &mut out), SensorStatus::Ok);
             let got: Vec<_> = out.as_slice().iter().map(|r| r.metric).collect();
-            assert_eq!(got, [Metric::Pm1, Metric::Pm25, Metric::Pm10]);
+            assert_eq!(got, [metric!("pm1"), metric!("pm25"), metric!("pm10")]);
             for r in out.as_slice() {
                 assert!((0.0..=1000.0).contains(&r.value), "{r:?}");
             }

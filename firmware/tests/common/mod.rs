@@ -8,14 +8,14 @@ use schemas::senml::{Resolver, Time, Value, cbor};
 /// samples where the sensor warms up.
 pub struct Script {
     pub interval_ms: u32,
-    pub metric: Metric,
+    pub metric: &'static Metric,
     pub values: Vec<Option<f64>>,
     pub next: usize,
     pub sampled_at: Vec<u64>,
 }
 
 impl Script {
-    pub fn new(metric: Metric, interval_ms: u32, values: &[f64]) -> Self {
+    pub fn new(metric: &'static Metric, interval_ms: u32, values: &[f64]) -> Self {
         Self {
             interval_ms,
             metric,
@@ -26,7 +26,7 @@ impl Script {
     }
 
     /// A sensor whose value is `f(n)` for the n-th sample (forever).
-    pub fn counting(metric: Metric, interval_ms: u32) -> Self {
+    pub fn counting(metric: &'static Metric, interval_ms: u32) -> Self {
         Self::new(metric, interval_ms, &[])
     }
 }

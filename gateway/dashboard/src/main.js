@@ -19,19 +19,43 @@ const BANDS = [
   ['very_bad', '201–300', '#8f3f97'],
   ['hazardous', '301–500', '#7e0023'],
 ];
-// Metrics offered when a device's own list is not known yet (the catalog's names).
-const CATALOG = ['pm25', 'pm10', 'pm1', 'co2', 'no2', 'co', 'temperature', 'relativeHumidity',
-  'pressure', 'precipitation', 'LAeq', 'LAmax', 'clientsConnected', 'rssi', 'channelUtilization',
-  'rxBytes', 'txBytes', 'authFailures', 'supplyVoltage', 'wifiSignal'];
+// The metric the AQI overview is computed from: the chart starts on it, and a click on a
+// station charts it.
+const AQI_METRIC = 'pm25';
+// How a few SenML unit symbols read best on screen; others are shown as they are.
+const UNIT_LABELS = { 'ug/m3': 'µg/m³', Cel: '°C', '%RH': '% RH', count: '' };
 
 const $ = (id) => document.getElementById(id);
 const state = { stations: [], devices: [], selected: null, plot: null, lastOk: 0 };
+// The gateway's metric catalog (GET /api/catalog): every metric name, unit, description
+// and range. Loaded once at start; nothing here keeps its own list of metrics.
+const catalog = { metrics: [], kinds: [], byName: new Map() };
 
 async function api(path) {
   const resp = await fetch(path, { headers: { accept: 'application/json' } });
   const body = await resp.json().catch(() => ({}));
   if (!resp.ok) throw new Error(`${path}: ${resp.status} ${body.error ?? ''}`);
   return body;
+}
+
+function unitLabel(name) {
+  const u = catalog.byName.get(name)?.unit;
+  if (u == null) return '';
+  return UNIT_LABELS[u] ?? u;
+}
+
+// Metric names in catalog order (names the catalog does not know go last).
+function inCatalogOrder(names) {
+  const pos = (n) => catalog.metrics.findIndex((m) => m.name === n);
+  const rank = (n) => (pos(n) < 0 ? Infinity : pos(n));
+  return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+}
+
+async function loadCatalog() {
+  const r = await api('/api/catalog');
+  catalog.metrics = r.metrics;
+  catalog.kinds = r.kinds;
+  catalog.byName = new Map(r.metrics.map((m) => [m.name, m]));
 }
 
 function esc(s) {
@@ -209,7 +233,7 @@ function wireOverview() {
     tip.hidden = false;
     tip.style.left = `${x + 12}px`;
     tip.style.top = `${y + 12}px`;
-    tip.innerHTML = `<b>${esc(s.device)}</b> · ${esc(s.district)}<br>VN_AQI hourly ${esc(fmtIndex(s.vn_aqi_hourly))}<br>VN_AQI daily ${esc(fmtIndex(s.vn_aqi_daily))}<br>US AQI ${esc(fmtIndex(s.us_aqi_nowcast))}<br>PM2.5 NowCast ${s.pm25_nowcast?.toFixed(1) ?? '—'} µg/m³`;
+    tip.innerHTML = `<b>${esc(s.device)}</b> · ${esc(s.district)}<br>VN_AQI hourly ${esc(fmtIndex(s.vn_aqi_hourly))}<br>VN_AQI daily ${esc(fmtIndex(s.vn_aqi_daily))}<br>US AQI ${esc(fmtIndex(s.us_aqi_nowcast))}<br>PM2.5 NowCast ${s.pm25_nowcast?.toFixed(1) ?? '—'} ${esc(unitLabel(AQI_METRIC))}`;
   });
   canvas.addEventListener('mouseleave', () => { $('tip').hidden = true; });
   canvas.addEventListener('click', (ev) => {
@@ -219,7 +243,7 @@ function wireOverview() {
     // Shift-click adds the station to the chart instead of replacing it.
     const shown = $('device').value.split(',').map((d) => d.trim()).filter(Boolean);
     $('device').value = ev.shiftKey && !shown.includes(s.device) ? [...shown, s.device].join(',') : s.device;
-    $('metric').value = 'pm25';
+    setMetricOptions(catalog.metrics.map((m) => m.name), AQI_METRIC);
     drawOverview();
     refreshChart();
   });
@@ -273,7 +297,8 @@ async function refreshChart() {
   const points = r.series.reduce((n, s) => n + s.t.length, 0);
   el.dataset.points = String(points);
   el.dataset.series = pairs;
-  const unit = r.series[0]?.unit ? ` (${r.series[0].unit})` : '';
+  const u = unitLabel(metric) || r.series[0]?.unit;
+  const unit = u ? ` (${u})` : '';
   const key = `${pairs}|${agg}|${step}`;
   if (points === 0) {
     if (state.plot) { state.plot.destroy(); state.plot = null; }
@@ -311,21 +336,42 @@ async function metricsOf(device) {
   if (!d || !d.district) return null;
   const r = await api(`/api/latest?detail=true&district=${encodeURIComponent(d.district)}&max_age=7d`);
   const mine = (r.devices ?? []).find((x) => x.device === device);
-  return mine ? Object.keys(mine.values) : null;
+  return mine ? inCatalogOrder(Object.keys(mine.values)) : null;
+}
+
+// Fills the metric list with `names` (labelled with their catalog unit and described on
+// hover), keeping `keep` selected when it is one of them.
+function setMetricOptions(names, keep) {
+  const sel = $('metric');
+  sel.innerHTML = names.map((n) => {
+    const m = catalog.byName.get(n);
+    const u = unitLabel(n);
+    return `<option value="${esc(n)}" title="${esc(m?.description)}">${esc(n)}${u ? ` (${esc(u)})` : ''}</option>`;
+  }).join('');
+  sel.value = names.includes(keep) ? keep : (names[0] ?? '');
 }
 
 async function fillMetrics() {
   const device = $('device').value.split(',')[0].trim();
-  const metrics = (await metricsOf(device).catch(() => null)) ?? CATALOG;
-  const sel = $('metric');
-  const keep = sel.value || 'pm25';
-  sel.innerHTML = metrics.map((m) => `<option>${esc(m)}</option>`).join('');
-  sel.value = metrics.includes(keep) ? keep : metrics[0];
+  const metrics = (await metricsOf(device).catch(() => null)) ?? catalog.metrics.map((m) => m.name);
+  setMetricOptions(metrics, $('metric').value || AQI_METRIC);
+}
+
+// Loads the catalog (retrying until the gateway answers), then offers its metrics.
+async function catalogMetrics() {
+  for (;;) {
+    try {
+      await loadCatalog();
+      break;
+    } catch (e) {
+      console.warn(e);
+      await new Promise((done) => { setTimeout(done, 2000); });
+    }
+  }
+  setMetricOptions(catalog.metrics.map((m) => m.name), $('metric').value || AQI_METRIC);
 }
 
 function wireChart() {
-  $('metric').innerHTML = CATALOG.map((m) => `<option>${m}</option>`).join('');
-  $('metric').value = 'pm25';
   $('device').addEventListener('change', async () => {
     state.selected = $('device').value.split(',')[0].trim();
     await fillMetrics();
@@ -356,13 +402,18 @@ async function refreshDevices() {
 
 async function refreshDistricts() {
   const r = await api('/api/latest');
-  const want = ['pm25', 'pm10', 'temperature', 'LAeq', 'clientsConnected'];
-  const cell = (g, m) => {
-    const x = g.metrics.find((y) => y.metric === m);
-    return x ? x.mean.toFixed(1) : '';
-  };
-  $('districts').innerHTML = `<table><tr><th>district</th><th>kind</th><th class="num">reporting</th>${want.map((m) => `<th class="num">${m}</th>`).join('')}</tr>${r.groups
-    .map((g) => `<tr><td>${esc(g.district)}</td><td>${esc(g.kind)}</td><td class="num">${g.reporting} / ${g.devices}</td>${want.map((m) => `<td class="num">${cell(g, m)}</td>`).join('')}</tr>`)
+  // Per district and kind, the mean of each gauge its devices report, in catalog order
+  // (a mean of a counter means nothing).
+  const values = (g) => inCatalogOrder(g.metrics.map((x) => x.metric))
+    .filter((n) => catalog.byName.get(n)?.kind === 'gauge')
+    .map((n) => {
+      const x = g.metrics.find((y) => y.metric === n);
+      const u = unitLabel(n);
+      return `<span class="mv" title="${esc(catalog.byName.get(n)?.description)}">${esc(n)} <b>${x.mean.toFixed(1)}</b>${u ? ` ${esc(u)}` : ''}</span>`;
+    })
+    .join(' ');
+  $('districts').innerHTML = `<table><tr><th>district</th><th>kind</th><th class="num">reporting</th><th>mean of the latest values</th></tr>${r.groups
+    .map((g) => `<tr><td>${esc(g.district)}</td><td>${esc(g.kind)}</td><td class="num">${g.reporting} / ${g.devices}</td><td class="values">${values(g)}</td></tr>`)
     .join('')}</table>`;
 }
 
@@ -377,6 +428,7 @@ function liveClock() {
 legend();
 wireOverview();
 wireChart();
+catalogMetrics().then(() => refreshDistricts().catch((e) => console.warn(e)));
 $('problems').addEventListener('change', healthTable);
 every(FAST, async () => tiles(await api('/api/stats')));
 every(FAST, refreshAqi);

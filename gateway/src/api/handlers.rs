@@ -120,3 +120,10 @@ pub async fn stats(
     }
     Ok(Json(answer))
 }
+
+/// The metric catalog (names, units, descriptions, valid ranges) and the device kinds.
+#[utoipa::path(get, path = "/api/catalog", tag = "query",
+    responses((status = 200, body = CatalogResponse)))]
+pub async fn catalog() -> Json<CatalogResponse> {
+    Json(CatalogResponse::current())
+}

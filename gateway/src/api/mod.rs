@@ -9,6 +9,7 @@
 //! | `GET /api/latest` | latest values per district and kind |
 //! | `GET /api/aqi` | VN_AQI hourly and daily, US AQI, category and colour per station |
 //! | `GET /api/stats` | dead letters by reason, ingest rate, outbox depth, store lag |
+//! | `GET /api/catalog` | the metric catalog (name, unit, description, range) and device kinds |
 //! | `GET /api/openapi.json` | the OpenAPI document |
 //! | `GET /` | the dashboard |
 //!
@@ -162,6 +163,7 @@ pub fn router_with_auth(
         .route("/api/latest", get(handlers::latest))
         .route("/api/aqi", get(handlers::aqi))
         .route("/api/stats", get(handlers::stats))
+        .route("/api/catalog", get(handlers::catalog))
         .route(
             OPENAPI_PATH,
             get(|| async {

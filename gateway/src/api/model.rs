@@ -272,3 +272,58 @@ pub struct ReasonCount {
     /// How many.
     pub count: u64,
 }
+
+/// `GET /api/catalog`: every metric the gateway accepts (`schemas::catalog`), and the
+/// device kinds it knows. The dashboard names and labels its series from it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CatalogResponse {
+    /// Every metric, in catalog order.
+    pub metrics: Vec<CatalogMetric>,
+    /// Device kinds (the `{kind}` level of device topics): airquality, weather, ...
+    pub kinds: Vec<String>,
+}
+
+/// One metric of the catalog.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CatalogMetric {
+    /// Canonical name: the SenML record name and the series' metric.
+    pub name: String,
+    /// SenML unit symbol (`ug/m3`, `Cel`, `%RH`, ...).
+    pub unit: String,
+    /// One line for humans.
+    pub description: String,
+    /// `gauge` (a value at a point in time) or `counter` (monotonic, may wrap or reset).
+    pub kind: String,
+    /// Smallest valid value (inclusive); the gateway rejects readings outside the range.
+    pub min: f64,
+    /// Largest valid value (inclusive).
+    pub max: f64,
+}
+
+impl CatalogResponse {
+    /// The compiled-in catalog.
+    pub fn current() -> Self {
+        use schemas::catalog::{METRICS, MetricKind};
+        Self {
+            metrics: METRICS
+                .iter()
+                .map(|m| CatalogMetric {
+                    name: m.name.to_owned(),
+                    unit: m.unit.to_owned(),
+                    description: m.description.to_owned(),
+                    kind: match m.kind {
+                        MetricKind::Gauge => "gauge",
+                        MetricKind::Counter => "counter",
+                    }
+                    .to_owned(),
+                    min: m.min,
+                    max: m.max,
+                })
+                .collect(),
+            kinds: schemas::topic::DeviceKind::ALL
+                .iter()
+                .map(|k| k.as_str().to_owned())
+                .collect(),
+        }
+    }
+}

@@ -16,11 +16,14 @@ use utoipa::OpenApi;
                        in responses; parameters accept `now`, `-24h`, unix milliseconds or RFC 3339. \
                        A bad parameter gets a 400 with `{\"error\": \"...\"}` saying what is wrong."
     ),
-    paths(handlers::devices, handlers::series, handlers::latest, handlers::aqi, handlers::stats),
+    paths(
+        handlers::devices, handlers::series, handlers::latest, handlers::aqi, handlers::stats,
+        handlers::catalog
+    ),
     components(schemas(
         ErrorBody, Agg, DevicesResponse, Device, SeriesResponse, Series, LatestResponse,
         LatestGroup, MetricSummary, DeviceLatest, Reading, AqiResponse, StationAqi, AqiValue,
-        StatsResponse, ReasonCount
+        StatsResponse, ReasonCount, CatalogResponse, CatalogMetric
     )),
     tags((name = "query", description = "Hot-tier queries"))
 )]

@@ -7,7 +7,7 @@
 //! Values follow a slow sawtooth on the monotonic clock, inside each metric's
 //! physical range; each device gets its own offset from its id.
 
-use firmware::drivers::{Metric, Readings, Sensor, SensorStatus};
+use firmware::drivers::{metric, Readings, Sensor, SensorStatus};
 
 /// Temperature, humidity and pressure.
 #[derive(Debug, Clone, Copy)]
@@ -55,9 +55,9 @@ impl Sensor for SimWeather {
 
     fn sample(&mut self, now_ms: u64, out: &mut Readings) -> SensorStatus {
         let p = phase(now_ms);
-        out.push(Metric::Temperature, 26.0 + self.offset + 4.0 * p);
-        out.push(Metric::RelativeHumidity, 70.0 + 10.0 * p);
-        out.push(Metric::Pressure, 1005.0 + self.offset + 5.0 * p);
+        out.push(metric!("temperature"), 26.0 + self.offset + 4.0 * p);
+        out.push(metric!("relativeHumidity"), 70.0 + 10.0 * p);
+        out.push(metric!("pressure"), 1005.0 + self.offset + 5.0 * p);
         SensorStatus::Ok
     }
 }
@@ -69,9 +69,9 @@ impl Sensor for SimParticulates {
 
     fn sample(&mut self, now_ms: u64, out: &mut Readings) -> SensorStatus {
         let p = phase(now_ms);
-        out.push(Metric::Pm1, 20.0 + self.offset + 10.0 * p);
-        out.push(Metric::Pm25, 35.0 + self.offset + 20.0 * p);
-        out.push(Metric::Pm10, 50.0 + self.offset + 30.0 * p);
+        out.push(metric!("pm1"), 20.0 + self.offset + 10.0 * p);
+        out.push(metric!("pm25"), 35.0 + self.offset + 20.0 * p);
+        out.push(metric!("pm10"), 50.0 + self.offset + 30.0 * p);
         SensorStatus::Ok
     }
 }

@@ -230,4 +230,30 @@ mod tests {
         assert_eq!(clone_id("aq-0001", 3), "aq-0001-k3");
         assert_eq!(clone_id(&"a".repeat(64), 12).len(), 64);
     }
+
+    #[test]
+    fn readings_are_what_the_gateway_decodes() {
+        let now = 1_767_574_800_000;
+        // The device as the gateway names it; no `Time`: stamped on receipt.
+        let t = readings("tele/Tasmota_AB/SENSOR", br#"{"PMS5003":{"PM2.5":3}}"#, now);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].0, "tasmota_ab");
+        assert_eq!((t[0].1.metric, t[0].1.ts_ms), ("pm25", now));
+        assert_eq!(t[0].1.flags, flags::RECEIPT_TIME);
+        // Line protocol with an escaped space in the device tag.
+        let l = readings("telegraf/x/pm25", br"pm25,device=aq\ 1 value=3i", now);
+        assert_eq!(l.len(), 1);
+        assert_eq!((l[0].0.as_str(), l[0].1.value), ("aq-1", 3.0));
+        // A SenML time relative to receipt.
+        let pack = br#"[{"bn":"aq-1:","n":"pm25","u":"ug/m3","v":3,"t":-2}]"#;
+        let s = readings("city/ba-dinh/airquality/aq-1/up", pack, now);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (s[0].1.ts_ms, s[0].1.flags),
+            (now - 2000, flags::RECEIPT_TIME)
+        );
+        // Not routed, or refused by the decoder: no readings.
+        assert!(readings("city/ba-dinh/airquality/aq-1/status", b"online", now).is_empty());
+        assert!(readings("tele/a/SENSOR", b"{", now).is_empty());
+    }
 }

@@ -14,54 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::IngestError;
 
-/// A payload format, i.e. a decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    /// SenML (RFC 8428), CBOR or JSON told apart by the first byte: the native format.
-    Senml,
-    /// Tasmota `tele/<device>/SENSOR` JSON.
-    Tasmota,
-    /// ESPHome `<node>/sensor/<name>/state`: one plain number.
-    Esphome,
-    /// FIWARE IoT Agent UltraLight 2.0: `t|28.1|h|70`, groups separated by `#`.
-    Ultralight,
-    /// InfluxDB line protocol, as Telegraf's MQTT output publishes it.
-    LineProtocol,
-}
-
-impl Format {
-    /// Every format, in a stable order.
-    pub const ALL: [Format; 5] = [
-        Self::Senml,
-        Self::Tasmota,
-        Self::Esphome,
-        Self::Ultralight,
-        Self::LineProtocol,
-    ];
-
-    /// The name used in configuration, in the store's `format` tag and in metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Senml => "senml",
-            Self::Tasmota => "tasmota",
-            Self::Esphome => "esphome",
-            Self::Ultralight => "ultralight",
-            Self::LineProtocol => "line-protocol",
-        }
-    }
-
-    /// Parses [`Format::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|f| f.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Format {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A payload format, i.e. a decoder: defined with the other wire facts in
+/// [`schemas::formats`].
+pub use schemas::formats::Format;
 
 /// One route as configured.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -170,7 +170,7 @@ impl FleetPlan {
                 // Wi-Fi access point) falls back to native.
                 let format = Some(self.mix.pick(u(2)))
                     .filter(|f| formats::kind_speaks(kind, *f))
-                    .unwrap_or(Format::Native);
+                    .unwrap_or(Format::Senml);
                 out.push(DeviceSpec {
                     format,
                     phase_s: (u(3) * f64::from(self.period_s)) as u32,
@@ -301,14 +301,14 @@ impl SimDevice {
     pub fn will(&self) -> Option<(String, Vec<u8>)> {
         let id = &self.spec.id;
         match self.spec.format {
-            Format::Native => {
+            Format::Senml => {
                 let t = Topic::new(self.spec.site.district, self.spec.kind, id, Channel::Status)
                     .ok()?;
                 Some((t.to_string(), STATUS_OFFLINE.to_vec()))
             }
             Format::Tasmota => Some((format!("tele/{id}/LWT"), b"Offline".to_vec())),
             Format::Esphome => Some((format!("{id}/status"), b"offline".to_vec())),
-            Format::Ultralight | Format::Line => None,
+            Format::Ultralight | Format::LineProtocol => None,
         }
     }
 
@@ -323,7 +323,7 @@ impl SimDevice {
             malformed: false,
         };
         match self.spec.format {
-            Format::Native => {
+            Format::Senml => {
                 let Ok(t) =
                     Topic::new(self.spec.site.district, self.spec.kind, id, Channel::Status)
                 else {
@@ -337,7 +337,7 @@ impl SimDevice {
             }
             Format::Tasmota => vec![retained(format!("tele/{id}/LWT"), b"Online".to_vec())],
             Format::Esphome => vec![retained(format!("{id}/status"), b"online".to_vec())],
-            Format::Ultralight | Format::Line => Vec::new(),
+            Format::Ultralight | Format::LineProtocol => Vec::new(),
         }
     }
 
@@ -465,7 +465,7 @@ impl SimDevice {
             oor.push(!r.metric.in_range(r.value));
             kept.push(r);
         }
-        if self.dropped_unreported > 0 && self.spec.format == Format::Native {
+        if self.dropped_unreported > 0 && self.spec.format == Format::Senml {
             kept.push(Reading::of(
                 "droppedReadings",
                 self.dropped_unreported as f64,
@@ -481,7 +481,7 @@ impl SimDevice {
         self.seq = self.seq.wrapping_add(1);
         self.stats.packs += 1;
         let wires = formats::encode(self.spec.format, &self.sender(), ts, seq, &kept).ok()?;
-        let base_flags = if self.spec.format.carries_time() {
+        let base_flags = if formats::carries_time(self.spec.format) {
             if self.skew_s != 0 { flags::SKEWED } else { 0 }
         } else {
             flags::RECEIPT_TIME
@@ -594,7 +594,7 @@ mod tests {
         let spec = plan(1)
             .specs()
             .into_iter()
-            .find(|s| s.format == Format::Native)
+            .find(|s| s.format == Format::Senml)
             .unwrap();
         let mut d = SimDevice::new(spec, 1, 1_767_225_600, FaultRates::default(), "city");
         let mut ev = Vec::new();
@@ -624,7 +624,7 @@ mod tests {
                 district: "ba-dinh",
                 place: Place::MainRoad,
             },
-            format: Format::Native,
+            format: Format::Senml,
             period_s: 60,
             phase_s: 0,
         };
@@ -668,7 +668,7 @@ mod tests {
         let spec = plan(3)
             .specs()
             .into_iter()
-            .find(|s| s.format == Format::Native)
+            .find(|s| s.format == Format::Senml)
             .unwrap();
         let mut d = SimDevice::new(spec, 3, 1_767_225_600, faults, "city");
         let mut ev = Vec::new();

@@ -1,15 +1,18 @@
 //! Wire formats a simulated device can speak, and the `--mix` share of each.
 //!
-//! | format       | topic                                   | payload |
-//! |--------------|-----------------------------------------|---------|
-//! | `native`     | `city/{district}/{kind}/{device}/up`    | SenML-CBOR pack, `bn` = `"{device}:"`, `bt` whole seconds, `seq` in the first record |
-//! | `tasmota`    | `tele/{device}/SENSOR`                  | Tasmota JSON: `{"Time":"2026-01-05T01:00:00","PMS5003":{"PM2.5":..},"BME280":{..}}` (UTC) |
-//! | `esphome`    | `{device}/sensor/{metric}/state`        | the number as text, one message per metric |
-//! | `ultralight` | `/{apikey}/{device}/attrs`              | FIWARE UltraLight 2.0 `metric|value|metric|value` |
-//! | `line`       | `telegraf/{device}/{metric}`            | InfluxDB line protocol `metric,device=..,district=..,kind=.. value=.. <ns>` |
+//! | format (`--mix` name)    | topic                                | payload |
+//! |--------------------------|--------------------------------------|---------|
+//! | `senml` (native)         | `city/{district}/{kind}/{device}/up` | SenML-CBOR pack, `bn` = `"{device}:"`, `bt` whole seconds, `seq` in the first record |
+//! | `tasmota`                | `tele/{device}/SENSOR`               | Tasmota JSON: `{"Time":"2026-01-05T08:00:00","PMS5003":{"PM2.5":..},"BME280":{..}}` (Hanoi local time) |
+//! | `esphome`                | `{device}/sensor/{metric}/state`     | the number as text, one message per metric |
+//! | `ultralight`             | `/{apikey}/{device}/attrs`           | FIWARE UltraLight 2.0 `time|metric|value|metric|value` |
+//! | `line-protocol` (`line`) | `telegraf/{device}/{metric}`         | InfluxDB line protocol `metric,device=..,district=..,kind=.. value=.. <ns>` |
 //!
-//! ESPHome and UltraLight messages carry no time: the gateway stamps them on receipt.
-//! Names outside Tasmota's own sensor vocabulary are the catalog names.
+//! ESPHome messages carry no time: the gateway stamps them on receipt. The formats and the
+//! foreign field names are the wire facts of [`schemas::formats`], which the gateway's
+//! decoders read too: a metric is written under the name its format's table marks
+//! `written` (SenML and line protocol: the catalog name), and a metric without one is
+//! left out of that format's messages.
 
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -22,45 +25,21 @@ use crate::model::Reading;
 /// The UltraLight API key used when none is configured.
 pub const DEFAULT_UL_APIKEY: &str = "city";
 
-/// A device's wire format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Format {
-    /// SenML-CBOR on the native topic scheme.
-    Native,
-    /// Tasmota `tele/<dev>/SENSOR` JSON.
-    Tasmota,
-    /// ESPHome `<node>/sensor/<name>/state`.
-    Esphome,
-    /// FIWARE UltraLight 2.0.
-    Ultralight,
-    /// InfluxDB line protocol over MQTT (Telegraf style).
-    Line,
+/// A device's wire format: the gateway's formats ([`Format::Senml`] is the native one).
+pub use schemas::formats::Format;
+
+/// Whether a message in `format` carries its own timestamp (else the gateway stamps it on
+/// receipt): every format as encoded here but ESPHome's.
+pub fn carries_time(format: Format) -> bool {
+    !matches!(format, Format::Esphome)
 }
 
-impl Format {
-    /// All formats.
-    pub const ALL: [Format; 5] = [
-        Format::Native,
-        Format::Tasmota,
-        Format::Esphome,
-        Format::Ultralight,
-        Format::Line,
-    ];
-
-    /// The name used on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Native => "native",
-            Format::Tasmota => "tasmota",
-            Format::Esphome => "esphome",
-            Format::Ultralight => "ultralight",
-            Format::Line => "line",
-        }
-    }
-
-    /// Whether the message carries its own timestamp (else the gateway stamps it).
-    pub fn carries_time(self) -> bool {
-        !matches!(self, Format::Esphome)
+/// The name of a non-native format in `--mix`: [`Format::as_str`], `line` for line
+/// protocol.
+pub fn mix_name(format: Format) -> &'static str {
+    match format {
+        Format::LineProtocol => "line",
+        f => f.as_str(),
     }
 }
 
@@ -94,7 +73,7 @@ impl FormatMix {
                 return f;
             }
         }
-        Format::Native
+        Format::Senml
     }
 }
 
@@ -107,9 +86,10 @@ impl FromStr for FormatMix {
             let (name, share) = entry
                 .split_once('=')
                 .ok_or_else(|| MixError::Syntax(entry.into()))?;
+            let name = name.trim();
             let format = Format::ALL
                 .into_iter()
-                .find(|f| f.as_str() == name.trim() && *f != Format::Native)
+                .find(|f| *f != Format::Senml && (mix_name(*f) == name || f.as_str() == name))
                 .ok_or_else(|| MixError::Unknown(name.into()))?;
             let share: f64 = share.trim().parse().map_err(|_| MixError::Share)?;
             if !(0.0..=1.0).contains(&share) {
@@ -179,7 +159,7 @@ pub fn encode(
         .collect();
     let name = |i: usize| foreign_name(format, readings[i].metric.name).unwrap_or_default();
     Ok(match format {
-        Format::Native => {
+        Format::Senml => {
             vec![Wire {
                 topic: up_topic(s)?,
                 payload: native_pack(s.device, unix_s, seq, readings)?,
@@ -227,7 +207,7 @@ pub fn encode(
                 readings: carried,
             }]
         }
-        Format::Line => carried
+        Format::LineProtocol => carried
             .iter()
             .map(|&i| Wire {
                 topic: format!("telegraf/{}/{}", s.device, name(i)),
@@ -248,49 +228,15 @@ pub fn encode(
 }
 
 /// The name of catalog metric `metric` in `format`, or `None` when the format's devices
-/// do not report it. These are the names the gateway's decoders map back to the catalog.
+/// do not report it: [`Format::field_name`], the name the gateway's decoders map back to
+/// the catalog.
 pub fn foreign_name(format: Format, metric: &str) -> Option<&'static str> {
-    let pairs: &[(&str, &str)] = match format {
-        Format::Native | Format::Line => {
-            return schemas::catalog::lookup(metric).map(|m| m.name);
-        }
-        Format::Tasmota => &[
-            ("pm1", "PM1"),
-            ("pm25", "PM2.5"),
-            ("pm10", "PM10"),
-            ("temperature", "Temperature"),
-            ("relativeHumidity", "Humidity"),
-            ("pressure", "Pressure"),
-            ("LAeq", "Noise"),
-        ],
-        Format::Esphome => &[
-            ("pm1", "pm_1_0"),
-            ("pm25", "pm_2_5"),
-            ("pm10", "pm_10_0"),
-            ("temperature", "temperature"),
-            ("relativeHumidity", "humidity"),
-            ("pressure", "pressure"),
-            ("LAeq", "noise_level"),
-        ],
-        Format::Ultralight => &[
-            ("pm1", "pm1"),
-            ("pm25", "pm25"),
-            ("pm10", "pm10"),
-            ("temperature", "t"),
-            ("relativeHumidity", "h"),
-            ("pressure", "p"),
-            ("LAeq", "n"),
-        ],
-    };
-    pairs.iter().find(|(c, _)| *c == metric).map(|(_, f)| *f)
+    format.field_name(metric)
 }
 
-/// The catalog metric of a foreign name (the inverse of [`foreign_name`]).
+/// The catalog metric of a foreign name, as the gateway decodes it ([`Format::metric`]).
 pub fn catalog_name(format: Format, foreign: &str) -> Option<&'static str> {
-    schemas::catalog::METRICS
-        .iter()
-        .find(|m| foreign_name(format, m.name) == Some(foreign))
-        .map(|m| m.name)
+    format.metric(foreign).map(|m| m.name)
 }
 
 /// Whether a device of `kind` can speak `format` at all.
@@ -300,13 +246,12 @@ pub fn kind_speaks(kind: DeviceKind, format: Format) -> bool {
         .any(|m| foreign_name(format, m).is_some())
 }
 
-/// Tasmota's sensor object for a catalog metric.
+/// Tasmota's sensor object for a catalog metric (its written row's sensor).
 fn tasmota_sensor(metric: &str) -> &'static str {
-    match metric {
-        "pm1" | "pm25" | "pm10" => "PMS5003",
-        "LAeq" => "ANALOG",
-        _ => "BME280",
-    }
+    schemas::formats::TASMOTA
+        .written(metric)
+        .and_then(|r| r.sensor)
+        .unwrap_or("BME280")
 }
 
 /// Tasmota's `Time`: local time without a zone; the gateway's `tasmota_utc_offset`
@@ -491,7 +436,7 @@ mod tests {
 
     #[test]
     fn native_pack_decodes_with_schemas() {
-        let w = encode(Format::Native, &sender(), 1_767_574_800, 7, &readings()).unwrap();
+        let w = encode(Format::Senml, &sender(), 1_767_574_800, 7, &readings()).unwrap();
         assert_eq!(w.len(), 1);
         assert_eq!(w[0].topic, "city/ba-dinh/airquality/aq-0001/up");
         let pack = senml::decode_any(&w[0].payload).unwrap();
@@ -554,12 +499,12 @@ mod tests {
         assert_eq!(e[0].topic, "aq-0001/sensor/noise_level/state");
         assert_eq!(e[0].readings, vec![1]);
         assert!(!kind_speaks(DeviceKind::Wifi, Format::Tasmota));
-        assert!(kind_speaks(DeviceKind::Wifi, Format::Line));
+        assert!(kind_speaks(DeviceKind::Wifi, Format::LineProtocol));
         assert_eq!(
             catalog_name(Format::Ultralight, "h"),
             Some("relativeHumidity")
         );
-        let l = encode(Format::Line, &s, 1_767_574_800, 0, &readings()).unwrap();
+        let l = encode(Format::LineProtocol, &s, 1_767_574_800, 0, &readings()).unwrap();
         assert_eq!(l[0].topic, "telegraf/aq-0001/pm25");
         assert_eq!(
             std::str::from_utf8(&l[0].payload).unwrap(),
@@ -574,8 +519,8 @@ mod tests {
             .unwrap();
         assert_eq!(m.pick(0.05), Format::Tasmota);
         assert_eq!(m.pick(0.12), Format::Esphome);
-        assert_eq!(m.pick(0.22), Format::Line);
-        assert_eq!(m.pick(0.5), Format::Native);
+        assert_eq!(m.pick(0.22), Format::LineProtocol);
+        assert_eq!(m.pick(0.5), Format::Senml);
         assert!("tasmota=0.8,line=0.5".parse::<FormatMix>().is_err());
         assert!("zigbee=0.1".parse::<FormatMix>().is_err());
     }

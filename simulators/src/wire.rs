@@ -2,14 +2,19 @@
 //! carries (for the manifest that `replay` writes), and rewriting its device id in the
 //! topic and the payload (for `replay --clone`).
 //!
-//! It understands the formats of [`crate::formats`]; other messages pass through
-//! untouched and carry no readings.
+//! Readings are what the gateway's own decoders make of a message ([`ingest::decode`],
+//! routed by the gateway's default routes), so a replay manifest names devices and
+//! metrics as the store will. Rewriting understands the topics of [`crate::formats`];
+//! other messages pass through untouched and carry no readings.
 
-use schemas::senml::{self, OwnedPack, Resolver};
-use schemas::topic::{Channel, Topic};
+use std::sync::LazyLock;
+
+use ingest::decode::{self, Context};
+use ingest::route::{Router, default_routes};
+use schemas::senml::{self, OwnedPack};
 
 use crate::device::{SentReading, flags};
-use crate::formats::{Format, catalog_name};
+use crate::formats::Format;
 use crate::model::calendar::HANOI_UTC_OFFSET_S;
 
 /// Where the device id sits in a topic of a known format.
@@ -34,157 +39,68 @@ pub fn origin(topic: &str) -> Option<Origin<'_>> {
         })
     };
     match levels.as_slice() {
-        ["city", _, _, _, _] => o(Format::Native, 3),
+        ["city", _, _, _, _] => o(Format::Senml, 3),
         ["tele", _, _] => o(Format::Tasmota, 1),
-        ["telegraf", _, _] => o(Format::Line, 1),
+        ["telegraf", _, _] => o(Format::LineProtocol, 1),
         ["", _, _, "attrs"] => o(Format::Ultralight, 2),
         [_, "sensor", _, "state"] | [_, "status"] => o(Format::Esphome, 0),
         _ => None,
     }
 }
 
-/// The readings a message carries, as the fleet would have written them to its manifest.
-/// Unknown or undecodable messages carry none.
+/// The gateway's default routes, which tell the decoder of a topic.
+static ROUTER: LazyLock<Option<Router>> = LazyLock::new(|| Router::new(&default_routes()).ok());
+
+/// How far [`readings`] moves the time of receipt to tell readings stamped on receipt.
+const RECEIPT_PROBE_NS: i64 = 1_000_000_000;
+
+/// The readings a message carries, as the fleet would have written them to its manifest:
+/// the catalog readings the gateway's decoder finds (the device as the gateway names it),
+/// `now_ms` standing for the time of receipt. Unrouted or refused messages carry none;
+/// readings refused on their own are left out.
 pub fn readings(topic: &str, payload: &[u8], now_ms: i64) -> Vec<(String, SentReading)> {
-    let Some(o) = origin(topic) else {
+    let Some((format, captures)) = ROUTER.as_ref().and_then(|r| r.route(topic)) else {
         return Vec::new();
     };
-    let dev = o.device.to_owned();
-    let one = |metric: &str, ts_ms: i64, value: f64, fl: u8| {
-        schemas::catalog::lookup(metric).map(|m| {
-            (
-                dev.clone(),
+    let at_ns = now_ms.saturating_mul(1_000_000);
+    let decode_at = |received_at_ns: i64| {
+        let ctx = Context {
+            captures,
+            received_at_ns,
+            tasmota_utc_offset_s: HANOI_UTC_OFFSET_S as i32,
+        };
+        decode::decode(format, payload, &ctx).unwrap_or_default()
+    };
+    let groups = decode_at(at_ns);
+    if groups.iter().all(|g| g.readings.is_empty()) {
+        return Vec::new();
+    }
+    // A reading stamped on receipt (no time in the message, or a SenML time relative to
+    // receipt) moves with the time of receipt; one that carries its own time does not.
+    let later = decode_at(at_ns.saturating_add(RECEIPT_PROBE_NS));
+    let mut out = Vec::new();
+    for (g, g_later) in groups.iter().zip(&later) {
+        for (r, r_later) in g.readings.iter().zip(&g_later.readings) {
+            let Some(m) = schemas::catalog::lookup(r.metric.name()) else {
+                continue;
+            };
+            let fl = if r.ts_ns == r_later.ts_ns {
+                0
+            } else {
+                flags::RECEIPT_TIME
+            };
+            out.push((
+                g.device.clone().into_owned(),
                 SentReading {
                     metric: m.name,
-                    ts_ms,
-                    value,
+                    ts_ms: r.ts_ns.div_euclid(1_000_000),
+                    value: r.value,
                     flags: fl,
                 },
-            )
-        })
-    };
-    let text = std::str::from_utf8(payload).ok();
-    match o.format {
-        Format::Native => {
-            let Ok(t) = Topic::parse(topic) else {
-                return Vec::new();
-            };
-            if t.channel != Channel::Up {
-                return Vec::new();
-            }
-            let Ok(pack) = senml::decode_any(payload) else {
-                return Vec::new();
-            };
-            let mut out = Vec::new();
-            let mut resolver = Resolver::new();
-            for rec in pack.records() {
-                let Ok(r) = resolver.resolve(&rec) else {
-                    return Vec::new();
-                };
-                let (Some(v), false) = (r.number(), r.name.is_empty()) else {
-                    continue;
-                };
-                let (ts, fl) = match r.time {
-                    senml::Time::Absolute(t) => ((t * 1000.0).round() as i64, 0),
-                    senml::Time::Relative(dt) => {
-                        (now_ms + (dt * 1000.0).round() as i64, flags::RECEIPT_TIME)
-                    }
-                };
-                out.extend(one(r.name, ts, v, fl));
-            }
-            out
-        }
-        Format::Tasmota => {
-            let Some(v) = serde_json::from_slice::<serde_json::Value>(payload).ok() else {
-                return Vec::new();
-            };
-            // `Time` is Hanoi local time (see `formats::local_time`).
-            let ts = v["Time"]
-                .as_str()
-                .and_then(|s| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S").ok())
-                .map(|t| (t.and_utc().timestamp() - HANOI_UTC_OFFSET_S) * 1000);
-            let (ts, fl) = match ts {
-                Some(ts) => (ts, 0),
-                None => (now_ms, flags::RECEIPT_TIME),
-            };
-            let mut out = Vec::new();
-            if let Some(obj) = v.as_object() {
-                for fields in obj.values() {
-                    let Some(fields) = fields.as_object() else {
-                        continue;
-                    };
-                    for (field, val) in fields {
-                        if let (Some(x), Some(metric)) =
-                            (val.as_f64(), catalog_name(Format::Tasmota, field))
-                        {
-                            out.extend(one(metric, ts, x, fl));
-                        }
-                    }
-                }
-            }
-            out
-        }
-        Format::Esphome => {
-            let levels: Vec<&str> = topic.split('/').collect();
-            let metric = levels.get(2).and_then(|n| catalog_name(Format::Esphome, n));
-            match (metric, text.and_then(|t| t.trim().parse::<f64>().ok())) {
-                (Some(metric), Some(v)) if levels.len() == 4 => {
-                    one(metric, now_ms, v, flags::RECEIPT_TIME)
-                        .into_iter()
-                        .collect()
-                }
-                _ => Vec::new(),
-            }
-        }
-        Format::Ultralight => {
-            let Some(text) = text else {
-                return Vec::new();
-            };
-            let mut out = Vec::new();
-            for group in text.trim().split('#') {
-                let parts: Vec<&str> = group.split('|').collect();
-                let (ts, fl, pairs) = if parts.len() % 2 == 1 {
-                    match chrono::DateTime::parse_from_rfc3339(parts[0]) {
-                        Ok(t) => (t.timestamp_millis(), 0, &parts[1..]),
-                        Err(_) => continue,
-                    }
-                } else {
-                    (now_ms, flags::RECEIPT_TIME, &parts[..])
-                };
-                for kv in pairs.chunks(2) {
-                    if let [k, v] = kv
-                        && let (Some(metric), Ok(v)) =
-                            (catalog_name(Format::Ultralight, k), v.parse())
-                    {
-                        out.extend(one(metric, ts, v, fl));
-                    }
-                }
-            }
-            out
-        }
-        Format::Line => {
-            let Some(text) = text else { return Vec::new() };
-            text.lines()
-                .filter_map(|line| {
-                    let mut parts = line.split(' ');
-                    let series = parts.next()?;
-                    let fields = parts.next()?;
-                    let ts_ns: Option<i64> = parts.next().and_then(|t| t.parse().ok());
-                    let metric = series.split(',').next()?;
-                    let v = fields
-                        .split(',')
-                        .find_map(|f| f.strip_prefix("value="))?
-                        .trim_end_matches('i')
-                        .parse()
-                        .ok()?;
-                    match ts_ns {
-                        Some(ns) => one(metric, ns / 1_000_000, v, 0),
-                        None => one(metric, now_ms, v, flags::RECEIPT_TIME),
-                    }
-                })
-                .collect()
+            ));
         }
     }
+    out
 }
 
 /// The message with its device id replaced by `new_id` in the topic and the payload
@@ -199,10 +115,10 @@ pub fn rewrite(topic: &str, payload: &[u8], new_id: &str) -> Option<(String, Vec
         .collect::<Vec<_>>()
         .join("/");
     let payload = match o.format {
-        Format::Native if topic.ends_with("/up") => {
+        Format::Senml if topic.ends_with("/up") => {
             rewrite_senml(payload, old, new_id).unwrap_or_else(|| payload.to_vec())
         }
-        Format::Native if topic.ends_with("/meta") => {
+        Format::Senml if topic.ends_with("/meta") => {
             match serde_json::from_slice::<serde_json::Value>(payload) {
                 Ok(mut v) if v.get("device").is_some() => {
                     v["device"] = new_id.into();
@@ -211,7 +127,7 @@ pub fn rewrite(topic: &str, payload: &[u8], new_id: &str) -> Option<(String, Vec
                 _ => payload.to_vec(),
             }
         }
-        Format::Line => match std::str::from_utf8(payload) {
+        Format::LineProtocol => match std::str::from_utf8(payload) {
             Ok(text) => text
                 .replace(&format!(",device={old}"), &format!(",device={new_id}"))
                 .into_bytes(),
@@ -262,7 +178,7 @@ pub fn clone_id(device: &str, k: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::{Sender, encode};
+    use crate::formats::{Sender, carries_time, encode};
     use crate::model::Reading;
     use schemas::topic::DeviceKind;
 
@@ -297,14 +213,14 @@ mod tests {
             let mut values: Vec<f64> = back.iter().map(|(_, r)| r.value).collect();
             values.sort_by(f64::total_cmp);
             // Wind speed has a name only in the native format and line protocol.
-            let want = if matches!(f, Format::Native | Format::Line) {
+            let want = if matches!(f, Format::Senml | Format::LineProtocol) {
                 vec![2.5, 41.5, 81.2]
             } else {
                 vec![41.5, 81.2]
             };
             assert_eq!(values, want, "{f:?}");
             assert!(back.iter().all(|(d, _)| d == "aq-0001"));
-            let expect_ts = if f.carries_time() {
+            let expect_ts = if carries_time(f) {
                 1_767_574_800_000
             } else {
                 5
@@ -313,5 +229,31 @@ mod tests {
         }
         assert_eq!(clone_id("aq-0001", 3), "aq-0001-k3");
         assert_eq!(clone_id(&"a".repeat(64), 12).len(), 64);
+    }
+
+    #[test]
+    fn readings_are_what_the_gateway_decodes() {
+        let now = 1_767_574_800_000;
+        // The device as the gateway names it; no `Time`: stamped on receipt.
+        let t = readings("tele/Tasmota_AB/SENSOR", br#"{"PMS5003":{"PM2.5":3}}"#, now);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].0, "tasmota_ab");
+        assert_eq!((t[0].1.metric, t[0].1.ts_ms), ("pm25", now));
+        assert_eq!(t[0].1.flags, flags::RECEIPT_TIME);
+        // Line protocol with an escaped space in the device tag.
+        let l = readings("telegraf/x/pm25", br"pm25,device=aq\ 1 value=3i", now);
+        assert_eq!(l.len(), 1);
+        assert_eq!((l[0].0.as_str(), l[0].1.value), ("aq-1", 3.0));
+        // A SenML time relative to receipt.
+        let pack = br#"[{"bn":"aq-1:","n":"pm25","u":"ug/m3","v":3,"t":-2}]"#;
+        let s = readings("city/ba-dinh/airquality/aq-1/up", pack, now);
+        assert_eq!(s.len(), 1);
+        assert_eq!(
+            (s[0].1.ts_ms, s[0].1.flags),
+            (now - 2000, flags::RECEIPT_TIME)
+        );
+        // Not routed, or refused by the decoder: no readings.
+        assert!(readings("city/ba-dinh/airquality/aq-1/status", b"online", now).is_empty());
+        assert!(readings("tele/a/SENSOR", b"{", now).is_empty());
     }
 }

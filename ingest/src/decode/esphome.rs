@@ -2,40 +2,16 @@
 //! (`23.5`; `nan` when the sensor failed, refused as `non-finite`).
 //!
 //! The device is the `{node}` (normalised to a slug), the metric is `{name}` (ESPHome's
-//! object id, snake-cased by ESPHome; kebab-case is accepted too) mapped through [`NAMES`],
-//! else passed through snake-cased. The time is the time of receipt.
+//! object id, snake-cased by ESPHome; kebab-case is accepted too) mapped through
+//! [`ESPHOME`] (in `schemas`), else passed through snake-cased. The time is the time of
+//! receipt.
 
 use std::borrow::Cow;
 
-use super::{
-    Context, Decoded, MetricName, Reading, malformed, map_field, normalise_device, snake_case_one,
-};
-use crate::validate::{Reason, Rejection};
+use schemas::formats::ESPHOME;
 
-/// ESPHome object id (after `-` -> `_`) -> catalog name.
-pub const NAMES: &[(&str, &str)] = &[
-    ("temperature", "temperature"),
-    ("humidity", "relativeHumidity"),
-    ("relative_humidity", "relativeHumidity"),
-    ("pressure", "pressure"),
-    ("pm1", "pm1"),
-    ("pm1_0", "pm1"),
-    ("pm_1_0", "pm1"),
-    ("pm25", "pm25"),
-    ("pm2_5", "pm25"),
-    ("pm_2_5", "pm25"),
-    ("pm10", "pm10"),
-    ("pm10_0", "pm10"),
-    ("pm_10_0", "pm10"),
-    ("co2", "co2"),
-    ("carbon_dioxide", "co2"),
-    ("noise", "LAeq"),
-    ("noise_level", "LAeq"),
-    ("sound_level", "LAeq"),
-    ("laeq", "LAeq"),
-    ("wifi_signal", "wifiSignal"),
-    ("uptime", "uptime"),
-];
+use super::{Context, Decoded, MetricName, Reading, malformed, normalise_device, snake_case_one};
+use crate::validate::{Reason, Rejection};
 
 /// Decodes one state message.
 pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, Rejection> {
@@ -59,7 +35,7 @@ pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, R
         text.parse()
             .map_err(|_| malformed(format!("ESPHome state {text:?} is not a number")))?
     };
-    let metric = match map_field(NAMES, &object_id_key(name)) {
+    let metric = match ESPHOME.metric(&object_id_key(name)) {
         Some(m) => MetricName::Catalog(m),
         None => MetricName::Other(snake_case_one(name)),
     };
@@ -74,7 +50,7 @@ pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, R
     })
 }
 
-/// The object id as [`NAMES`] spells it: lowercase, `-` as `_` (borrowed when it is so).
+/// The object id as [`ESPHOME`] spells it: lowercase, `-` as `_` (borrowed when it is so).
 fn object_id_key(name: &str) -> Cow<'_, str> {
     if name.bytes().any(|b| b.is_ascii_uppercase() || b == b'-') {
         Cow::Owned(name.to_ascii_lowercase().replace('-', "_"))

@@ -1,9 +1,11 @@
 //! Decoders: payload bytes of one routed message to readings with catalog names.
 //!
-//! Each format has its own module and a mapping table from its field names to catalog
-//! names (documented in `ingest/README.md`). Fields that are numeric but not in a table pass
-//! through under a snake-cased name (see each module) and are not checked against catalog
-//! ranges; non-numeric fields (strings, booleans) are skipped.
+//! Each format has its own module; Tasmota, ESPHome and UltraLight map their field names
+//! to catalog names through the tables of [`schemas::formats`] (listed in
+//! `ingest/README.md`), which the simulators' encoders write from as well. Fields that are
+//! numeric but not in a table pass through under a snake-cased name (see each module) and
+//! are not checked against catalog ranges; non-numeric fields (strings, booleans) are
+//! skipped.
 //!
 //! Decoders are sans-IO: they see the payload, the topic's captures and the time of receipt.
 
@@ -255,14 +257,6 @@ pub fn snake_case(parts: &[&str]) -> String {
         out.push_str("unnamed");
     }
     out
-}
-
-/// Finds a catalog metric through a format's mapping table (exact field names).
-pub(crate) fn map_field(table: &[(&str, &'static str)], field: &str) -> Option<&'static Metric> {
-    table
-        .iter()
-        .find(|(k, _)| *k == field)
-        .and_then(|(_, name)| catalog::lookup(name))
 }
 
 /// Seconds (possibly fractional) to ns, rounded to the microsecond so that the same device

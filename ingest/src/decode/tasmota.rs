@@ -2,11 +2,11 @@
 //! `{"Time":"2026-01-05T08:00:00","BME280":{"Temperature":17.3,"Humidity":86.0,"Pressure":1017.2},
 //! "PMS5003":{"PM2.5":92,"PM10":121},"TempUnit":"C"}`.
 //!
-//! Each sensor object's numeric fields map through [`FIELDS`] to catalog names; other
-//! numeric fields pass through as `<sensor>_<field>` snake-cased (`bme280_dew_point`). When
-//! two sensors report the same catalog field, the first in alphabetical order of sensor
-//! names (a stable choice: a redelivered message gets the same names) gets the catalog
-//! name and later ones fall back to `<sensor>_<field>`, so no reading is lost to a clash.
+//! Each sensor object's numeric fields map through [`TASMOTA`] (in `schemas`) to catalog
+//! names; other numeric fields pass through as `<sensor>_<field>` snake-cased
+//! (`bme280_dew_point`). When two sensors report the same catalog field, the first in
+//! alphabetical order of sensor names (a stable choice: a redelivered message gets the
+//! same names) gets the catalog name and later ones fall back to `<sensor>_<field>`, so no reading is lost to a clash.
 //! Numeric top-level fields pass through as `<field>` snake-cased. `Time` is local time
 //! without a zone: the configured `tasmota_utc_offset` converts it (a `Time` with its own
 //! zone is taken as is; absent `Time`: time of receipt). `TempUnit` `F` converts
@@ -16,25 +16,11 @@ use std::borrow::Cow;
 use std::fmt;
 
 use chrono::NaiveDateTime;
+use schemas::formats::TASMOTA;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::{
-    Context, Decoded, MetricName, Reading, foreign_device, malformed, map_field, snake_case,
-};
+use super::{Context, Decoded, MetricName, Reading, foreign_device, malformed, snake_case};
 use crate::validate::{Reason, Rejection};
-
-/// Tasmota field name -> catalog name.
-pub const FIELDS: &[(&str, &str)] = &[
-    ("Temperature", "temperature"),
-    ("Humidity", "relativeHumidity"),
-    ("Pressure", "pressure"),
-    ("PM2.5", "pm25"),
-    ("PM10", "pm10"),
-    ("PM1", "pm1"),
-    ("CarbonDioxide", "co2"),
-    ("CO2", "co2"),
-    ("Noise", "LAeq"),
-];
 
 /// Fields holding a temperature, converted when `TempUnit` is `F`.
 const TEMPERATURE_FIELDS: &[&str] = &["Temperature", "DewPoint"];
@@ -190,7 +176,7 @@ pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, R
         if field == "Pressure" || field == "SeaPressure" {
             value *= pressure_factor;
         }
-        let metric = match map_field(FIELDS, field) {
+        let metric = match TASMOTA.metric(field) {
             Some(m) if !used.contains(&m.name) => {
                 used.push(m.name);
                 MetricName::Catalog(m)

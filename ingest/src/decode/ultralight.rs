@@ -2,35 +2,14 @@
 //! `/<apikey>/<device>/attrs` (or `/ul/<apikey>/<device>/attrs`). Several measure groups
 //! are separated by `#`; a group with an odd number of fields starts with its timestamp
 //! (ISO 8601 with a zone, as the IoT Agent accepts), otherwise readings take the time of
-//! receipt. Short keys map through [`KEYS`]; other keys pass through snake-cased.
-//! Non-numeric values (text attributes such as a location) are skipped.
+//! receipt. Short keys map through [`ULTRALIGHT`] (in `schemas`); other keys pass through
+//! snake-cased. Non-numeric values (text attributes such as a location) are skipped.
 
 use chrono::DateTime;
+use schemas::formats::ULTRALIGHT;
 
-use super::{
-    Context, Decoded, MetricName, Reading, foreign_device, malformed, map_field, snake_case_one,
-};
+use super::{Context, Decoded, MetricName, Reading, foreign_device, malformed, snake_case_one};
 use crate::validate::{Reason, Rejection};
-
-/// UltraLight key -> catalog name.
-pub const KEYS: &[(&str, &str)] = &[
-    ("t", "temperature"),
-    ("temperature", "temperature"),
-    ("h", "relativeHumidity"),
-    ("humidity", "relativeHumidity"),
-    ("p", "pressure"),
-    ("pressure", "pressure"),
-    ("pm1", "pm1"),
-    ("pm25", "pm25"),
-    ("pm10", "pm10"),
-    ("co2", "co2"),
-    ("no2", "no2"),
-    ("o3", "o3"),
-    ("co", "co"),
-    ("n", "LAeq"),
-    ("noise", "LAeq"),
-    ("LAeq", "LAeq"),
-];
 
 /// Decodes one measures message.
 pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, Rejection> {
@@ -66,7 +45,7 @@ pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, R
             let Ok(value) = raw.parse::<f64>() else {
                 continue;
             };
-            let metric = match map_field(KEYS, key) {
+            let metric = match ULTRALIGHT.metric(key) {
                 Some(m) => MetricName::Catalog(m),
                 None => MetricName::Other(snake_case_one(key)),
             };

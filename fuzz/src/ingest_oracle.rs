@@ -96,6 +96,7 @@ pub fn format_payload(format: Format, payload: &[u8]) {
         captures: default_captures(format),
         received_at_ns: RECEIVED_AT_NS,
         tasmota_utc_offset_s: TASMOTA_OFFSET_S,
+        device_kinds: &[],
     };
     decode_and_validate(format, payload, &ctx);
 }
@@ -111,6 +112,7 @@ pub fn routed(topic: &str, payload: &[u8], received_at_ns: i64) {
         captures,
         received_at_ns,
         tasmota_utc_offset_s: TASMOTA_OFFSET_S,
+        device_kinds: &[],
     };
     decode_and_validate(format, payload, &ctx);
 }

@@ -43,6 +43,17 @@ pub struct QueryArgs {
         value_name = "TOKEN"
     )]
     pub http_token: Option<String>,
+    /// Device kinds accepted in `--kind` besides the built-in four, as the gateway's
+    /// `ingest.device_kinds` lists them (comma-separated); only for --data-dir.
+    /// [default: none]
+    #[arg(
+        long = "device-kinds",
+        env = "GATEWAY_DEVICE_KINDS",
+        global = true,
+        value_delimiter = ',',
+        value_name = "KINDS"
+    )]
+    pub device_kinds: Vec<String>,
 }
 
 /// The questions.
@@ -154,7 +165,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         QueryWhat::Devices(p) => devices_table(&if remote {
             source.get("/api/devices", p)?
         } else {
-            source.local(|c| queries::devices(c, p, now, stale))?
+            source.local(|c| queries::devices(c, p, now, stale, &args.device_kinds))?
         }),
         QueryWhat::Series(p) => series_table(&if remote {
             source.get("/api/series", p)?
@@ -165,7 +176,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         QueryWhat::Latest(p) => latest_table(&if remote {
             source.get("/api/latest", p)?
         } else {
-            source.local(|c| queries::latest(c, p, now))?
+            source.local(|c| queries::latest(c, p, now, &args.device_kinds))?
         }),
         QueryWhat::Aqi(p) => aqi_table(&if remote {
             source.get("/api/aqi", p)?

@@ -113,6 +113,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
             head: Some(hot_head),
             read_threads: cfg.http.api_read_threads,
             read_queue: cfg.http.api_read_queue,
+            device_kinds: cfg.ingest.device_kinds.clone().into(),
             ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
         },
         auth,

@@ -48,6 +48,12 @@ pub struct IngestConfig {
     /// status. Default: [`crate::status::default_status_routes`] (Tasmota's
     /// `tele/{device}/LWT`, ESPHome's `{node}/status`).
     pub status_routes: Vec<crate::status::StatusRouteConfig>,
+    /// Device kinds accepted besides the four built in (`airquality`, `weather`, `noise`,
+    /// `wifi`), as topic slugs: a city that adds traffic counters or water-level sensors
+    /// lists them here instead of seeing their messages dead-lettered (`bad-topic`, whose
+    /// reason names this key). The dashboard shows them with a generic treatment.
+    /// Default: none.
+    pub device_kinds: Vec<String>,
     /// The device registry (`devices.toml`, see [`crate::registry`]): each listed device
     /// may be written only through its format (else `spoofed-device`), an UltraLight
     /// device only under its `apikey` (else `unknown-apikey`), and its district and kind
@@ -127,6 +133,7 @@ impl Default for IngestConfig {
         Self {
             routes: default_routes(),
             status_routes: crate::status::default_status_routes(),
+            device_kinds: Vec::new(),
             registry: None,
             max_payload_bytes: 64 * 1024,
             deadletter_payload_keep_bytes: 4096,
@@ -205,6 +212,20 @@ impl IngestConfig {
         self.tasmota_offset_s()?;
         crate::route::Router::new(&self.routes)?;
         crate::status::StatusRouter::new(&self.status_routes)?;
+        for k in &self.device_kinds {
+            if schemas::topic::check_slug(k).is_err() {
+                return bad(
+                    "device_kinds",
+                    &format!("`{k}` is not a slug (a-z, 0-9, '-', '_'; 1-64 bytes)"),
+                );
+            }
+            if schemas::topic::DeviceKind::parse(k).is_some() {
+                return bad(
+                    "device_kinds",
+                    &format!("`{k}` is built in; list only new kinds"),
+                );
+            }
+        }
         Ok(())
     }
 

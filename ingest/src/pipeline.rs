@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
-use schemas::topic::{Channel, Topic, TopicError};
+use schemas::topic::{Channel, RawTopic, TopicError};
 
 use crate::config::{IngestConfig, OutboxPolicy};
 use crate::decode::{self, Context, Decoded};
@@ -73,6 +73,8 @@ pub struct Pipeline {
     data_version: Option<i64>,
     /// Buffers kept from batch to batch (emptied, their allocations reused).
     scratch: Scratch,
+    /// `device_kinds` of the configuration, shared with each batch's decoding.
+    device_kinds: std::sync::Arc<[String]>,
     /// Foreign formats' availability topics.
     status_router: crate::status::StatusRouter,
     /// Devices of the registry (`registry`), by id.
@@ -137,7 +139,7 @@ enum Outcome<'a> {
     Meta {
         device: &'a str,
         district: &'a str,
-        kind: &'static str,
+        kind: &'a str,
         json: String,
     },
     /// Retained payload cleared (empty status/meta): nothing to do.
@@ -184,6 +186,7 @@ impl Pipeline {
             scratch: Scratch::default(),
             registry: load_registry(cfg.registry.as_deref())?,
             status_router: crate::status::StatusRouter::new(&cfg.status_routes)?,
+            device_kinds: cfg.device_kinds.clone().into(),
             cfg,
         })
     }
@@ -300,7 +303,12 @@ impl Pipeline {
     }
 
     /// What `msg` is; decoded readings are appended to `groups`.
-    fn classify<'a>(&self, msg: &'a Inbound, groups: &mut Vec<Decoded<'a>>) -> Outcome<'a> {
+    fn classify<'a>(
+        &self,
+        msg: &'a Inbound,
+        device_kinds: &'a [String],
+        groups: &mut Vec<Decoded<'a>>,
+    ) -> Outcome<'a> {
         if msg.payload.len() > self.cfg.max_payload_bytes {
             return Outcome::Dead(Rejection::new(
                 Reason::PayloadTooLarge,
@@ -315,8 +323,13 @@ impl Pipeline {
             ));
         }
         // Native status/meta first, so a catch-all route cannot swallow them.
-        match Topic::parse(&msg.topic) {
-            Ok(t) if t.channel != Channel::Up => return self.device_channel(t, msg),
+        match RawTopic::parse(&msg.topic) {
+            Ok(t) if t.channel != Channel::Up => {
+                if !decode::known_kind(t.kind, &self.cfg.device_kinds) {
+                    return Outcome::Dead(decode::unknown_kind(t.kind));
+                }
+                return self.device_channel(t, msg);
+            }
             Ok(_) => {}
             Err(e) => {
                 if self.router.route(&msg.topic).is_none() && msg.topic.starts_with("city/") {
@@ -355,6 +368,7 @@ impl Pipeline {
             captures,
             received_at_ns: msg.received_at_ns,
             tasmota_utc_offset_s: self.tasmota_offset_s,
+            device_kinds,
         };
         let first = groups.len();
         match decode::decode_into(format, &msg.payload, &ctx, groups) {
@@ -443,8 +457,8 @@ impl Pipeline {
         None
     }
 
-    fn device_channel<'a>(&self, t: Topic<'a>, msg: &Inbound) -> Outcome<'a> {
-        let (device, district, kind) = (t.device, t.district, t.kind.as_str());
+    fn device_channel<'a>(&self, t: RawTopic<'a>, msg: &Inbound) -> Outcome<'a> {
+        let (device, district, kind) = (t.device, t.district, t.kind);
         if msg.payload.is_empty() {
             return Outcome::Cleared;
         }
@@ -529,7 +543,13 @@ impl Pipeline {
         }
         let mut groups: Vec<Decoded<'_>> = recycle(std::mem::take(&mut scratch.groups));
         let mut outcomes: Vec<Outcome<'_>> = recycle(std::mem::take(&mut scratch.outcomes));
-        outcomes.extend(batch.iter().map(|msg| self.classify(msg, &mut groups)));
+        // The configured kinds, shared: decoded groups may borrow from them for the batch.
+        let kinds = std::sync::Arc::clone(&self.device_kinds);
+        outcomes.extend(
+            batch
+                .iter()
+                .map(|msg| self.classify(msg, &kinds, &mut groups)),
+        );
         let result = self.commit(
             batch,
             &outcomes,

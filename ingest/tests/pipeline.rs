@@ -955,3 +955,64 @@ fn foreign_wills_set_device_status() {
         .unwrap();
     assert_eq!(aq.status, None);
 }
+
+/// Device kinds beyond the four built in are accepted from configuration; without it their
+/// messages are dead letters whose reason names the key to add.
+#[test]
+fn configured_device_kinds_are_accepted_and_unknown_ones_name_the_key() {
+    let t = now_s() - 60;
+    let batch = vec![
+        msg(
+            "city/ba-dinh/traffic/tc-1/up",
+            senml_cbor("tc-1", 0, t, &[("pm25", "ug/m3", 7.0)]),
+        ),
+        msg("city/ba-dinh/traffic/tc-1/status", "online"),
+        msg(
+            "telegraf/edge/x",
+            format!(
+                "pm25,device=lp-1,kind=traffic value=3 {}\n",
+                t * 1_000_000_000
+            ),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(dir.path(), IngestConfig::default());
+    let out = p.process(&batch).unwrap();
+    assert_eq!(out.dead_letters, 2);
+    let letters = deadletter::list(p.connection(), &ListFilter::default()).unwrap();
+    assert!(
+        letters
+            .iter()
+            .all(|d| d.reason == "bad-topic" && d.detail.contains("ingest.device_kinds")),
+        "{letters:?}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IngestConfig {
+        device_kinds: vec!["traffic".into()],
+        ..IngestConfig::default()
+    };
+    let mut p = open(dir.path(), cfg);
+    let out = p.process(&batch).unwrap();
+    assert_eq!((out.readings_committed, out.dead_letters), (2, 0));
+    let devices = ingest::devices::list(p.connection()).unwrap();
+    let tc = devices.iter().find(|d| d.device == "tc-1").unwrap();
+    assert_eq!(
+        (tc.kind.as_deref(), tc.status.as_deref()),
+        (Some("traffic"), Some("online"))
+    );
+    let lp = devices.iter().find(|d| d.device == "lp-1").unwrap();
+    assert_eq!(lp.kind.as_deref(), Some("traffic"));
+
+    for bad in ["Traffic", "airquality"] {
+        let e = Pipeline::open(
+            &dir.path().join(bad),
+            IngestConfig {
+                device_kinds: vec![bad.into()],
+                ..IngestConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("device_kinds"), "{e}");
+    }
+}

@@ -246,6 +246,50 @@ impl<'a> Topic<'a> {
     pub const UP_FILTER: &'static str = "city/+/+/+/up";
 }
 
+/// A native-scheme topic whose kind is any slug: what a gateway parses when the city runs
+/// device kinds beyond [`DeviceKind`] (traffic counters, water-level sensors), which it
+/// checks against its configuration. Devices use [`Topic`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RawTopic<'a> {
+    /// District slug.
+    pub district: &'a str,
+    /// Device kind slug (a [`DeviceKind`] or a configured one).
+    pub kind: &'a str,
+    /// Device id slug.
+    pub device: &'a str,
+    /// Message channel.
+    pub channel: Channel,
+}
+
+impl<'a> RawTopic<'a> {
+    /// Parses `city/{district}/{kind}/{device}/{channel}` with any slug as the kind.
+    pub fn parse(topic: &'a str) -> Result<Self, TopicError> {
+        let mut levels = topic.split('/');
+        if levels.next() != Some(ROOT) {
+            return Err(TopicError::WrongRoot);
+        }
+        let (Some(district), Some(kind), Some(device), Some(channel), None) = (
+            levels.next(),
+            levels.next(),
+            levels.next(),
+            levels.next(),
+            levels.next(),
+        ) else {
+            return Err(TopicError::WrongLevelCount);
+        };
+        check_slug(kind).map_err(|_| TopicError::UnknownKind)?;
+        let channel = Channel::parse(channel).ok_or(TopicError::UnknownChannel)?;
+        check_slug(district).map_err(TopicError::BadDistrict)?;
+        check_slug(device).map_err(TopicError::BadDevice)?;
+        Ok(Self {
+            district,
+            kind,
+            device,
+            channel,
+        })
+    }
+}
+
 impl fmt::Display for Topic<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.write_to(f)
@@ -255,6 +299,23 @@ impl fmt::Display for Topic<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn raw_topics_take_any_kind_slug() {
+        let t = RawTopic::parse("city/ba-dinh/traffic/tc-1/status").unwrap();
+        assert_eq!(
+            (t.kind, t.device, t.channel),
+            ("traffic", "tc-1", Channel::Status)
+        );
+        assert_eq!(
+            RawTopic::parse("city/ba-dinh/Traffic/tc-1/up"),
+            Err(TopicError::UnknownKind)
+        );
+        assert_eq!(
+            RawTopic::parse("city/ba-dinh/traffic/tc-1/x"),
+            Err(TopicError::UnknownChannel)
+        );
+    }
 
     #[test]
     fn parse_and_build_round_trip() {

@@ -68,6 +68,7 @@ pub fn readings(topic: &str, payload: &[u8], now_ms: i64) -> Vec<(String, SentRe
             captures,
             received_at_ns,
             tasmota_utc_offset_s: HANOI_UTC_OFFSET_S as i32,
+            device_kinds: &[],
         };
         decode::decode(format, payload, &ctx).unwrap_or_default()
     };

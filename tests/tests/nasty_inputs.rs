@@ -131,6 +131,7 @@ fn accepted_by(format: &str, bytes: &[u8]) -> Option<bool> {
                         captures,
                         received_at_ns: ingest_oracle::RECEIVED_AT_NS,
                         tasmota_utc_offset_s: 7 * 3600,
+                        device_kinds: &[],
                     };
                     decode::decode(format, payload, &ctx).is_ok()
                 }

@@ -38,10 +38,11 @@ pub async fn devices(
 ) -> Result<Json<DevicesResponse>, ApiError> {
     let p = checked(q)?;
     let stale = s.config.stale_after;
+    let kinds = s.config.device_kinds.clone();
     let now = now_ns();
     Ok(Json(
         s.pool
-            .run(move |c| queries::devices(c, &p, now, stale))
+            .run(move |c| queries::devices(c, &p, now, stale, &kinds))
             .await?,
     ))
 }
@@ -66,9 +67,12 @@ pub async fn latest(
 ) -> Result<Json<LatestResponse>, ApiError> {
     let p = checked(q)?;
     let now = now_ns();
-    Ok(Json(
-        s.pool.run(move |c| queries::latest(c, &p, now)).await?,
-    ))
+    Ok(Json({
+        let kinds = s.config.device_kinds.clone();
+        s.pool
+            .run(move |c| queries::latest(c, &p, now, &kinds))
+            .await?
+    }))
 }
 
 /// VN_AQI (hourly and daily) and US AQI of every station.
@@ -124,6 +128,6 @@ pub async fn stats(
 /// The metric catalog (names, units, descriptions, valid ranges) and the device kinds.
 #[utoipa::path(get, path = "/api/catalog", tag = "query",
     responses((status = 200, body = CatalogResponse)))]
-pub async fn catalog() -> Json<CatalogResponse> {
-    Json(CatalogResponse::current())
+pub async fn catalog(State(s): State<ApiState>) -> Json<CatalogResponse> {
+    Json(CatalogResponse::current(&s.config.device_kinds))
 }

@@ -60,6 +60,9 @@ pub struct ApiConfig {
     pub read_threads: usize,
     /// Queries waiting for a thread beyond which a request gets 503 (default 64).
     pub read_queue: usize,
+    /// Device kinds accepted besides the built-in four (`ingest.device_kinds`; default
+    /// none), shared with each query.
+    pub device_kinds: Arc<[String]>,
 }
 
 impl ApiConfig {
@@ -73,6 +76,7 @@ impl ApiConfig {
             head: None,
             read_threads: 4,
             read_queue: 64,
+            device_kinds: Arc::from(Vec::new()),
         }
     }
 }

@@ -301,8 +301,8 @@ pub struct CatalogMetric {
 }
 
 impl CatalogResponse {
-    /// The compiled-in catalog.
-    pub fn current() -> Self {
+    /// The compiled-in catalog, with `configured` device kinds after the built-in ones.
+    pub fn current(configured: &[String]) -> Self {
         use schemas::catalog::{METRICS, MetricKind};
         Self {
             metrics: METRICS
@@ -323,6 +323,7 @@ impl CatalogResponse {
             kinds: schemas::topic::DeviceKind::ALL
                 .iter()
                 .map(|k| k.as_str().to_owned())
+                .chain(configured.iter().cloned())
                 .collect(),
         }
     }

@@ -198,13 +198,19 @@ fn check_metric(s: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Checks a device kind.
-pub fn check_kind(s: &str) -> Result<(), ApiError> {
-    if schemas::topic::DeviceKind::parse(s).is_some() {
+/// Checks a device kind: a built-in one or one of `configured` (`ingest.device_kinds`).
+pub fn check_kind(s: &str, configured: &[String]) -> Result<(), ApiError> {
+    if ingest::decode::known_kind(s, configured) {
         Ok(())
     } else {
+        let mut known: Vec<&str> = schemas::topic::DeviceKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        known.extend(configured.iter().map(String::as_str));
         Err(ApiError::bad(format!(
-            "kind: unknown kind `{s}`; expected one of airquality, weather, noise, wifi"
+            "kind: unknown kind `{s}`; expected one of {}",
+            known.join(", ")
         )))
     }
 }

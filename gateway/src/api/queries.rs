@@ -176,12 +176,13 @@ pub fn devices(
     p: &params::DevicesParams,
     now_ns: i64,
     default_stale: Duration,
+    device_kinds: &[String],
 ) -> Result<DevicesResponse, ApiError> {
     if let Some(d) = &p.district {
         params::check_slug("district", d)?;
     }
     if let Some(k) = &p.kind {
-        params::check_kind(k)?;
+        params::check_kind(k, device_kinds)?;
     }
     if let Some(s) = &p.status
         && !matches!(s.as_str(), "online" | "offline" | "unknown")
@@ -343,12 +344,13 @@ pub fn latest(
     conn: &HotRead<'_>,
     p: &params::LatestParams,
     now_ns: i64,
+    device_kinds: &[String],
 ) -> Result<LatestResponse, ApiError> {
     if let Some(d) = &p.district {
         params::check_slug("district", d)?;
     }
     if let Some(k) = &p.kind {
-        params::check_kind(k)?;
+        params::check_kind(k, device_kinds)?;
     }
     let max_age = p
         .max_age

@@ -73,6 +73,7 @@ mod tests {
             },
             received_at_ns: 99,
             tasmota_utc_offset_s: 0,
+            device_kinds: &[],
         }
     }
 

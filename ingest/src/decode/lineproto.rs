@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use influxdb_line_protocol::{EscapedStr, FieldValue, ParsedLine, parse_lines};
 use schemas::catalog;
-use schemas::topic::{DeviceKind, check_slug};
+use schemas::topic::check_slug;
 
 use super::{Context, Decoded, MetricName, Reading, malformed, normalise_device, snake_case};
 use crate::validate::{Reason, Rejection};
@@ -93,7 +93,7 @@ fn one_line<'a>(
                 .map(text);
             let kind = line
                 .tag_value("kind")
-                .filter(|k| DeviceKind::parse(k.as_str()).is_some())
+                .filter(|k| super::known_kind(k.as_str(), ctx.device_kinds))
                 .map(text);
             out.push(Decoded {
                 device,
@@ -143,6 +143,7 @@ mod tests {
             captures: Captures::default(),
             received_at_ns: 5,
             tasmota_utc_offset_s: 0,
+            device_kinds: &[],
         }
     }
 

@@ -99,6 +99,8 @@ pub struct Context<'t> {
     pub received_at_ns: i64,
     /// Tasmota's `Time` is local time: this offset (seconds east of UTC) converts it.
     pub tasmota_utc_offset_s: i32,
+    /// Device kinds accepted besides the four built in (`ingest.device_kinds`).
+    pub device_kinds: &'t [String],
 }
 
 /// Decodes a payload in `format`. `Err` refuses the whole message.
@@ -174,8 +176,27 @@ pub(crate) fn normalise_device(raw: &str) -> Result<Cow<'_, str>, Rejection> {
 /// An optional name borrowed from the topic or the payload.
 type Name<'a> = Option<Cow<'a, str>>;
 
+/// Whether `kind` is one of the four built-in kinds or a configured one.
+pub fn known_kind(kind: &str, configured: &[String]) -> bool {
+    DeviceKind::parse(kind).is_some() || configured.iter().any(|k| k == kind)
+}
+
+/// The dead letter of an unknown kind: it names the key that would accept it.
+pub(crate) fn unknown_kind(kind: &str) -> Rejection {
+    Rejection::new(
+        Reason::BadTopic,
+        format!(
+            "kind `{kind}`: expected airquality, weather, noise, wifi or a kind listed in \
+             ingest.device_kinds (gateway.toml), e.g. device_kinds = [\"{kind}\"]"
+        ),
+    )
+}
+
 /// District and kind captures, which must be slugs (and a known kind).
-pub(crate) fn district_and_kind<'a>(c: &Captures<'a>) -> Result<(Name<'a>, Name<'a>), Rejection> {
+pub(crate) fn district_and_kind<'a>(
+    c: &Captures<'a>,
+    device_kinds: &[String],
+) -> Result<(Name<'a>, Name<'a>), Rejection> {
     let district = match c.district {
         Some(d) => {
             check_slug(d)
@@ -186,12 +207,9 @@ pub(crate) fn district_and_kind<'a>(c: &Captures<'a>) -> Result<(Name<'a>, Name<
     };
     let kind = match c.kind {
         Some(k) => {
-            DeviceKind::parse(k).ok_or_else(|| {
-                Rejection::new(
-                    Reason::BadTopic,
-                    format!("kind `{k}`: expected airquality, weather, noise or wifi"),
-                )
-            })?;
+            if !known_kind(k, device_kinds) {
+                return Err(unknown_kind(k));
+            }
             Some(Cow::Borrowed(k))
         }
         None => None,

@@ -24,7 +24,7 @@ pub fn decode<'a>(payload: &'a [u8], ctx: &Context<'a>) -> Result<Decoded<'a>, R
         .ok_or_else(|| Rejection::new(Reason::BadTopic, "route has no {device} capture"))?;
     check_slug(device)
         .map_err(|e| Rejection::new(Reason::BadTopic, format!("device id `{device}`: {e}")))?;
-    let (district, kind) = district_and_kind(&ctx.captures)?;
+    let (district, kind) = district_and_kind(&ctx.captures, ctx.device_kinds)?;
     let mut out = Decoded {
         device: Cow::Borrowed(device),
         district,
@@ -184,6 +184,7 @@ mod tests {
             },
             received_at_ns: NOW,
             tasmota_utc_offset_s: 0,
+            device_kinds: &[],
         }
     }
 

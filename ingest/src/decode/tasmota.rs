@@ -254,6 +254,7 @@ mod tests {
             },
             received_at_ns: 1,
             tasmota_utc_offset_s: 7 * 3600,
+            device_kinds: &[],
         }
     }
 

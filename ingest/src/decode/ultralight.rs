@@ -76,6 +76,7 @@ mod tests {
             },
             received_at_ns: 7,
             tasmota_utc_offset_s: 0,
+            device_kinds: &[],
         }
     }
 

@@ -308,7 +308,8 @@ impl SimDevice {
             }
             Format::Tasmota => Some((format!("tele/{id}/LWT"), b"Offline".to_vec())),
             Format::Esphome => Some((format!("{id}/status"), b"offline".to_vec())),
-            Format::Ultralight | Format::LineProtocol => None,
+            // Formats without a will (and any the fleet does not know).
+            _ => None,
         }
     }
 
@@ -337,7 +338,7 @@ impl SimDevice {
             }
             Format::Tasmota => vec![retained(format!("tele/{id}/LWT"), b"Online".to_vec())],
             Format::Esphome => vec![retained(format!("{id}/status"), b"online".to_vec())],
-            Format::Ultralight | Format::LineProtocol => Vec::new(),
+            _ => Vec::new(),
         }
     }
 

@@ -224,6 +224,8 @@ pub fn encode(
                 readings: vec![i],
             })
             .collect(),
+        // A format the fleet does not speak (yet): nothing to send.
+        _ => Vec::new(),
     })
 }
 

@@ -155,6 +155,7 @@ fn default_topic(format: Format) -> &'static str {
         Format::Esphome => "weather-7/sensor/temperature/state",
         Format::Ultralight => "/4jggokgpepnvsb2uv4s40d59ov/ul-0009/attrs",
         Format::LineProtocol => "telegraf/edge-box/cpu",
+        f => panic!("no typical topic for {f} yet: add one here"),
     }
 }
 

@@ -9,12 +9,14 @@
 //! | `GET /api/latest` | latest values per district and kind |
 //! | `GET /api/aqi` | VN_AQI hourly and daily, US AQI, category and colour per station |
 //! | `GET /api/stats` | dead letters by reason, ingest rate, outbox depth, store lag |
+//! | `GET /api/alerts` | active alerts and the alert history ([`alerts`]) |
 //! | `GET /api/openapi.json` | the OpenAPI document |
 //! | `GET /` | the dashboard |
 //!
 //! With tokens configured, [`router_with_auth`] puts all of these behind [`auth`] and adds
 //! `/login` and `/logout`.
 
+pub mod alerts;
 pub mod auth;
 pub mod dashboard;
 pub mod db;
@@ -162,6 +164,7 @@ pub fn router_with_auth(
         .route("/api/latest", get(handlers::latest))
         .route("/api/aqi", get(handlers::aqi))
         .route("/api/stats", get(handlers::stats))
+        .route("/api/alerts", get(alerts::alerts))
         .route(
             OPENAPI_PATH,
             get(|| async {

@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the query API, generated from the handlers' annotations
 //! and served at [`super::OPENAPI_PATH`].
 
+use super::alerts::{self, Alert, AlertsResponse};
 use super::error::ErrorBody;
 use super::handlers;
 use super::model::*;
@@ -16,11 +17,14 @@ use utoipa::OpenApi;
                        in responses; parameters accept `now`, `-24h`, unix milliseconds or RFC 3339. \
                        A bad parameter gets a 400 with `{\"error\": \"...\"}` saying what is wrong."
     ),
-    paths(handlers::devices, handlers::series, handlers::latest, handlers::aqi, handlers::stats),
+    paths(
+        handlers::devices, handlers::series, handlers::latest, handlers::aqi, handlers::stats,
+        alerts::alerts
+    ),
     components(schemas(
         ErrorBody, Agg, DevicesResponse, Device, SeriesResponse, Series, LatestResponse,
         LatestGroup, MetricSummary, DeviceLatest, Reading, AqiResponse, StationAqi, AqiValue,
-        StatsResponse, ReasonCount
+        StatsResponse, ReasonCount, AlertsResponse, Alert
     )),
     tags((name = "query", description = "Hot-tier queries"))
 )]

@@ -284,6 +284,29 @@ device = "aq-quiet"
     assert_eq!(after[0]["id"], id);
     assert_eq!(after[0]["state"], "firing");
     assert_eq!(bodies_with(&bodies, "quiet", "firing").len(), 1);
+
+    // The CLI, from the data directory and from the running gateway.
+    let url = format!("http://127.0.0.1:{}", gw.http_port);
+    let data_dir = gw.data_dir.display().to_string();
+    for source in [["--data-dir", data_dir.as_str()], ["--url", url.as_str()]] {
+        let out = std::process::Command::new(gateway_bin())
+            .args(["query", "alerts", "--format", "csv"])
+            .args(source)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.starts_with("id,rule,state,district,device"), "{text}");
+        assert!(text.lines().any(|l| l.contains(",quiet,firing,")), "{text}");
+        assert!(
+            text.lines().any(|l| l.contains(",pm25-high,resolved,")),
+            "{text}"
+        );
+    }
 }
 
 #[test]

@@ -40,7 +40,7 @@ pub enum Command {
     /// broker, then time how fast a gateway drains it (see gateway/README.md).
     Bench(BenchArgs),
     /// Ask the hot tier (or a running gateway with --url) what the query API
-    /// answers: devices, series, latest, aqi, stats; as a table or CSV.
+    /// answers: devices, series, latest, aqi, stats, alerts; as a table or CSV.
     Query(crate::query_cli::QueryArgs),
     /// Manage device accounts on the broker from the device registry
     /// (devices.example.toml): `provision` writes Mosquitto's password and

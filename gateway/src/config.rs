@@ -68,7 +68,12 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[ingest]`: routes, validation, retention, outbox (see the `ingest` crate).
     pub ingest: IngestSection,
+    /// `[alerts]`: alert rules, history and notifications (see `crate::alerts`).
+    pub alerts: AlertsConfig,
 }
+
+/// The `[alerts]` table, defined with the alerting code.
+pub use crate::alerts::config::AlertsConfig;
 
 impl Default for Config {
     fn default() -> Self {
@@ -83,6 +88,7 @@ impl Default for Config {
             log: LogConfig::default(),
             metrics: MetricsConfig::default(),
             ingest: IngestSection::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -454,6 +460,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A value of a list entry is out of its domain, e.g. `alerts.rules[2].for_s`.
+    #[error("invalid configuration: `{key}`: {message}")]
+    InvalidEntry {
+        /// The full key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 fn flag_note(flag: &Option<&'static str>) -> String {
@@ -789,7 +803,15 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| invalid("log.filter", None, e.to_string()))?;
+        let alerts = self
+            .alerts
+            .compile(&self.ingest.tasmota_utc_offset)
+            .map_err(|e| ConfigError::InvalidEntry {
+                key: e.key,
+                message: e.message,
+            })?;
         Ok(Resolved {
+            alerts,
             broker,
             client_id,
             http,
@@ -924,6 +946,8 @@ pub struct Resolved {
     pub embedded: Option<SocketAddr>,
     /// How the embedded broker authenticates clients, when there is one.
     pub broker_auth: Option<BrokerAuth>,
+    /// The checked alert rules.
+    pub alerts: crate::alerts::config::Compiled,
 }
 
 /// A parsed `mqtt://` or `mqtts://` URL.
@@ -1050,6 +1074,7 @@ mod tests {
         assert_eq!(format!("{:?}", c.store), format!("{:?}", d.store));
         assert_eq!(format!("{:?}", c.http), format!("{:?}", d.http));
         assert_eq!(format!("{:?}", c.log), format!("{:?}", d.log));
+        assert_eq!(format!("{:?}", c.alerts), format!("{:?}", d.alerts));
         c.resolve().unwrap();
     }
 

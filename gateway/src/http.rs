@@ -50,7 +50,9 @@ pub fn router(state: AppState) -> Router {
 async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        // The exporter's series, then the active alerts' `ALERTS` series (see
+        // `alerts::prom`: they leave as soon as an alert resolves).
+        s.metrics.render() + &crate::alerts::prom::render(),
     )
         .into_response()
 }

@@ -8,6 +8,7 @@
 //! The binary is `gateway` (`src/main.rs`); this library exposes the parts
 //! so that tests and benchmarks can reuse them.
 
+pub mod alerts;
 pub mod api;
 pub mod aqi;
 pub mod backoff;

@@ -1,4 +1,4 @@
-//! `gateway query devices|series|latest|aqi|stats`: the query API's questions from a
+//! `gateway query devices|series|latest|aqi|stats|alerts`: the query API's questions from a
 //! terminal or a script, answered either from the hot tier directly (`--data-dir`, read-only)
 //! or from a running gateway (`--url`), printed as a table or as CSV.
 //!
@@ -69,6 +69,8 @@ pub enum QueryWhat {
     Aqi(AqiParams),
     /// Dead letters by reason, ingest rate, outbox depth, store lag.
     Stats(StatsParams),
+    /// Active alerts and the alert history (state, rule, labels, times).
+    Alerts(crate::api::alerts::AlertsParams),
 }
 
 /// Output format.
@@ -187,6 +189,11 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             source.get("/api/stats", p)?
         } else {
             source.local(|c| queries::stats(c, p, now, stale))?
+        }),
+        QueryWhat::Alerts(p) => alerts_table(&if remote {
+            source.get("/api/alerts", p)?
+        } else {
+            source.local(|c| crate::api::alerts::query(c.connection(), p, now))?
         }),
     };
     let out = render(&table, args.format)?;
@@ -418,6 +425,33 @@ fn stats_table(r: &StatsResponse) -> Rows {
     Rows {
         header: vec!["stat", "value"],
         rows,
+    }
+}
+
+fn alerts_table(r: &crate::api::alerts::AlertsResponse) -> Rows {
+    Rows {
+        header: vec![
+            "id", "rule", "state", "district", "device", "value", "started", "fired", "resolved",
+            "summary",
+        ],
+        rows: r
+            .alerts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.to_string(),
+                    a.rule.clone(),
+                    a.state.clone(),
+                    opt(a.labels.get("district").cloned()),
+                    opt(a.labels.get("device").cloned()),
+                    opt(a.value.map(num)),
+                    time(Some(a.started_ms)),
+                    time(a.fired_ms),
+                    time(a.resolved_ms),
+                    opt(a.annotations.get("summary").cloned()),
+                ]
+            })
+            .collect(),
     }
 }
 

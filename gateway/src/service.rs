@@ -120,6 +120,27 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     )?);
     let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;
 
+    // Alert rules: a thread of their own, reading the hot tier read-only.
+    let alerting = {
+        let alerts_cfg = cfg.alerts.clone();
+        let compiled = resolved.alerts.clone();
+        let ctx = crate::alerts::Context {
+            data_dir: cfg.data_dir.clone(),
+            head: Some(opened.hot_head.clone()),
+            health: Some(Arc::clone(&health)),
+            progress: Some(Arc::clone(&progress)),
+            external_url: cfg
+                .alerts
+                .external_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{}", resolved.http)),
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::alerts::spawn(&alerts_cfg, &compiled, ctx, Vec::new())
+        })
+        .await??
+    };
+
     spawn_signal_handler(stop, shutdown.clone(), Arc::clone(&health));
 
     let options = mqtt::options(&cfg, &resolved)?;
@@ -166,6 +187,10 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         .unwrap_or(true)
     {
         tracing::error!("the applier thread panicked; the log keeps what it did not apply");
+    }
+
+    if let Some(a) = alerting {
+        let _ = tokio::task::spawn_blocking(move || a.stop()).await;
     }
 
     if let Some(f) = forwarder {

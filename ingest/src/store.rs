@@ -14,6 +14,12 @@
 //!   `first_seen`/`last_seen` are 0 for a device known only from retained messages.
 //! - `log_position(applied_seq)`: the last message-log record whose results are in this
 //!   database, written in the same transaction as those results ([`crate::log`]).
+//! - `alerts(id, rule, fingerprint, labels_json, annotations_json, state, value, started_ns,
+//!   fired_ns, resolved_ns, updated_ns, last_notified_ns, notifications, notify_failures,
+//!   last_error)`: the gateway's alert history, one row per episode of one (rule, labels)
+//!   (`state` is `pending`, `firing` or `resolved`; a pending alert that clears loses its
+//!   row). Written only by the gateway's alert evaluator (`gateway/src/alerts`), which
+//!   bounds it by age and rows; it is here so that the one schema version covers it.
 //!
 //! A data directory written by an earlier version is migrated on open (schema 1 had no
 //! message log: the log starts empty above position 0; schema 2 kept one row per reading,
@@ -171,6 +177,29 @@ CREATE TRIGGER dead_letter_stats_delete AFTER DELETE ON dead_letters BEGIN
     UPDATE dead_letter_stats SET letters = letters - 1,
         bytes = bytes - length(OLD.payload) - length(OLD.detail) - length(OLD.topic);
 END;
+"#,
+    // Alerts of the gateway's rules (`gateway/src/alerts`): one row per episode of one
+    // (rule, labels), from pending to resolved; the evaluator writes it, the API reads it.
+    r#"
+CREATE TABLE alerts(
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    rule TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    labels_json TEXT NOT NULL,
+    annotations_json TEXT NOT NULL,
+    state TEXT NOT NULL,
+    value REAL,
+    started_ns INTEGER NOT NULL,
+    fired_ns INTEGER,
+    resolved_ns INTEGER,
+    updated_ns INTEGER NOT NULL,
+    last_notified_ns INTEGER,
+    notifications INTEGER NOT NULL DEFAULT 0,
+    notify_failures INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX alerts_state ON alerts(state, id);
+CREATE INDEX alerts_updated ON alerts(updated_ns);
 "#,
 ];
 

@@ -20,7 +20,7 @@ pub fn now_ns() -> i64 {
 }
 
 /// Turns serde's complaint about the query string into a 400 that names the parameter.
-fn checked<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub fn checked<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(p)| p).map_err(|e| {
         ApiError::bad(
             e.body_text()

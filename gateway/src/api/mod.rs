@@ -10,12 +10,14 @@
 //! | `GET /api/aqi` | VN_AQI hourly and daily, US AQI, category and colour per station |
 //! | `GET /api/stats` | dead letters by reason, ingest rate, outbox depth, store lag |
 //! | `GET /api/catalog` | the metric catalog (name, unit, description, range) and device kinds |
+//! | `GET /api/alerts` | active alerts and the alert history ([`alerts`]) |
 //! | `GET /api/openapi.json` | the OpenAPI document |
 //! | `GET /` | the dashboard |
 //!
 //! With tokens configured, [`router_with_auth`] puts all of these behind [`auth`] and adds
 //! `/login` and `/logout`.
 
+pub mod alerts;
 pub mod auth;
 pub mod dashboard;
 pub mod db;
@@ -168,6 +170,7 @@ pub fn router_with_auth(
         .route("/api/aqi", get(handlers::aqi))
         .route("/api/stats", get(handlers::stats))
         .route("/api/catalog", get(handlers::catalog))
+        .route("/api/alerts", get(alerts::alerts))
         .route(
             OPENAPI_PATH,
             get(|| async {

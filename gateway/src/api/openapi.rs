@@ -1,6 +1,7 @@
 //! The OpenAPI 3.1 document of the query API, generated from the handlers' annotations
 //! and served at [`super::OPENAPI_PATH`].
 
+use super::alerts::{self, Alert, AlertsResponse};
 use super::error::ErrorBody;
 use super::handlers;
 use super::model::*;
@@ -18,12 +19,14 @@ use utoipa::OpenApi;
     ),
     paths(
         handlers::devices, handlers::series, handlers::latest, handlers::aqi, handlers::stats,
-        handlers::catalog
+        handlers::catalog,
+        alerts::alerts
     ),
     components(schemas(
         ErrorBody, Agg, DevicesResponse, Device, SeriesResponse, Series, LatestResponse,
         LatestGroup, MetricSummary, DeviceLatest, Reading, AqiResponse, StationAqi, AqiValue,
-        StatsResponse, ReasonCount, CatalogResponse, CatalogMetric
+        StatsResponse, ReasonCount, CatalogResponse, CatalogMetric,
+        AlertsResponse, Alert
     )),
     tags((name = "query", description = "Hot-tier queries"))
 )]

@@ -41,7 +41,7 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
+use ingest::backoff::Backoff;
 use crate::health::Health;
 
 /// Group-commit bounds and connection timing of the consumer.

@@ -8,7 +8,6 @@
 
 pub mod api;
 pub mod aqi;
-pub mod backoff;
 pub mod bench;
 pub mod broker;
 pub mod cli;

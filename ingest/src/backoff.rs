@@ -80,7 +80,11 @@ mod tests {
             let mut b = Backoff::new(100 * MS, 1_000 * MS);
             for step in [100, 200, 400, 800, 1_000, 1_000] {
                 let d = b.next_delay();
-                assert!(within(d, step * MS), "{d:?} outside [{}, {step}] ms", step / 2);
+                assert!(
+                    within(d, step * MS),
+                    "{d:?} outside [{}, {step}] ms",
+                    step / 2
+                );
             }
         }
     }
@@ -92,8 +96,7 @@ mod tests {
         assert_eq!(
             steps,
             [
-                200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 30_000, 30_000, 30_000,
-                30_000
+                200, 400, 800, 1_600, 3_200, 6_400, 12_800, 25_600, 30_000, 30_000, 30_000, 30_000
             ]
         );
         // Never above the cap, and near it once there (the floor is half of it).

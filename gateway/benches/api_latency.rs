@@ -59,10 +59,7 @@ fn build(dir: &PathBuf, shape: &Shape) -> i64 {
         ingest::store::open(dir, ingest::Synchronous::Normal, Duration::from_secs(5)).unwrap();
     conn.execute_batch("PRAGMA synchronous = OFF;").unwrap();
     // Whole minutes, ending now: the data looks live to "now"-relative queries.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
+    let now = ingest::message::now_ns();
     let end = now / MINUTE * MINUTE;
     let points = shape.days * 24 * 60;
     let start = end - points * MINUTE;

@@ -41,8 +41,8 @@ use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::health::Health;
+use ingest::backoff::Backoff;
 
 /// Group-commit bounds and connection timing of the consumer.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Flags and counters for `/health`.
 #[derive(Debug)]
@@ -174,12 +174,9 @@ impl Health {
             .fetch_add(messages as u64, Ordering::Relaxed);
         self.readings_committed
             .fetch_add(readings as u64, Ordering::Relaxed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis();
+        let now_ms = ingest::message::now_ns() / 1_000_000;
         self.last_commit_unix_ms
-            .store(u64::try_from(now).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .store(u64::try_from(now_ms).unwrap_or(0), Ordering::Relaxed);
     }
 
     /// A free-form note for `/health` (e.g. why the outbox is blocked).

@@ -11,7 +11,6 @@
 pub mod alerts;
 pub mod api;
 pub mod aqi;
-pub mod backoff;
 pub mod bench;
 pub mod broker;
 pub mod cli;

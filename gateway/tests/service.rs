@@ -311,14 +311,8 @@ fn embedded_broker_serves_a_one_box_gateway_and_stops_with_it() {
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
     let port = tests::free_port().unwrap();
-    let opts = GatewayOptions {
-        mqtt_url: None,
-        client_id: "onebox".into(),
-        data_dir: dir.path().join("data"),
-        store: None,
-        share_group: None,
-        extra: vec!["--embedded-broker".into(), format!("127.0.0.1:{port}")],
-    };
+    let mut opts = GatewayOptions::without_broker("onebox", &dir.path().join("data"));
+    opts.extra = vec!["--embedded-broker".into(), format!("127.0.0.1:{port}")];
     let mut gw = Gateway::start(&opts);
     let load = tasmota(500, 5, "box-");
     publish_to("127.0.0.1", port, &load, 0..500, "pub-box");

@@ -5,8 +5,9 @@
 //! - 400, 413 or 422: the request is split in halves, recursively, until the lines the store
 //!   refuses are isolated; the good lines are written, each bad line becomes a dead letter
 //!   (`store-rejected`, topic [`STORE_TOPIC`]), and the entries are deleted.
-//! - 429, 5xx, timeouts, connection errors: retried with exponential backoff and jitter,
-//!   bounded by [`SinkConfig::backoff_max`]. Nothing is deleted.
+//! - 429, 5xx, timeouts, connection errors: retried with exponential backoff and equal
+//!   jitter ([`crate::backoff::Backoff`]: each wait in the upper half of its step), bounded
+//!   by [`SinkConfig::backoff_max`]. Nothing is deleted.
 //! - 401, 403 or 404 (a wrong token, password, org or bucket: the store's configuration,
 //!   which no retry fixes): nothing is deleted, the data waits for the fix. The forwarder
 //!   says so in [`StoreStatus`] (the gateway turns not ready with the reason and raises
@@ -37,6 +38,7 @@ use influxdb2::api::write::TimestampPrecision;
 use rusqlite::Connection;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::config::Synchronous;
 use crate::deadletter::STORE_TOPIC;
 use crate::error::{IngestError, Result};
@@ -207,7 +209,8 @@ pub struct Forwarder {
     conn: Connection,
     client: influxdb2::Client,
     sink: SinkConfig,
-    failures: u32,
+    /// Retry waits: exponential with equal jitter ([`crate::backoff`]).
+    backoff: Backoff,
     /// Woken by the applier when a transaction added to the outbox, so that a reading
     /// reaches the store without waiting for the idle poll.
     wake: std::sync::Arc<tokio::sync::Notify>,
@@ -269,8 +272,8 @@ impl Forwarder {
         Ok(Self {
             conn,
             client,
+            backoff: Backoff::new(sink.backoff_initial, sink.backoff_max),
             sink,
-            failures: 0,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             status: std::sync::Arc::new(StoreStatus::default()),
             config_logged: None,
@@ -309,14 +312,14 @@ impl Forwarder {
                     self.sink.idle_poll
                 }
                 Err(Retry(why)) => {
-                    let d = self.backoff();
+                    let d = self.backoff.next_delay();
                     tracing::warn!(error = %why, retry_in_ms = d.as_millis() as u64, "store write failed; will retry");
                     d
                 }
                 Err(Config(why)) => {
                     // No retry fixes this soon: the longest backoff, and one error a minute.
                     self.status.set_config_error(Some(why.clone()));
-                    self.failures = self.failures.saturating_add(1);
+                    self.backoff.advance();
                     let d = self.sink.backoff_max;
                     if self
                         .config_logged
@@ -335,7 +338,7 @@ impl Forwarder {
                 // A local failure (the pipeline holding the lock past the busy timeout, a full
                 // disk) may clear; the outbox is intact, so wait and try again.
                 Err(Local(e)) => {
-                    let d = self.backoff();
+                    let d = self.backoff.next_delay();
                     tracing::error!(error = %e, retry_in_ms = d.as_millis() as u64, "outbox access failed; will retry");
                     d
                 }
@@ -368,7 +371,7 @@ impl Forwarder {
                     if left.is_zero() {
                         tracing::warn!(error = %why, "flush deadline reached with the store failing");
                     }
-                    tokio::time::sleep(self.backoff().min(left)).await;
+                    tokio::time::sleep(self.backoff.next_delay().min(left)).await;
                 }
             }
             if started.elapsed() >= deadline {
@@ -380,17 +383,6 @@ impl Forwarder {
                 };
             }
         }
-    }
-
-    fn backoff(&mut self) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        let exp = self
-            .sink
-            .backoff_initial
-            .saturating_mul(1u32 << self.failures.min(16).saturating_sub(1));
-        let cap = exp.min(self.sink.backoff_max);
-        // Full jitter in [cap/2, cap]: spreads retries of many gateways, keeps a floor.
-        cap / 2 + cap.mul_f64(fastrand::f64() / 2.0)
     }
 
     /// One request's worth: `Ok(None)` when the outbox is empty.
@@ -428,7 +420,7 @@ impl Forwarder {
                 self.finish(&ids, &bad).map_err(Local)?;
             }
         }
-        self.failures = 0;
+        self.backoff.reset();
         if self.config_logged.take().is_some() || self.status.config_error().is_some() {
             tracing::info!(store = %self.sink.display_url(), "the store accepts writes again");
         }

@@ -12,6 +12,7 @@
 //! be acknowledged.
 
 pub mod applier;
+pub mod backoff;
 pub mod chunk;
 pub mod config;
 pub mod deadletter;

@@ -89,6 +89,15 @@ pub enum HarnessError {
         excerpt: String,
     },
 
+    /// Publishing into a broker failed (connection lost, PUBACKs missing).
+    #[error("MQTT publisher {client_id}: {detail}")]
+    Mqtt {
+        /// The publisher's client id.
+        client_id: String,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// A bounded wait for a condition on a running service ran out.
     #[error("timed out after {waited:?} waiting for {what}; last seen: {last}")]
     Timeout {

@@ -17,8 +17,8 @@ use tempfile::TempDir;
 use crate::error::{HarnessError, Result};
 use crate::net::{free_port, tcp_accepts};
 use crate::process::{
-    ChildGuard, LOG_TAIL_LINES, log_len, log_since, log_tail, lost_port_race, require_binary,
-    wait_ready,
+    ChildGuard, LOG_TAIL_LINES, Restartable, log_len, log_since, log_tail, lost_port_race,
+    require_binary, wait_ready,
 };
 
 /// Where Debian's `mosquitto` package installs the broker.
@@ -171,7 +171,7 @@ impl MosquittoOptions {
 #[derive(Debug)]
 pub struct Mosquitto {
     // Declared first so it drops (kills the broker) before the dir is removed.
-    child: Option<ChildGuard>,
+    server: Restartable,
     bin: PathBuf,
     port: u16,
     tls_port: Option<u16>,
@@ -202,7 +202,7 @@ impl Mosquitto {
             write_password_file(&dir.path().join("passwd"), &options.users)?;
         }
         let mut broker = Self {
-            child: None,
+            server: Restartable::new(NAME, STOP_GRACE),
             bin,
             port: 0,
             tls_port: None,
@@ -270,39 +270,25 @@ impl Mosquitto {
 
     /// Whether the broker process is alive (it may have crashed on its own).
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            None => false,
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-        }
+        self.server.is_running()
     }
 
     /// Stops the broker gracefully (SIGTERM, so it saves sessions and queued
     /// messages to its persistence file). The port and data stay for
     /// [`Mosquitto::start_again`].
     pub fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.terminate(STOP_GRACE)?;
-        }
-        Ok(())
+        self.server.stop().map(drop)
     }
 
     /// Kills the broker (SIGKILL): a crash. Only what was autosaved survives.
     pub fn kill(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-        }
-        Ok(())
+        self.server.kill()
     }
 
     /// Starts the broker again on the same port with the same config and
     /// persistence, after [`Mosquitto::stop`] or [`Mosquitto::kill`].
     pub fn start_again(&mut self) -> Result<()> {
-        if self.child.is_some() {
-            return Err(HarnessError::State {
-                name: NAME,
-                detail: "start_again called while the broker is running".into(),
-            });
-        }
+        self.server.check_stopped()?;
         self.spawn_and_wait()
     }
 
@@ -323,7 +309,7 @@ impl Mosquitto {
                 Ok(())
             },
         )?;
-        self.child = Some(child);
+        self.server.running(child);
         Ok(())
     }
 

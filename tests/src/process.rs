@@ -244,3 +244,79 @@ pub(crate) fn wait_ready(
         std::thread::sleep(POLL);
     }
 }
+
+/// The stop / kill / start-again life of a server the harness runs (Mosquitto,
+/// VictoriaMetrics, the gateway under test): the child while it runs, and how long
+/// a graceful stop may take before SIGKILL. The server keeps its port, files and
+/// command between runs; it spawns and hands the child over with
+/// [`Restartable::running`].
+#[derive(Debug)]
+pub struct Restartable {
+    name: &'static str,
+    stop_grace: Duration,
+    child: Option<ChildGuard>,
+}
+
+impl Restartable {
+    /// A server named `name` (for errors), not running yet.
+    pub fn new(name: &'static str, stop_grace: Duration) -> Self {
+        Self {
+            name,
+            stop_grace,
+            child: None,
+        }
+    }
+
+    /// The child of a run that just started (and is ready).
+    pub fn running(&mut self, child: ChildGuard) {
+        self.child = Some(child);
+    }
+
+    /// Whether the process is alive (it may have exited on its own).
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            None => false,
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+        }
+    }
+
+    /// The running child, if any.
+    pub fn child_mut(&mut self) -> Option<&mut ChildGuard> {
+        self.child.as_mut()
+    }
+
+    /// SIGTERM, then SIGKILL after the stop grace: a graceful stop (servers save
+    /// their state). The exit status, or `None` if it had to be killed or was not
+    /// running.
+    pub fn stop(&mut self) -> Result<Option<ExitStatus>> {
+        match self.child.take() {
+            Some(mut child) => child.terminate(self.stop_grace),
+            None => Ok(None),
+        }
+    }
+
+    /// SIGKILL and reap: a crash.
+    pub fn kill(&mut self) -> Result<()> {
+        match self.child.take() {
+            Some(mut child) => child.kill(),
+            None => Ok(()),
+        }
+    }
+
+    /// The error for starting a server again while it runs; `Ok` when it is stopped
+    /// (or exited on its own: that run is reaped).
+    pub fn check_stopped(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && child.try_wait()?.is_some()
+        {
+            self.child = None;
+        }
+        if self.child.is_some() {
+            return Err(HarnessError::State {
+                name: self.name,
+                detail: "start_again called while it is running".into(),
+            });
+        }
+        Ok(())
+    }
+}

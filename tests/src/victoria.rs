@@ -37,8 +37,8 @@ use tempfile::TempDir;
 use crate::error::{HarnessError, Result};
 use crate::net::free_port;
 use crate::process::{
-    ChildGuard, LOG_TAIL_LINES, POLL, log_len, log_since, log_tail, lost_port_race, require_binary,
-    wait_ready,
+    ChildGuard, LOG_TAIL_LINES, POLL, Restartable, log_len, log_since, log_tail, lost_port_race,
+    require_binary, wait_ready,
 };
 
 /// Where Debian's `victoria-metrics` package installs the server.
@@ -138,7 +138,7 @@ pub fn parse_export(body: &str) -> Result<Vec<ExportedSeries>> {
 #[derive(Debug)]
 pub struct VictoriaMetrics {
     // Declared first so it drops (kills the server) before the dir is removed.
-    child: Option<ChildGuard>,
+    server: Restartable,
     bin: PathBuf,
     port: u16,
     options: VictoriaMetricsOptions,
@@ -172,7 +172,7 @@ impl VictoriaMetrics {
             .build()
             .into();
         let mut vm = Self {
-            child: None,
+            server: Restartable::new(NAME, STOP_GRACE),
             bin,
             port: 0,
             log_path: dir.path().join("victoria-metrics.log"),
@@ -225,10 +225,7 @@ impl VictoriaMetrics {
 
     /// Whether the server process is alive.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            None => false,
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-        }
+        self.server.is_running()
     }
 
     /// Writes InfluxDB line protocol (nanosecond timestamps) through
@@ -294,28 +291,17 @@ impl VictoriaMetrics {
     /// data stay for [`VictoriaMetrics::start_again`]; meanwhile writes fail
     /// with "connection refused", as in a store outage.
     pub fn stop(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.terminate(STOP_GRACE)?;
-        }
-        Ok(())
+        self.server.stop().map(drop)
     }
 
     /// Kills the server (SIGKILL): a crash. Unflushed points may be lost.
     pub fn kill(&mut self) -> Result<()> {
-        if let Some(mut child) = self.child.take() {
-            child.kill()?;
-        }
-        Ok(())
+        self.server.kill()
     }
 
     /// Starts the server again on the same port with the same storage.
     pub fn start_again(&mut self) -> Result<()> {
-        if self.child.is_some() {
-            return Err(HarnessError::State {
-                name: NAME,
-                detail: "start_again called while the server is running".into(),
-            });
-        }
+        self.server.check_stopped()?;
         self.spawn_and_wait()
     }
 
@@ -352,7 +338,7 @@ impl VictoriaMetrics {
                 Err(e) => Err(format!("GET {health}: {e}")),
             },
         )?;
-        self.child = Some(child);
+        self.server.running(child);
         Ok(())
     }
 

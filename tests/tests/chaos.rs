@@ -33,12 +33,13 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use tests::{ChildGuard, Mosquitto, VictoriaMetrics, VictoriaMetricsOptions};
+use ingest::message::now_ns;
+use tests::{
+    GatewayOptions, GatewayProcess, Mosquitto, PublishOptions, VictoriaMetrics,
+    VictoriaMetricsOptions,
+};
 
 /// Readings per message (BME280: 3, PMS5003: 2).
 const READINGS_PER_MESSAGE: u64 = 5;
@@ -103,7 +104,7 @@ impl Traffic {
         Self {
             prefix: prefix.to_owned(),
             messages,
-            base_unix_s: unix_ns() / 1_000_000_000 - per_device - 60,
+            base_unix_s: now_ns() / 1_000_000_000 - per_device - 60,
         }
     }
 
@@ -147,13 +148,6 @@ impl Traffic {
     fn owns(&self, device: &str) -> bool {
         device.starts_with(&self.prefix)
     }
-}
-
-fn unix_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// `YYYY-MM-DDTHH:MM:SS` of Unix seconds.
@@ -207,151 +201,70 @@ fn publish(
     client_id: &str,
     manifest: &mut Manifest,
 ) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut o = MqttOptions::new(client_id, "127.0.0.1", broker_port);
-        o.set_keep_alive(Duration::from_secs(30))
-            .set_clean_start(true)
-            .set_outgoing_inflight_upper_limit(500);
-        let (client, mut events) = AsyncClient::new(o, 1000);
-        let expected = range.end - range.start;
-        let poller = tokio::spawn(async move {
-            let mut acked = 0u64;
-            while acked < expected {
-                match events.poll().await {
-                    Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
-                    Ok(_) => {}
-                    Err(e) => panic!("publisher {acked} acks in: {e}"),
-                }
-            }
-            events
-        });
-        let started = tokio::time::Instant::now();
-        for (n, i) in range.enumerate() {
-            if let Some(rate) = rate {
-                tokio::time::sleep_until(started + Duration::from_secs_f64(n as f64 / rate)).await;
-            }
-            let m = traffic.message(i);
-            manifest.add(&m, unix_ns());
-            client
-                .publish(m.topic, QoS::AtLeastOnce, false, m.payload)
-                .await
-                .unwrap();
-        }
-        let mut events = tokio::time::timeout(DRAIN_WAIT, poller)
-            .await
-            .expect("the broker acknowledged every publish in time")
-            .unwrap();
-        client.disconnect().await.unwrap();
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while events.poll().await.is_ok() {}
-        })
-        .await;
+    let messages = range.map(|i| {
+        let m = traffic.message(i);
+        manifest.add(&m, now_ns());
+        (m.topic, m.payload)
     });
+    let options = PublishOptions {
+        rate,
+        timeout: DRAIN_WAIT,
+        ..PublishOptions::default()
+    };
+    tests::publish_with("127.0.0.1", broker_port, messages, client_id, &options)
+        .unwrap_or_else(|e| panic!("{e}"));
 }
 
 // --- the gateway under test --------------------------------------------------------
 
-/// The `gateway run` child process; restarted with the same client id and data dir.
+/// The `gateway run` child process (the harness's), restarted with the same
+/// client id and data dir.
 struct Gateway {
-    bin: PathBuf,
-    child: Option<ChildGuard>,
+    process: GatewayProcess,
     data_dir: PathBuf,
-    log: PathBuf,
-    http_port: u16,
-    args: Vec<String>,
 }
 
 impl Gateway {
-    fn new(dir: &Path, broker: &Mosquitto, store: &VictoriaMetrics) -> Self {
+    /// Starts it and waits until `/health/ready` is 200.
+    fn start(dir: &Path, broker: &Mosquitto, store: &VictoriaMetrics) -> Self {
         let data_dir = dir.join("data");
-        let http_port = tests::free_port().unwrap();
-        let args = vec![
-            "run".into(),
-            "--mqtt".into(),
-            broker.url(),
-            "--client-id".into(),
-            CLIENT_ID.into(),
-            "--data-dir".into(),
-            data_dir.display().to_string(),
-            "--http".into(),
-            format!("127.0.0.1:{http_port}"),
-            "--store".into(),
-            store.url(),
-        ];
-        Self {
-            bin: built_binary("gateway"),
-            child: None,
-            data_dir,
-            log: dir.join("gateway.log"),
-            http_port,
-            args,
-        }
+        let mut opts = GatewayOptions::new(broker, CLIENT_ID, &data_dir);
+        opts.store = Some(store.url());
+        opts.log = Some(dir.join("gateway.log"));
+        opts.ready_timeout = READY_WAIT;
+        opts.stop_grace = Duration::from_secs(60);
+        let process = GatewayProcess::start(&built_binary("gateway"), &opts)
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self { process, data_dir }
     }
 
-    /// Starts it with `extra` arguments and waits until `/health/ready` is 200.
-    fn start(&mut self, extra: &[String]) {
-        assert!(self.child.is_none(), "gateway already running");
-        let mut cmd = Command::new(&self.bin);
-        cmd.args(&self.args).args(extra).env("RUST_LOG", "info");
-        self.child = Some(ChildGuard::spawn("gateway", &mut cmd, &self.log).unwrap());
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!(
-                    "gateway exited at start ({status}); log:\n{}",
-                    self.log_tail()
-                );
-            }
-            if self.get("/health/ready").is_some() {
-                return;
-            }
-            assert!(
-                started.elapsed() < READY_WAIT,
-                "gateway not ready after {READY_WAIT:?}; log:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    /// Starts it again with `extra` arguments and waits until `/health/ready` is 200.
+    fn start_again(&mut self, extra: &[String]) {
+        self.process
+            .start_again_with(extra)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGKILL: a crash, nothing flushed.
     fn kill(&mut self) {
-        self.child.take().expect("gateway running").kill().unwrap();
+        assert!(self.process.is_running(), "gateway running");
+        self.process.kill().unwrap();
     }
 
     /// SIGTERM, and the exit must be clean.
     fn stop(&mut self) {
-        let status = self
-            .child
-            .take()
-            .expect("gateway running")
-            .terminate(Duration::from_secs(60))
-            .unwrap();
+        assert!(self.process.is_running(), "gateway running");
+        let status = self.process.stop().unwrap();
         assert!(
             status.is_some_and(|s| s.success()),
             "gateway did not exit 0 on SIGTERM ({status:?}); log:\n{}",
-            self.log_tail()
+            self.process.log_tail()
         );
-    }
-
-    /// The body of a 2xx answer to `GET path`.
-    fn get(&self, path: &str) -> Option<String> {
-        let url = format!("http://127.0.0.1:{}{path}", self.http_port);
-        let mut resp = ureq::get(&url).call().ok()?;
-        resp.body_mut().read_to_string().ok()
     }
 
     /// A sample from `/metrics`, by its full name with labels.
     fn metric(&self, name: &str) -> Option<f64> {
-        let body = self.get("/metrics")?;
-        body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-            let (n, v) = l.rsplit_once(' ')?;
-            (n == name).then(|| v.parse().ok())?
-        })
+        self.process.metric(name)
     }
 
     fn db(&self) -> PathBuf {
@@ -387,22 +300,6 @@ impl Gateway {
 
     fn outbox_entries(&self) -> u64 {
         self.query("SELECT COUNT(*) FROM outbox")
-    }
-
-    fn log_tail(&self) -> String {
-        tests::process::log_tail(&self.log, 60)
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- gateway log {} ---\n{}\n---",
-                self.log.display(),
-                self.log_tail()
-            );
-        }
     }
 }
 
@@ -544,7 +441,7 @@ fn env_u64(name: &str, default: u64) -> u64 {
 fn chaos_200k_readings_lose_nothing_and_store_each_once() {
     let t0 = Instant::now();
     let outage = Duration::from_secs(env_u64("CHAOS_STORE_OUTAGE_S", 60));
-    let seed = env_u64("CHAOS_SEED", unix_ns() as u64);
+    let seed = env_u64("CHAOS_SEED", now_ns() as u64);
     eprintln!("chaos: seed {seed} (CHAOS_SEED={seed} replays the kill moments)");
     let mut rng = Rng(seed);
 
@@ -555,8 +452,7 @@ fn chaos_200k_readings_lose_nothing_and_store_each_once() {
         ..VictoriaMetricsOptions::default()
     })
     .unwrap();
-    let mut gw = Gateway::new(dir.path(), &broker, &store);
-    gw.start(&[]);
+    let mut gw = Gateway::start(dir.path(), &broker, &store);
 
     // Phase 1: kill -9 at three random moments of a paced stream (16,000
     // messages at 2,000 per second: about 8 s), restart at once each time.
@@ -591,7 +487,7 @@ fn chaos_200k_readings_lose_nothing_and_store_each_once() {
                 "{phase}: killed at {:.2} s with {before} readings stored",
                 started.elapsed().as_secs_f64()
             );
-            gw.start(&[]);
+            gw.start_again(&[]);
         }
         publisher.join().unwrap();
     });
@@ -670,7 +566,7 @@ fn chaos_200k_readings_lose_nothing_and_store_each_once() {
         format!("[ingest]\noutbox_max_bytes = {SMALL_OUTBOX_BYTES}\noutbox_policy = \"block\"\n"),
     )
     .unwrap();
-    gw.start(&["--config".into(), config.display().to_string()]);
+    gw.start_again(&["--config".into(), config.display().to_string()]);
     let traffic = Traffic::new("co", 8_000);
     let mut manifest = Manifest::new(dir.path().join("phase4.csv"));
     store.stop().unwrap();

@@ -23,8 +23,6 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use schemas::senml::OwnedValue;
-use tests::{ChildGuard, Mosquitto, VictoriaMetrics};
+use tests::{ChildGuard, GatewayOptions, GatewayProcess, Mosquitto, VictoriaMetrics};
 
 /// The metrics of the image's simulated sensors: one reading each per pack.
 const METRICS: [&str; 6] = [
@@ -290,11 +288,10 @@ impl Drop for Qemu {
 
 // --- the gateway --------------------------------------------------------------------
 
-/// A `gateway run` process, killed on drop.
+/// A `gateway run` process (the harness's), killed on drop.
 struct Gateway {
-    _guard: ChildGuard,
+    process: GatewayProcess,
     data_dir: PathBuf,
-    log: PathBuf,
 }
 
 /// The gateway's view of one device (its `devices` row).
@@ -313,42 +310,13 @@ struct DeviceRow {
 
 impl Gateway {
     fn start(dir: &Path, broker: &Mosquitto, store: &VictoriaMetrics) -> Self {
-        let http_port = tests::free_port().unwrap();
         let data_dir = dir.join("gateway-data");
-        let log = dir.join("gateway.log");
-        let mut cmd = Command::new(gateway_bin());
-        cmd.arg("run")
-            .args(["--mqtt", &broker.url()])
-            .args(["--client-id", "gateway-qemu"])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(["--store", &store.url()])
-            .args(["--http", &format!("127.0.0.1:{http_port}")])
-            .env("RUST_LOG", "info");
-        let mut guard = ChildGuard::spawn("gateway", &mut cmd, &log).unwrap();
-        let started = Instant::now();
-        loop {
-            if let Some(status) = guard.try_wait().unwrap() {
-                panic!(
-                    "gateway exited early ({status}); log:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-            }
-            if http_status(http_port, "/health/ready") == Some(200) {
-                break;
-            }
-            assert!(
-                started.elapsed() < WAIT,
-                "gateway not ready after {WAIT:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self {
-            _guard: guard,
-            data_dir,
-            log,
-        }
+        let mut opts = GatewayOptions::new(broker, "gateway-qemu", &data_dir);
+        opts.store = Some(store.url());
+        opts.log = Some(dir.join("gateway.log"));
+        opts.ready_timeout = WAIT;
+        let process = GatewayProcess::start(gateway_bin(), &opts).unwrap_or_else(|e| panic!("{e}"));
+        Self { process, data_dir }
     }
 
     fn db(&self) -> Option<rusqlite::Connection> {
@@ -420,20 +388,8 @@ impl Gateway {
     }
 
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        self.process.log_tail()
     }
-}
-
-/// Status code of `GET path` on loopback.
-fn http_status(port: u16, path: &str) -> Option<u16> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.split_whitespace().nth(1)?.parse().ok()
 }
 
 // --- watching the broker ------------------------------------------------------------

@@ -19,6 +19,8 @@
 //! the ESP32-C3, tokio on the host.
 
 pub mod backoff;
+#[cfg(feature = "embassy-clock")]
+mod embassy;
 pub mod keepalive;
 pub mod outbox;
 mod runner;
@@ -27,6 +29,8 @@ mod session;
 use core::future::Future;
 
 pub use backoff::{Backoff, BackoffConfig, LinkState};
+#[cfg(feature = "embassy-clock")]
+pub use embassy::EmbassyClock;
 pub use runner::{Link, LinkStats};
 use schemas::topic::{Channel, MAX_TOPIC_LEN};
 

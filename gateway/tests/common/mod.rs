@@ -1,18 +1,18 @@
-//! Helpers of the gateway's process-level tests: the real `gateway` binary as
-//! a child process, HTTP probes of its `/health` and `/metrics`, reads of its
-//! SQLite state, and bursts of QoS 1 messages into a real broker.
+//! Helpers of the gateway's process-level tests, over the harness's
+//! (`tests` crate): the real `gateway` binary as a child process
+//! ([`tests::GatewayProcess`]) with HTTP probes of its `/health` and
+//! `/metrics`, bursts of QoS 1 messages into a real broker ([`tests::publish`]),
+//! and, gateway-specific, reads of its SQLite state and the bench loads.
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gateway::bench::{Load, LoadFormat};
-use tests::{ChildGuard, Mosquitto};
+use tests::{GatewayProcess, Mosquitto};
 
 /// The service tests start servers and a gateway each; on a 2-core machine
 /// they run one at a time so that each stays within its time bounds.
@@ -28,170 +28,76 @@ pub fn gateway_bin() -> &'static str {
     env!("CARGO_BIN_EXE_gateway")
 }
 
-/// A running `gateway run` process, killed on drop; its log is printed
-/// when a test fails.
+#[allow(unused_imports)] // not every suite uses both
+pub use tests::{GatewayOptions, http_get};
+
+/// A running `gateway run` process (the harness's [`tests::GatewayProcess`] of
+/// this package's binary), killed on drop; its log is printed when a test fails.
 pub struct Gateway {
-    child: ChildGuard,
+    process: GatewayProcess,
     pub http_port: u16,
     pub data_dir: PathBuf,
-    log: PathBuf,
-    args: Vec<String>,
-}
-
-/// Options for [`Gateway::start`].
-#[derive(Clone)]
-pub struct GatewayOptions {
-    pub mqtt_url: Option<String>,
-    pub client_id: String,
-    pub data_dir: PathBuf,
-    pub store: Option<String>,
-    pub share_group: Option<String>,
-    pub extra: Vec<String>,
-}
-
-impl GatewayOptions {
-    pub fn new(broker: &Mosquitto, client_id: &str, data_dir: &Path) -> Self {
-        Self {
-            mqtt_url: Some(broker.url()),
-            client_id: client_id.into(),
-            data_dir: data_dir.into(),
-            store: None,
-            share_group: None,
-            extra: Vec::new(),
-        }
-    }
 }
 
 impl Gateway {
     /// Spawns the gateway and waits until `/health/ready` answers 200
     /// (connected, subscribed, SQLite open).
     pub fn start(opts: &GatewayOptions) -> Self {
-        let http_port = tests::free_port().unwrap();
-        let mut args = vec!["run".to_owned()];
-        if let Some(url) = &opts.mqtt_url {
-            args.extend(["--mqtt".into(), url.clone()]);
+        let process =
+            GatewayProcess::start(Path::new(gateway_bin()), opts).unwrap_or_else(|e| panic!("{e}"));
+        Self {
+            http_port: process.http_port(),
+            data_dir: process.data_dir().to_owned(),
+            process,
         }
-        args.extend([
-            "--client-id".into(),
-            opts.client_id.clone(),
-            "--data-dir".into(),
-            opts.data_dir.display().to_string(),
-            "--http".into(),
-            format!("127.0.0.1:{http_port}"),
-        ]);
-        if let Some(store) = &opts.store {
-            args.extend(["--store".into(), store.clone()]);
-        }
-        if let Some(group) = &opts.share_group {
-            args.extend(["--share-group".into(), group.clone()]);
-        }
-        args.extend(opts.extra.iter().cloned());
-        let log = opts
-            .data_dir
-            .with_file_name(format!("{}.log", opts.client_id));
-        let mut cmd = Command::new(gateway_bin());
-        cmd.args(&args).env("RUST_LOG", "info");
-        let child = ChildGuard::spawn("gateway", &mut cmd, &log).unwrap();
-        let mut g = Self {
-            child,
-            http_port,
-            data_dir: opts.data_dir.clone(),
-            log,
-            args,
-        };
-        g.wait_ready(Duration::from_secs(30));
-        g
     }
 
     /// Polls `/health/ready` until 200.
     pub fn wait_ready(&mut self, timeout: Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("gateway exited early ({status}); log:\n{}", self.log_tail());
-            }
-            if matches!(self.get("/health/ready"), Some((200, _))) {
-                return;
-            }
-            assert!(
-                started.elapsed() < timeout,
-                "gateway not ready after {timeout:?}; log:\n{}",
-                self.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.process
+            .wait_ready(timeout)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// `GET path` on the gateway's HTTP port: (status, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(self.http_port, path)
+        self.process.get(path)
     }
 
-    /// The value of a counter or gauge without labels, from `/metrics`.
+    /// The value of a counter or gauge, from `/metrics`.
     pub fn metric(&self, name: &str) -> Option<f64> {
-        let (_, body) = self.get("/metrics")?;
-        body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-            let (n, v) = l.rsplit_once(' ')?;
-            (n == name).then(|| v.parse().ok())?
-        })
+        self.process.metric(name)
     }
 
     /// Whether the process is alive.
     pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
+        self.process.is_running()
     }
 
     /// SIGTERM and wait for the exit status.
     pub fn terminate(&mut self) -> Option<ExitStatus> {
-        self.child.terminate(Duration::from_secs(30)).unwrap()
+        self.process.stop().unwrap()
     }
 
     /// SIGKILL: a crash.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
+        self.process.kill().unwrap();
     }
 
     /// Starts the same command again (same client id and data dir).
     pub fn restart(&mut self) {
-        let mut cmd = Command::new(gateway_bin());
-        cmd.args(&self.args).env("RUST_LOG", "info");
-        self.child = ChildGuard::spawn("gateway", &mut cmd, &self.log).unwrap();
-        self.wait_ready(Duration::from_secs(30));
+        // A run still going is replaced, as dropping it would.
+        self.process.kill().unwrap();
+        self.process.start_again().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        self.process.log_tail()
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.process.log_text()
     }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "--- gateway log {} ---\n{}\n---",
-                self.log.display(),
-                self.log_tail()
-            );
-        }
-    }
-}
-
-/// A minimal HTTP/1.0 GET on loopback.
-pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
 }
 
 /// Readings in the hot tier (chunks and head, read as `gateway query --data-dir` reads).
@@ -262,50 +168,18 @@ pub fn publish_to(
     range: std::ops::Range<u64>,
     client_id: &str,
 ) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(gateway::bench::publish_range(
-        host, port, client_id, load, range,
-    ))
-    .unwrap();
+    tests::publish(host, port, range.map(|i| load.message(i)), client_id).unwrap();
 }
 
 /// Publishes raw messages with QoS 1.
 pub fn publish_raw(broker: &Mosquitto, messages: &[(String, Vec<u8>)]) {
-    use rumqttc::v5::mqttbytes::QoS;
-    use rumqttc::v5::mqttbytes::v5::Packet;
-    use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut o = MqttOptions::new("raw-publisher", broker.host(), broker.port());
-        o.set_max_packet_size(Some(4 * 1024 * 1024));
-        let (client, mut events) = AsyncClient::new(o, 100);
-        // The event loop runs beside the publishing, or the request channel fills.
-        let total = messages.len();
-        let poller = tokio::spawn(async move {
-            let mut acked = 0;
-            while acked < total {
-                if let Event::Incoming(Packet::PubAck(_)) = events.poll().await.unwrap() {
-                    acked += 1;
-                }
-            }
-        });
-        for (t, p) in messages {
-            client
-                .publish(t.clone(), QoS::AtLeastOnce, false, p.clone())
-                .await
-                .unwrap();
-        }
-        tokio::time::timeout(Duration::from_secs(120), poller)
-            .await
-            .expect("every raw message acknowledged by the broker")
-            .unwrap();
-    });
+    tests::publish(
+        broker.host(),
+        broker.port(),
+        messages.iter().cloned(),
+        "raw-publisher",
+    )
+    .unwrap();
 }
 
 /// A Tasmota load.

@@ -26,7 +26,7 @@ use embassy_net::{
     udp::{PacketMetadata, UdpSocket},
 };
 use embassy_sync::{blocking_mutex::raw::CriticalSectionRawMutex, signal::Signal};
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::{Duration, Timer};
 use esp_hal::{
     Blocking,
     clock::CpuClock,
@@ -48,8 +48,8 @@ use firmware::{
         pms5003::{Pms5003, Pms5003Config},
     },
     link::{
-        Backoff, BackoffConfig, Clock, Connector, Device, Link, LinkConfig, SCRATCH_MIN,
-        TopicString,
+        Backoff, BackoffConfig, Clock, Connector, Device, EmbassyClock, Link, LinkConfig,
+        SCRATCH_MIN, TopicString,
     },
 };
 
@@ -341,21 +341,6 @@ impl Device for TimedNode {
 
     fn meta_payload(&self, buf: &mut [u8]) -> Option<usize> {
         Device::meta_payload(self.node, buf)
-    }
-}
-
-/// Monotonic time from embassy's timer.
-struct EmbassyClock;
-
-impl Clock for EmbassyClock {
-    fn now_ms(&self) -> u64 {
-        Instant::now().as_millis()
-    }
-
-    async fn sleep_until(&self, at_ms: u64) {
-        // A far deadline (keep-alive disabled) is a day from now: the caller loops.
-        let at_ms = at_ms.min(self.now_ms() + 86_400_000);
-        Timer::at(Instant::from_millis(at_ms)).await;
     }
 }
 

@@ -36,10 +36,10 @@ mod time;
 
 use embassy_executor::Spawner;
 use embassy_net::{Runner, Stack, StackResources, tcp::TcpSocket};
-use embassy_time::{Duration, Instant, Timer};
+use embassy_time::{Duration, Timer};
 use firmware::{
     Node, NodeConfig,
-    link::{BackoffConfig, Clock, Connector, Link, LinkConfig, SCRATCH_MIN},
+    link::{BackoffConfig, Connector, EmbassyClock, Link, LinkConfig, SCRATCH_MIN},
 };
 use lan9118::{Lan9118, Mmio};
 use schemas::topic::DeviceKind;
@@ -230,21 +230,6 @@ async fn dhcp_log_task(stack: Stack<'static>) {
         }
         stack.wait_config_down().await;
         log!("dhcp: lease lost");
-    }
-}
-
-/// Monotonic time from the SysTick driver.
-struct EmbassyClock;
-
-impl Clock for EmbassyClock {
-    fn now_ms(&self) -> u64 {
-        Instant::now().as_millis()
-    }
-
-    async fn sleep_until(&self, at_ms: u64) {
-        // A far deadline (keep-alive disabled) is a day from now: the caller loops.
-        let at_ms = at_ms.min(self.now_ms() + 86_400_000);
-        Timer::at(Instant::from_millis(at_ms)).await;
     }
 }
 

@@ -534,11 +534,6 @@ fn the_bundled_broker_with_provisioned_accounts_takes_only_each_devices_own_topi
     let port = tests::free_port().unwrap();
     let data = dir.path().join("data");
     let opts = common::GatewayOptions {
-        mqtt_url: None,
-        client_id: "gw-bundled".into(),
-        data_dir: data.clone(),
-        store: None,
-        share_group: None,
         extra: vec![
             "--config".into(),
             cfg.display().to_string(),
@@ -553,6 +548,7 @@ fn the_bundled_broker_with_provisioned_accounts_takes_only_each_devices_own_topi
             "--mqtt-password".into(),
             GW_PASS.into(),
         ],
+        ..common::GatewayOptions::without_broker("gw-bundled", &data)
     };
     let gw = common::Gateway::start(&opts);
 

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use super::config::WebhookConfig;
 use super::store::Labels;
-use crate::backoff::Backoff;
+use ingest::backoff::Backoff;
 
 /// What happened to an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -137,7 +137,17 @@ async fn connect(
     id: &str,
     creds: Option<(&str, &str)>,
 ) -> Result<(AsyncClient, EventLoop), ConnectionError> {
-    let mut o = MqttOptions::new(id, broker.host(), broker.port());
+    connect_at(broker.host(), broker.port(), id, creds).await
+}
+
+/// [`connect`] to any broker address.
+async fn connect_at(
+    host: &str,
+    port: u16,
+    id: &str,
+    creds: Option<(&str, &str)>,
+) -> Result<(AsyncClient, EventLoop), ConnectionError> {
+    let mut o = MqttOptions::new(id, host, port);
     o.set_clean_start(true);
     if let Some((u, p)) = creds {
         o.set_credentials(u, p);
@@ -494,26 +504,6 @@ fn a_bad_registry_fails_naming_the_entry_and_writes_nothing() {
     assert!(!auth.join("passwd").exists() && !auth.join("acl").exists());
 }
 
-/// Connects to `host:port` with MQTT 5; `Err` is the refusal.
-async fn connect_to(
-    port: u16,
-    id: &str,
-    creds: Option<(&str, &str)>,
-) -> Result<(AsyncClient, EventLoop), ConnectionError> {
-    let mut o = MqttOptions::new(id, "127.0.0.1", port);
-    o.set_clean_start(true);
-    if let Some((u, p)) = creds {
-        o.set_credentials(u, p);
-    }
-    let (client, mut events) = AsyncClient::new(o, 100);
-    loop {
-        match tokio::time::timeout(WAIT, events.poll()).await.unwrap()? {
-            Event::Incoming(Packet::ConnAck(_)) => return Ok((client, events)),
-            _ => continue,
-        }
-    }
-}
-
 /// The whole chain on one box: `gateway run` with its bundled broker using
 /// the provisioned files and the same registry in the pipeline. A device
 /// writes its own topic and its readings land (a foreign device with the
@@ -558,18 +548,24 @@ fn the_bundled_broker_with_provisioned_accounts_takes_only_each_devices_own_topi
         .unwrap();
     rt.block_on(async {
         assert!(
-            connect_to(port, "anon", None).await.is_err(),
+            connect_at("127.0.0.1", port, "anon", None).await.is_err(),
             "anonymous clients are refused"
         );
         assert!(
-            connect_to(port, "aq-0001", Some(("aq-0001", "wrong-password")))
-                .await
-                .is_err(),
+            connect_at(
+                "127.0.0.1",
+                port,
+                "aq-0001",
+                Some(("aq-0001", "wrong-password"))
+            )
+            .await
+            .is_err(),
             "a wrong password is refused"
         );
-        let (client, mut events) = connect_to(port, "aq-0001", Some(("aq-0001", AQ_PASS)))
-            .await
-            .unwrap();
+        let (client, mut events) =
+            connect_at("127.0.0.1", port, "aq-0001", Some(("aq-0001", AQ_PASS)))
+                .await
+                .unwrap();
         let poll = tokio::spawn(async move { while events.poll().await.is_ok() {} });
         // Its own topic first: Mosquitto 2.0.11 closes an MQTT 5 connection whose
         // publish the ACL denies.
@@ -585,10 +581,14 @@ fn the_bundled_broker_with_provisioned_accounts_takes_only_each_devices_own_topi
                 .await
                 .unwrap();
         }
-        let (tas, mut tas_events) =
-            connect_to(port, "tasmota-user", Some(("tasmota-user", TASMOTA_PASS)))
-                .await
-                .unwrap();
+        let (tas, mut tas_events) = connect_at(
+            "127.0.0.1",
+            port,
+            "tasmota-user",
+            Some(("tasmota-user", TASMOTA_PASS)),
+        )
+        .await
+        .unwrap();
         let poll2 = tokio::spawn(async move { while tas_events.poll().await.is_ok() {} });
         tas.publish(
             "tele/tasmota-a1/SENSOR",

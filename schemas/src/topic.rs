@@ -166,6 +166,24 @@ pub fn check_slug(s: &str) -> Result<(), SlugError> {
     Ok(())
 }
 
+/// The four levels after `city/`: district, kind, device, channel.
+fn split_levels(topic: &str) -> Result<[&str; 4], TopicError> {
+    let mut levels = topic.split('/');
+    if levels.next() != Some(ROOT) {
+        return Err(TopicError::WrongRoot);
+    }
+    let (Some(district), Some(kind), Some(device), Some(channel), None) = (
+        levels.next(),
+        levels.next(),
+        levels.next(),
+        levels.next(),
+        levels.next(),
+    ) else {
+        return Err(TopicError::WrongLevelCount);
+    };
+    Ok([district, kind, device, channel])
+}
+
 /// A topic of the native scheme, borrowing its slugs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Topic<'a> {
@@ -199,19 +217,7 @@ impl<'a> Topic<'a> {
 
     /// Parses `city/{district}/{kind}/{device}/{channel}`.
     pub fn parse(topic: &'a str) -> Result<Self, TopicError> {
-        let mut levels = topic.split('/');
-        if levels.next() != Some(ROOT) {
-            return Err(TopicError::WrongRoot);
-        }
-        let (Some(district), Some(kind), Some(device), Some(channel), None) = (
-            levels.next(),
-            levels.next(),
-            levels.next(),
-            levels.next(),
-            levels.next(),
-        ) else {
-            return Err(TopicError::WrongLevelCount);
-        };
+        let [district, kind, device, channel] = split_levels(topic)?;
         let kind = DeviceKind::parse(kind).ok_or(TopicError::UnknownKind)?;
         let channel = Channel::parse(channel).ok_or(TopicError::UnknownChannel)?;
         Self::new(district, kind, device, channel)
@@ -264,19 +270,7 @@ pub struct RawTopic<'a> {
 impl<'a> RawTopic<'a> {
     /// Parses `city/{district}/{kind}/{device}/{channel}` with any slug as the kind.
     pub fn parse(topic: &'a str) -> Result<Self, TopicError> {
-        let mut levels = topic.split('/');
-        if levels.next() != Some(ROOT) {
-            return Err(TopicError::WrongRoot);
-        }
-        let (Some(district), Some(kind), Some(device), Some(channel), None) = (
-            levels.next(),
-            levels.next(),
-            levels.next(),
-            levels.next(),
-            levels.next(),
-        ) else {
-            return Err(TopicError::WrongLevelCount);
-        };
+        let [district, kind, device, channel] = split_levels(topic)?;
         check_slug(kind).map_err(|_| TopicError::UnknownKind)?;
         let channel = Channel::parse(channel).ok_or(TopicError::UnknownChannel)?;
         check_slug(district).map_err(TopicError::BadDistrict)?;

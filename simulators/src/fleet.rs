@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rumqttc::v5::mqttbytes::QoS;
@@ -337,12 +337,7 @@ impl Conn {
     }
 }
 
-fn unix_ns_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use ingest::message::now_ns as unix_ns_now;
 
 async fn publish(conn: &Conn, m: Outgoing, device: &Arc<str>, ctx: &Ctx) {
     let n = m.readings.len() as u64;

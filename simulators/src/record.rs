@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use rumqttc::v5::mqttbytes::QoS;
@@ -76,10 +76,7 @@ pub async fn run(
     ready: Option<oneshot::Sender<()>>,
 ) -> Result<RecordReport> {
     let qos = qos_of(cfg.qos)?;
-    let start_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let start_ns = u64::try_from(ingest::message::now_ns()).unwrap_or(0);
     let t0 = Instant::now();
     let mut writer = CaptureWriter::create(&cfg.output, start_ns, cfg.compress)
         .with_context(|| format!("create {}", cfg.output.display()))?;

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rumqttc::v5::mqttbytes::QoS;
@@ -152,12 +152,7 @@ fn qos_of(n: u8) -> QoS {
     }
 }
 
-fn unix_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+use ingest::message::now_ns as unix_ns;
 
 type Rows = Vec<(String, SentReading)>;
 

@@ -10,14 +10,9 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-/// Now, unix ns.
-pub fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
+pub use ingest::message::now_ns;
 
 /// Turns serde's complaint about the query string into a 400 that names the parameter.
 pub fn checked<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {

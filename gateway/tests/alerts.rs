@@ -340,3 +340,126 @@ above = 1
     assert!(err.contains("alerts.rules[1].metric"), "{err}");
     assert!(err.contains("no_such_metric"), "{err}");
 }
+
+/// A SenML JSON pack of one pm25 reading of `device` in `district` at unix second `t`,
+/// with sequence number `seq`.
+fn station_pack(district: &str, device: &str, t: i64, seq: u32, pm25: f64) -> (String, Vec<u8>) {
+    (
+        format!("city/{district}/airquality/{device}/up"),
+        format!(r#"[{{"bn":"{device}:","bt":{t},"seq":{seq},"n":"pm25","u":"ug/m3","v":{pm25}}}]"#)
+            .into_bytes(),
+    )
+}
+
+/// The rule types beside `metric` and `device-offline`, end to end: a district's VN_AQI
+/// (an episode of three hours of heavy PM2.5 at two stations), a district with too few
+/// stations reporting, sequence gaps, and dead letters per hour from the pipeline.
+#[test]
+fn aqi_reporting_gaps_and_pipeline_rules_fire_with_their_labels() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let (port, bodies) = receiver();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[alerts]
+interval_s = 1
+
+[[alerts.webhooks]]
+name = "ops"
+url = "http://127.0.0.1:{port}/hook"
+
+[[alerts.rules]]
+name = "district-aqi-bad"
+type = "aqi"
+scope = "district"
+at_least = "bad"
+for_s = 1
+district = "tay-ho"
+
+[[alerts.rules]]
+name = "district-blind"
+type = "district-reporting"
+kind = "airquality"
+at_least = 2
+for_s = 1
+
+[[alerts.rules]]
+name = "lossy-link"
+type = "device-gaps"
+above = 2
+window_s = 3600
+
+[[alerts.rules]]
+name = "dead-letters"
+type = "pipeline"
+signal = "dead_letters_per_hour"
+above = 3
+for_s = 1
+"#
+        ),
+    )
+    .unwrap();
+    let mut opts = GatewayOptions::new(&broker, "alert-rules", &dir.path().join("data"));
+    opts.extra = vec!["--config".into(), config.display().to_string()];
+    let gw = Gateway::start(&opts);
+
+    // Three hours of 300 ug/m3 every 5 minutes at two stations of Tay Ho; one station in
+    // Dong Da, with a gap of 5 in its sequence numbers.
+    let now = ingest::message::now_ns() / 1_000_000_000;
+    let mut msgs = Vec::new();
+    for (i, t) in (0..36).map(|i| (i, now - 3 * 3600 + 60 + i * 300)) {
+        let seq = u32::try_from(i).unwrap();
+        msgs.push(station_pack("tay-ho", "th-1", t, seq, 300.0));
+        msgs.push(station_pack("tay-ho", "th-2", t, seq, 300.0));
+    }
+    msgs.push(station_pack("dong-da", "dd-1", now - 120, 0, 10.0));
+    msgs.push(station_pack("dong-da", "dd-1", now - 60, 6, 11.0));
+    // Five undecodable messages: dead letters.
+    for i in 0..5 {
+        msgs.push((format!("tele/junk-{i}/SENSOR"), b"{not json".to_vec()));
+    }
+    publish_raw(&broker, &msgs);
+
+    let firing = |rule: &str| alerts(&gw, &format!("state=firing&rule={rule}"));
+    for rule in [
+        "district-aqi-bad",
+        "district-blind",
+        "lossy-link",
+        "dead-letters",
+    ] {
+        wait_until(
+            &format!("{rule} firing"),
+            WAIT,
+            || firing(rule).len(),
+            |n| *n >= 1,
+        );
+    }
+    let aqi = firing("district-aqi-bad");
+    assert_eq!(aqi.len(), 1, "one district over the threshold: {aqi:?}");
+    assert_eq!(aqi[0]["labels"]["district"], "tay-ho", "{aqi:?}");
+    let blind = firing("district-blind");
+    assert!(
+        blind.iter().any(|a| a["labels"]["district"] == "dong-da")
+            && blind.iter().all(|a| a["labels"]["district"] != "tay-ho"),
+        "Dong Da has one station, Tay Ho two: {blind:?}"
+    );
+    let lossy = firing("lossy-link");
+    assert!(
+        lossy.iter().any(|a| a["labels"]["device"] == "dd-1")
+            && lossy.iter().all(|a| a["labels"]["device"] != "th-1"),
+        "{lossy:?}"
+    );
+    wait_until(
+        "the AQI alert at the webhook",
+        WAIT,
+        || bodies_with(&bodies, "district-aqi-bad", "firing").len(),
+        |n| *n >= 1,
+    );
+    let body = &bodies_with(&bodies, "district-aqi-bad", "firing")[0];
+    assert_eq!(body["version"], "4");
+    assert_eq!(body["alerts"][0]["labels"]["district"], "tay-ho");
+}

@@ -85,12 +85,25 @@ impl Default for HotOptions {
 pub struct HeadData {
     series: HashMap<u32, Vec<(i64, f64)>>,
     readings: usize,
+    /// Batches committed with a reading older than [`LATE_NS`] when it was committed (a
+    /// device's backlog, a backfill): readers that cache results for past hours compare it
+    /// to know that an hour may have changed.
+    late_writes: u64,
 }
+
+/// A reading committed this long after its own time is a late write.
+pub const LATE_NS: i64 = 3_600_000_000_000;
 
 impl HeadData {
     /// Readings held.
     pub fn readings(&self) -> usize {
         self.readings
+    }
+
+    /// Batches with late readings committed since this process took the head over (see
+    /// the field): a changed count means past hours may hold new readings.
+    pub fn late_writes(&self) -> u64 {
+        self.late_writes
     }
 
     /// The readings of series `id`, in arrival order.
@@ -407,10 +420,14 @@ impl HotWriter {
     pub(crate) fn committed(&mut self) {
         if self.owner {
             if !self.pending.is_empty() {
+                let late_before = crate::message::now_ns().saturating_sub(LATE_NS);
                 let mut head = self.head.write();
+                let mut late = false;
                 for (id, ts, v) in &self.pending {
                     head.push(*id, *ts, *v);
+                    late |= *ts < late_before;
                 }
+                head.late_writes += u64::from(late);
                 drop(head);
                 self.oldest.get_or_insert_with(Instant::now);
             }

@@ -82,6 +82,14 @@ pub struct HotRead<'c> {
     head: HotHead,
 }
 
+impl HotRead<'_> {
+    /// The head's count of batches with late readings ([`crate::hot::HeadData::late_writes`]):
+    /// caches of past hours are stale once it changes.
+    pub fn late_writes(&self) -> u64 {
+        self.head.read().late_writes()
+    }
+}
+
 impl std::ops::Deref for HotRead<'_> {
     type Target = Connection;
     fn deref(&self) -> &Connection {

@@ -215,6 +215,14 @@ pub fn observe(rule: &Rule, snap: &Snapshot, offset_s: i32, gaps: &mut GapHistor
             for d in &snap.devices {
                 let count = d.gaps.saturating_add(d.dropped_readings);
                 let h = gaps.entry(d.device.clone()).or_default();
+                if h.is_empty()
+                    && let Some(first_ms) = d.first_seen_ms
+                    && now - first_ms.saturating_mul(1_000_000) <= window_ns
+                {
+                    // A device first seen inside the window: everything it lost since
+                    // counts, including what came before the evaluator first saw it.
+                    h.push_back((first_ms.saturating_mul(1_000_000), 0));
+                }
                 h.push_back((now, count));
                 while h.len() > 1 && h.front().is_some_and(|(t, _)| now - t > window_ns) {
                     h.pop_front();

@@ -465,23 +465,31 @@ const HOUR_REFRESH_NS: i64 = 60 * NS_PER_S;
 const HOURS_KEPT: usize = 48;
 
 /// Hourly particulate means per clock hour, shared by the AQI answers: an hour is read
-/// once (one pass over its buckets for all stations) and reused until it could change.
+/// once (one pass over its buckets for all stations) and reused until it could change: a
+/// settled hour until the hot tier's head reports a late write (a device's backlog, a
+/// backfill: [`ingest::hot::HeadData::late_writes`]), the current hour for
+/// `HOUR_REFRESH_NS`.
 #[derive(Debug, Default)]
 pub struct HourCache {
-    hours: Mutex<BTreeMap<i64, (i64, Arc<HourMeans>)>>,
+    /// Hour -> (computed at, late-write count then, means).
+    hours: Mutex<BTreeMap<i64, (i64, u64, Arc<HourMeans>)>>,
 }
 
 impl HourCache {
-    fn get(&self, hour_ns: i64, now_ns: i64) -> Option<Arc<HourMeans>> {
+    fn get(&self, hour_ns: i64, now_ns: i64, late: u64) -> Option<Arc<HourMeans>> {
         let hours = self.hours.lock().unwrap_or_else(PoisonError::into_inner);
-        let (computed, means) = hours.get(&hour_ns)?;
+        let (computed, late_then, means) = hours.get(&hour_ns)?;
+        if *late_then != late {
+            // Late readings arrived since: any past hour may have changed.
+            return None;
+        }
         let final_ = *computed >= hour_ns + NS_PER_HOUR + HOUR_SETTLE_NS;
         (final_ || now_ns - computed < HOUR_REFRESH_NS).then(|| means.clone())
     }
 
-    fn put(&self, hour_ns: i64, now_ns: i64, means: Arc<HourMeans>) {
+    fn put(&self, hour_ns: i64, now_ns: i64, late: u64, means: Arc<HourMeans>) {
         let mut hours = self.hours.lock().unwrap_or_else(PoisonError::into_inner);
-        hours.insert(hour_ns, (now_ns, means));
+        hours.insert(hour_ns, (now_ns, late, means));
         while hours.len() > HOURS_KEPT {
             hours.pop_first();
         }
@@ -533,13 +541,14 @@ pub fn aqi(
     let this_hour = at_ns.div_euclid(NS_PER_HOUR) * NS_PER_HOUR;
     // hours[i] covers [this_hour - (i+1) h, this_hour - i h).
     let mut hours = Vec::with_capacity(aqi::DAILY_HOURS);
+    let late = conn.late_writes();
     for i in 0..aqi::DAILY_HOURS as i64 {
         let start = this_hour - (i + 1) * NS_PER_HOUR;
-        let means = match cache.get(start, now_ns) {
+        let means = match cache.get(start, now_ns, late) {
             Some(m) => m,
             None => {
                 let m = Arc::new(hour_means(conn, start)?);
-                cache.put(start, now_ns, m.clone());
+                cache.put(start, now_ns, late, m.clone());
                 m
             }
         };

@@ -567,6 +567,7 @@ pub fn aqi(
         stations.push(StationAqi {
             device: row.device.clone(),
             district,
+            kind: row.kind(),
             lat: row.meta_f64(META_LAT),
             lon: row.meta_f64(META_LON),
             pm25_nowcast: s.pm25_nowcast,

@@ -1152,6 +1152,34 @@ mod tests {
     }
 
     #[test]
+    fn own_publications_a_route_would_consume_are_refused() {
+        let c = Config::from_toml(
+            "[[ingest.routes]]\npattern = \"city/{device}/aqi\"\nformat = \"tasmota\"\n",
+        )
+        .unwrap();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("public.district_topic"), "{err}");
+        assert!(err.contains("city/+/aqi"), "{err}");
+        let c = Config::from_toml(
+            "[[ingest.routes]]\npattern = \"city/{device}/aqi\"\nformat = \"tasmota\"\n\
+             [public]\ndistrict_topic = \"public/{district}/aqi\"\n",
+        )
+        .unwrap();
+        c.resolve().unwrap();
+        assert_eq!(
+            c.publish_filters(),
+            ["public/+/aqi", "city/+/+/+/aqi", "city/+/alerts"]
+        );
+        let bad = Config::from_toml("[alerts]\nmqtt_topic = \"city/#\"\n").unwrap();
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.mqtt_topic")
+        );
+    }
+
+    #[test]
     fn unknown_key_is_named() {
         let err = Config::from_toml("[mqtt]\nurll = \"mqtt://x\"\n").unwrap_err();
         assert!(err.contains("urll"), "{err}");

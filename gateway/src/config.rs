@@ -70,7 +70,12 @@ pub struct Config {
     pub ingest: IngestSection,
     /// `[alerts]`: alert rules, history and notifications (see `crate::alerts`).
     pub alerts: AlertsConfig,
+    /// `[public]`: the public AQI feed over MQTT and HTTP (see `crate::public`).
+    pub public: PublicConfig,
 }
+
+/// The `[public]` table, defined with the feed.
+pub use crate::public::PublicConfig;
 
 /// The `[alerts]` table, defined with the alerting code.
 pub use crate::alerts::config::AlertsConfig;
@@ -89,6 +94,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             ingest: IngestSection::default(),
             alerts: AlertsConfig::default(),
+            public: PublicConfig::default(),
         }
     }
 }
@@ -119,6 +125,10 @@ pub struct MqttConfig {
     /// Session expiry in seconds: how long the broker keeps the session and
     /// queues messages while the gateway is away. Default: 86400 (1 day).
     pub session_expiry_s: u32,
+    /// Messages the gateway itself publishes (alert notifications, the public AQI
+    /// feed) waiting for the connection, at most; beyond it they are dropped and
+    /// counted (`mqtt_publish_dropped_total`), never waited for. Default: 1000.
+    pub publish_queue: usize,
     /// Receive Maximum sent to the broker: the most unacknowledged QoS 1
     /// messages in flight to this gateway, and so the largest possible
     /// batch. Default: 1000.
@@ -151,6 +161,7 @@ impl Default for MqttConfig {
             share_group: None,
             keep_alive_s: 30,
             session_expiry_s: 86_400,
+            publish_queue: 1000,
             receive_maximum: 1000,
             max_packet_bytes: 1024 * 1024,
             reconnect_min_ms: 250,
@@ -803,6 +814,7 @@ impl Config {
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.filter)
             .map_err(|e| invalid("log.filter", None, e.to_string()))?;
+        self.check_publications()?;
         let alerts = self
             .alerts
             .compile(&self.ingest.tasmota_utc_offset)
@@ -819,6 +831,66 @@ impl Config {
             embedded,
             broker_auth,
         })
+    }
+
+    /// The MQTT filters of what the gateway publishes (its broker account needs `topic
+    /// write` on them): the public AQI feed's district and station topics and the alert
+    /// topic, those enabled. Defaults: `city/+/aqi`, `city/+/+/+/aqi`, `city/+/alerts`.
+    pub fn publish_filters(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.public.mqtt_enabled {
+            out.push(crate::public::template_filter(&self.public.district_topic));
+            out.push(crate::public::template_filter(&self.public.station_topic));
+        }
+        if self.alerts.mqtt_enabled {
+            out.push(crate::public::template_filter(&self.alerts.mqtt_topic));
+        }
+        out.dedup();
+        out
+    }
+
+    /// The topics the gateway publishes to (`[public]`, `alerts.mqtt_topic`), checked to be
+    /// topics and never taken back by its own subscriptions.
+    fn check_publications(&self) -> Result<(), ConfigError> {
+        let p = &self.public;
+        if p.interval_s == 0 || p.interval_s > 86_400 {
+            return Err(invalid("public.interval_s", None, "must be 1 to 86400"));
+        }
+        if p.cache_s > 86_400 {
+            return Err(invalid("public.cache_s", None, "must be 0 to 86400"));
+        }
+        if self.mqtt.publish_queue == 0 {
+            return Err(invalid("mqtt.publish_queue", None, "must be at least 1"));
+        }
+        crate::public::check_template(&p.district_topic, &["district"])
+            .map_err(|m| invalid("public.district_topic", None, m))?;
+        crate::public::check_template(&p.station_topic, &["district", "kind", "device"])
+            .map_err(|m| invalid("public.station_topic", None, m))?;
+        let filters = crate::mqtt::filters(
+            &self.ingest.routes,
+            &self.ingest.status_routes,
+            self.mqtt.share_group.as_deref(),
+        );
+        let mut published: Vec<(&'static str, &str)> = Vec::new();
+        if p.mqtt_enabled {
+            published.push(("public.district_topic", &p.district_topic));
+            published.push(("public.station_topic", &p.station_topic));
+        }
+        if self.alerts.mqtt_enabled {
+            published.push(("alerts.mqtt_topic", &self.alerts.mqtt_topic));
+        }
+        for (key, template) in published {
+            if let Some((filter, _)) = crate::public::overlaps(&filters, &[template]).first() {
+                return Err(invalid(
+                    key,
+                    None,
+                    format!(
+                        "`{template}` would be consumed by the gateway's own subscription                          `{filter}`: choose a topic no ingest route matches"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The API tokens: `http.tokens` and those of `http.token_file`, checked.
@@ -1075,7 +1147,36 @@ mod tests {
         assert_eq!(format!("{:?}", c.http), format!("{:?}", d.http));
         assert_eq!(format!("{:?}", c.log), format!("{:?}", d.log));
         assert_eq!(format!("{:?}", c.alerts), format!("{:?}", d.alerts));
+        assert_eq!(c.public, d.public);
         c.resolve().unwrap();
+    }
+
+    #[test]
+    fn own_publications_a_route_would_consume_are_refused() {
+        let c = Config::from_toml(
+            "[[ingest.routes]]\npattern = \"city/{device}/aqi\"\nformat = \"tasmota\"\n",
+        )
+        .unwrap();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("public.district_topic"), "{err}");
+        assert!(err.contains("city/+/aqi"), "{err}");
+        let c = Config::from_toml(
+            "[[ingest.routes]]\npattern = \"city/{device}/aqi\"\nformat = \"tasmota\"\n\
+             [public]\ndistrict_topic = \"public/{district}/aqi\"\n",
+        )
+        .unwrap();
+        c.resolve().unwrap();
+        assert_eq!(
+            c.publish_filters(),
+            ["public/+/aqi", "city/+/+/+/aqi", "city/+/alerts"]
+        );
+        let bad = Config::from_toml("[alerts]\nmqtt_topic = \"city/#\"\n").unwrap();
+        assert!(
+            bad.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.mqtt_topic")
+        );
     }
 
     #[test]

@@ -23,6 +23,13 @@
 //! When the writer is slower than the broker, the bounded hand-off channel fills and the
 //! event loop stops reading the connection (TCP back-pressure); nothing is shed.
 //!
+//! **Publishing.** The gateway publishes (alert notifications, the public AQI feed) on
+//! this same connection through a [`Publisher`]: a bounded queue that the event-loop task
+//! drains into rumqttc's request channel, a few at a time between polls and only while
+//! connected and no acks wait to be sent. [`Publisher::publish`] never waits: when the
+//! queue (or rumqttc's request channel) is full the message is dropped and counted
+//! (`mqtt_publish_dropped_total`), so publishing never holds up ingestion or the acks.
+//!
 //! **Shutdown.** The event loop stops handing publishes to the writer (what arrives later
 //! stays unacknowledged with the broker), the writer commits what it has and returns the
 //! last acks, the event loop sends them and disconnects.
@@ -99,14 +106,79 @@ const HANDOFF_BATCH: usize = 256;
 /// An acknowledgement the writer releases: packet id and connection generation.
 type Ack = (u16, u64);
 
+/// One message to publish with QoS 1 on the consumer's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    /// Topic.
+    pub topic: String,
+    /// Payload (empty with `retain`: clears the topic's retained message).
+    pub payload: Bytes,
+    /// The broker keeps it as the topic's last value.
+    pub retain: bool,
+}
+
+/// A handle that publishes on the consumer's connection without ever waiting: see the
+/// module documentation. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    tx: flume::Sender<Outgoing>,
+}
+
+impl Publisher {
+    /// Queues `payload` for `topic` (QoS 1). False, and counted in
+    /// `mqtt_publish_dropped_total`, when the queue is full or the consumer has stopped.
+    pub fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Bytes>,
+        retain: bool,
+    ) -> bool {
+        let msg = Outgoing {
+            topic: topic.into(),
+            payload: payload.into(),
+            retain,
+        };
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(_) => {
+                metrics::counter!("mqtt_publish_dropped_total").increment(1);
+                false
+            }
+        }
+    }
+
+    /// Messages waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// The receiving end of a [`Publisher`], given to [`run`].
+#[derive(Debug)]
+pub struct Publications {
+    rx: flume::Receiver<Outgoing>,
+}
+
+/// A publisher whose queue holds at most `capacity` messages, and its receiving end.
+pub fn publisher(capacity: usize) -> (Publisher, Publications) {
+    let (tx, rx) = flume::bounded(capacity.max(1));
+    (Publisher { tx }, Publications { rx })
+}
+
+/// Most queued publications moved into rumqttc after each poll.
+const PUBLISH_BATCH: usize = 16;
+
 /// Runs the consumer until `shutdown` is cancelled, then logs and acknowledges what was
-/// received and disconnects cleanly.
+/// received and disconnects cleanly. What `publications` receives is published on the
+/// same connection.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     options: MqttOptions,
     cfg: ConsumerConfig,
     log: LogWriter,
     progress: Arc<Progress>,
     health: Arc<Health>,
+    publications: Publications,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let window = usize::from(cfg.receive_maximum).max(1);
@@ -120,7 +192,17 @@ pub async fn run(
     let writer = std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || log_writer(log, from_loop, ack_tx, writer_cfg, &writer_progress))?;
-    let result = event_loop(eventloop, client, to_writer, ack_rx, cfg, health, shutdown).await;
+    let result = event_loop(
+        eventloop,
+        client,
+        to_writer,
+        ack_rx,
+        publications.rx,
+        cfg,
+        health,
+        shutdown,
+    )
+    .await;
     // The event loop dropped its sender: the writer commits what is left and ends.
     let joined = tokio::task::spawn_blocking(move || writer.join()).await?;
     if joined.is_err() {
@@ -129,11 +211,13 @@ pub async fn run(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn event_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
     to_writer: flume::Sender<Vec<Received>>,
     mut acks: mpsc::UnboundedReceiver<Vec<Ack>>,
+    publications: flume::Receiver<Outgoing>,
     cfg: ConsumerConfig,
     health: Arc<Health>,
     shutdown: CancellationToken,
@@ -152,6 +236,7 @@ async fn event_loop(
     // Acks the request channel had no room for; sent after the next poll.
     let mut unsent: VecDeque<u16> = VecDeque::new();
     let mut acks_open = true;
+    let mut publishing = true;
     loop {
         // Hand over once rumqttc has no more parsed packets queued (the next poll would
         // wait for the socket), or at the batch bound. This waits when the writer is
@@ -199,6 +284,15 @@ async fn event_loop(
             }
             () = shutdown.cancelled(), if to_writer.is_some() => continue,
             event = eventloop.poll() => event,
+            // Only when the connection is idle; otherwise a few go after each poll.
+            msg = publications.recv_async(), if publishing && connected && unsent.is_empty() && !shutdown.is_cancelled() => {
+                match msg {
+                    Ok(msg) => send_publication(&client, msg),
+                    // Every publisher is gone.
+                    Err(_) => publishing = false,
+                }
+                continue;
+            }
         };
         match event {
             Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -324,6 +418,11 @@ async fn event_loop(
             }
         }
         send_acks(&client, &mut unsent);
+        if connected && unsent.is_empty() && !shutdown.is_cancelled() {
+            for msg in publications.try_iter().take(PUBLISH_BATCH) {
+                send_publication(&client, msg);
+            }
+        }
     }
     // The last acks are queued in the request channel; DISCONNECT queues behind them, so
     // polling until it is out flushes the acks first.
@@ -354,6 +453,10 @@ fn subscription_filters(filters: &[String], state: &[String]) -> Vec<Filter> {
         .iter()
         .map(|f| {
             let mut filter = Filter::new(f.clone(), QoS::AtLeastOnce);
+            // The gateway's own publications (alerts, the AQI feed) never come back to it.
+            // (No Local is a protocol error on a shared subscription; there the topics
+            // are checked not to overlap, see `crate::public::check_topics`.)
+            filter.nolocal = !f.starts_with("$share/");
             filter.retain_forward_rule = if state.contains(f) {
                 RetainForwardRule::OnEverySubscribe
             } else {
@@ -379,6 +482,18 @@ fn send_acks(client: &AsyncClient, unsent: &mut VecDeque<u16>) {
     }
     if sent > 0 {
         metrics::counter!("mqtt_acks_total").increment(sent);
+    }
+}
+
+/// Queues one publication into rumqttc's request channel without waiting; dropped and
+/// counted when it is full.
+fn send_publication(client: &AsyncClient, msg: Outgoing) {
+    match client.try_publish(msg.topic, QoS::AtLeastOnce, msg.retain, msg.payload) {
+        Ok(()) => metrics::counter!("mqtt_published_total").increment(1),
+        Err(e) => {
+            metrics::counter!("mqtt_publish_dropped_total").increment(1);
+            tracing::debug!(error = %e, "publication dropped: the request channel is full");
+        }
     }
 }
 

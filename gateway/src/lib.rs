@@ -23,6 +23,7 @@ pub mod http;
 pub mod mqtt;
 pub mod pipeline;
 pub mod provision;
+pub mod public;
 pub mod query_cli;
 pub mod service;
 pub mod telemetry;

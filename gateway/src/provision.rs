@@ -148,15 +148,23 @@ pub fn passwd_text(registry: &Registry) -> anyhow::Result<String> {
 }
 
 /// The ACL file's text.
-pub fn acl_text(registry: &Registry, routes: &[RouteConfig]) -> Result<String, String> {
+pub fn acl_text(
+    registry: &Registry,
+    routes: &[RouteConfig],
+    publishes: &[String],
+) -> Result<String, String> {
     let mut out = String::from(
         "# Written by `gateway devices provision` from the device registry; edits are lost.\n\
          # Devices write their own topics only and read nothing; the gateway reads every\n\
-         # routed topic (a `$share/<group>/<filter>` subscription is checked against <filter>).\n",
+         # routed topic (a `$share/<group>/<filter>` subscription is checked against <filter>)\n\
+         # and writes its alerts and the public AQI feed.\n",
     );
     let _ = writeln!(out, "\nuser {}", registry.gateway.username);
     for filter in subscription_filters(routes) {
         let _ = writeln!(out, "topic read {filter}");
+    }
+    for filter in publishes {
+        let _ = writeln!(out, "topic write {filter}");
     }
     for d in &registry.devices {
         let _ = writeln!(
@@ -214,16 +222,17 @@ pub struct Provisioned {
 }
 
 /// Reads the registry, and writes `<dir>/passwd` and `<dir>/acl` for the
-/// given routes.
+/// given routes, the gateway account writing `publishes` (topic filters).
 pub fn provision(
     registry: &Path,
     dir: &Path,
     routes: &[RouteConfig],
+    publishes: &[String],
 ) -> anyhow::Result<Provisioned> {
     let registry = Registry::from_path(registry)?;
     // The ACL first: it is where a registry that does not fit the routes fails,
     // before anything is written.
-    let acl = acl_text(&registry, routes).map_err(anyhow::Error::msg)?;
+    let acl = acl_text(&registry, routes, publishes).map_err(anyhow::Error::msg)?;
     let passwd = passwd_text(&registry)?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let out = Provisioned {
@@ -238,10 +247,12 @@ pub fn provision(
 
 /// `gateway devices provision`.
 pub fn run(args: &ProvisionArgs) -> anyhow::Result<()> {
-    let ingest = match &args.config {
-        Some(path) => crate::config::Config::from_file(path)?.ingest,
-        None => ingest::IngestConfig::default(),
+    let config = match &args.config {
+        Some(path) => crate::config::Config::from_file(path)?,
+        None => crate::config::Config::default(),
     };
+    let publishes = config.publish_filters();
+    let ingest = config.ingest;
     // A device also writes its format's availability topic (Tasmota's LWT, ESPHome's
     // status), which the gateway reads.
     let mut routes = ingest.routes;
@@ -251,7 +262,7 @@ pub fn run(args: &ProvisionArgs) -> anyhow::Result<()> {
             .iter()
             .map(|s| RouteConfig::new(s.pattern.clone(), s.format)),
     );
-    let done = provision(&args.registry, &args.mosquitto_dir, &routes)?;
+    let done = provision(&args.registry, &args.mosquitto_dir, &routes, &publishes)?;
     println!(
         "provisioned {} device(s) and the gateway account from {}\n\
          wrote {} (mode 0600)\n\

@@ -114,11 +114,27 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
             read_threads: cfg.http.api_read_threads,
             read_queue: cfg.http.api_read_queue,
             device_kinds: cfg.ingest.device_kinds.clone().into(),
+            public_cache_s: cfg.public.http_enabled.then_some(cfg.public.cache_s),
             ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
         },
         auth,
     )?);
     let http_task = http::serve(resolved.http, app, http_stop.clone()).await?;
+
+    // What the gateway publishes (alert notifications, the public AQI feed) goes out on
+    // the consumer's connection through a bounded queue that never blocks.
+    let (publisher, publications) = consumer::publisher(cfg.mqtt.publish_queue);
+    let public_feed = {
+        let public_cfg = cfg.public.clone();
+        let ctx = crate::public::Context {
+            data_dir: cfg.data_dir.clone(),
+            head: Some(opened.hot_head.clone()),
+            progress: Some(Arc::clone(&progress)),
+        };
+        let publisher = publisher.clone();
+        tokio::task::spawn_blocking(move || crate::public::spawn(&public_cfg, ctx, publisher))
+            .await??
+    };
 
     // Alert rules: a thread of their own, reading the hot tier read-only.
     let alerting = {
@@ -135,11 +151,20 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", resolved.http)),
         };
+        let mut extra: Vec<Arc<dyn crate::alerts::notify::Notifier>> = Vec::new();
+        if cfg.alerts.mqtt_enabled {
+            extra.push(Arc::new(crate::alerts::notify::MqttNotifier::new(
+                publisher.clone(),
+                cfg.alerts.mqtt_topic.clone(),
+                cfg.alerts.mqtt_district_fallback.clone(),
+            )));
+        }
         tokio::task::spawn_blocking(move || {
-            crate::alerts::spawn(&alerts_cfg, &compiled, ctx, Vec::new())
+            crate::alerts::spawn(&alerts_cfg, &compiled, ctx, extra)
         })
         .await??
     };
+    drop(publisher);
 
     spawn_signal_handler(stop, shutdown.clone(), Arc::clone(&health));
 
@@ -173,6 +198,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         opened.log,
         std::sync::Arc::clone(&progress),
         Arc::clone(&health),
+        publications,
         shutdown.clone(),
     )
     .await;
@@ -191,6 +217,9 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
 
     if let Some(a) = alerting {
         let _ = tokio::task::spawn_blocking(move || a.stop()).await;
+    }
+    if let Some(f) = public_feed {
+        let _ = tokio::task::spawn_blocking(move || f.stop()).await;
     }
 
     if let Some(f) = forwarder {

@@ -333,6 +333,8 @@ fn provisioned_devices_publish_only_their_own_topics() {
     for line in [
         "user gateway\ntopic read city/+/+/+/up\n",
         "topic read tele/+/SENSOR\n",
+        // The gateway publishes the public AQI feed and its alerts.
+        "topic write city/+/aqi\ntopic write city/+/+/+/aqi\ntopic write city/+/alerts\n",
         "user aq-0001\ntopic write city/ba-dinh/airquality/aq-0001/up\n",
         "topic write city/ba-dinh/airquality/aq-0001/status\n",
         "user tasmota-user\ntopic write tele/tasmota-a1/SENSOR\n",

@@ -31,6 +31,16 @@ pub struct AlertsConfig {
     /// Base URL of this gateway in notifications (`externalURL`, `generatorURL`).
     /// Default: `http://` and `http.listen`.
     pub external_url: Option<String>,
+    /// Publish every notification (firing, repeat, resolved) to the broker the gateway
+    /// consumes from, QoS 1, not retained. Default: true (the gateway always has a broker).
+    pub mqtt_enabled: bool,
+    /// Topic of those notifications; `{district}` is replaced by the alert's `district`
+    /// label. Default: `city/{district}/alerts`.
+    pub mqtt_topic: String,
+    /// What replaces `{district}` for an alert without a `district` label (a pipeline
+    /// alert, a device outside the city's topics). Default: `_city`, i.e.
+    /// `city/_city/alerts`.
+    pub mqtt_district_fallback: String,
     /// `[[alerts.webhooks]]`: receivers of Alertmanager-shaped JSON. Default: none.
     pub webhooks: Vec<WebhookConfig>,
     /// `[[alerts.rules]]`. Default: none.
@@ -48,6 +58,9 @@ impl Default for AlertsConfig {
             resolve_margin: 0.05,
             resolve_for_s: 60,
             external_url: None,
+            mqtt_enabled: true,
+            mqtt_topic: "city/{district}/alerts".into(),
+            mqtt_district_fallback: "_city".into(),
             webhooks: Vec::new(),
             rules: Vec::new(),
         }
@@ -288,6 +301,21 @@ pub struct Rule {
     pub device: Option<String>,
 }
 
+impl Rule {
+    /// The threshold the rule compares with (for `device-offline`, its seconds of
+    /// silence).
+    pub fn threshold(&self) -> f64 {
+        match &self.spec {
+            Spec::Aqi { at_least, .. } => *at_least,
+            Spec::Metric { threshold, .. } => *threshold,
+            Spec::DeviceOffline { silence_s } => *silence_s as f64,
+            Spec::DeviceGaps { above, .. } => *above,
+            Spec::DistrictReporting { at_least } => *at_least,
+            Spec::Pipeline { above, .. } => *above,
+        }
+    }
+}
+
 /// The checked `[alerts]` table.
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -386,6 +414,15 @@ impl AlertsConfig {
             return Err(err(
                 "alerts.external_url",
                 "must be an http:// or https:// URL",
+            ));
+        }
+        crate::public::check_template(&self.mqtt_topic, &["district"])
+            .map_err(|m| err("alerts.mqtt_topic", m))?;
+        let fallback = &self.mqtt_district_fallback;
+        if fallback.is_empty() || fallback.contains(['/', '+', '#', '\0']) {
+            return Err(err(
+                "alerts.mqtt_district_fallback",
+                "must be one non-empty topic level (no `/`, `+`, `#`)",
             ));
         }
         for (i, w) in self.webhooks.iter().enumerate() {

@@ -399,7 +399,9 @@ impl Evaluator {
                 labels: row.labels.clone(),
                 annotations: row.annotations.clone(),
                 value: obs.value,
+                threshold: Some(rule.threshold()),
                 starts_ns: row.started_ns,
+                fired_ns: row.fired_ns,
                 ends_ns: row.resolved_ns,
                 fingerprint: fp.clone(),
             };

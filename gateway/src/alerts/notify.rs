@@ -2,7 +2,8 @@
 //! ([`LogNotifier`], a `tracing` line on fire, repeat and resolve) and webhook receivers
 //! ([`Webhook`], Alertmanager-shaped JSON POSTed from a thread of its own, retried with
 //! backoff). Other sinks (MQTT publishing to `city/{district}/alerts`, a dashboard feed)
-//! implement [`Notifier`] and are passed to [`super::spawn`].
+//! implement [`Notifier`] and are passed to [`super::spawn`]; [`MqttNotifier`] is the
+//! MQTT one.
 //!
 //! A notifier must not block: [`Notifier::notify`] is called on the evaluator's thread
 //! and should only queue. A webhook's queue is bounded (`queue`): beyond it the oldest
@@ -48,8 +49,12 @@ pub struct AlertEvent {
     pub annotations: Labels,
     /// The value that caused it (or that resolved it).
     pub value: f64,
+    /// The rule's threshold.
+    pub threshold: Option<f64>,
     /// When the condition started to hold, unix ns.
     pub starts_ns: i64,
+    /// When it started firing, unix ns.
+    pub fired_ns: Option<i64>,
     /// When it resolved, unix ns.
     pub ends_ns: Option<i64>,
     /// Stable hash of the labels.
@@ -355,6 +360,81 @@ impl Sender {
 
 pub use ingest::message::now_ns;
 
+/// Publishes each event as JSON ([`mqtt_body`]) to `alerts.mqtt_topic` (default
+/// `city/{district}/alerts`; `alerts.mqtt_district_fallback`, default `_city`, for an
+/// alert without a district), QoS 1, not retained, on the gateway's own MQTT connection.
+/// Never waits: a full queue drops the message (`mqtt_publish_dropped_total`).
+#[derive(Debug)]
+pub struct MqttNotifier {
+    publisher: crate::consumer::Publisher,
+    topic: String,
+    fallback: String,
+}
+
+impl MqttNotifier {
+    /// A notifier publishing through `publisher` to `topic` (`{district}` replaced, by
+    /// `fallback` when the alert has none).
+    pub fn new(publisher: crate::consumer::Publisher, topic: String, fallback: String) -> Self {
+        Self {
+            publisher,
+            topic,
+            fallback,
+        }
+    }
+
+    /// The topic of an event.
+    pub fn topic_of(&self, e: &AlertEvent) -> String {
+        let district = e
+            .district()
+            .filter(|d| !d.is_empty() && !d.contains(['/', '+', '#']))
+            .unwrap_or(&self.fallback);
+        crate::public::fill(&self.topic, &[("district", district)])
+    }
+}
+
+/// The JSON body of an MQTT alert notification: `rule`, `state` (`firing` or
+/// `resolved`), `event` (`firing`, `repeat` or `resolved`), `labels`, `value`,
+/// `threshold`, `started`, `fired`, `resolved` (RFC 3339 or null), `summary`,
+/// `description`, `severity`, `fingerprint`, `id`.
+pub fn mqtt_body(e: &AlertEvent) -> serde_json::Value {
+    let state = match e.kind {
+        EventKind::Firing | EventKind::Repeat => "firing",
+        EventKind::Resolved => "resolved",
+    };
+    json!({
+        "id": e.id,
+        "rule": e.rule,
+        "state": state,
+        "event": e.kind,
+        "severity": e.labels.get("severity"),
+        "labels": e.labels,
+        "value": e.value,
+        "threshold": e.threshold,
+        "started": rfc3339(e.starts_ns),
+        "fired": e.fired_ns.map(rfc3339),
+        "resolved": e.ends_ns.map(rfc3339),
+        "summary": e.annotations.get("summary"),
+        "description": e.annotations.get("description"),
+        "fingerprint": e.fingerprint,
+    })
+}
+
+impl Notifier for MqttNotifier {
+    fn name(&self) -> &str {
+        "mqtt"
+    }
+
+    fn notify(&self, e: &AlertEvent) {
+        let body = mqtt_body(e).to_string();
+        if self.publisher.publish(self.topic_of(e), body, false) {
+            metrics::counter!("alert_mqtt_notifications_total").increment(1);
+        } else {
+            metrics::counter!("alert_notifications_dropped_total").increment(1);
+            tracing::warn!(alert = %e.rule, "MQTT alert notification dropped: the publish queue is full");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,7 +451,9 @@ mod tests {
             labels,
             annotations: Labels::new(),
             value: 3.0,
+            threshold: Some(100.0),
             starts_ns: 1_700_000_000_000_000_000,
+            fired_ns: Some(1_700_000_010_000_000_000),
             ends_ns: Some(1_700_000_060_000_000_000),
             fingerprint: "abc".into(),
         };
@@ -390,5 +472,47 @@ mod tests {
             a["generatorURL"],
             "http://gw:8080/api/alerts?rule=pm25-high"
         );
+    }
+
+    #[test]
+    fn mqtt_notifier_publishes_to_the_district_topic() {
+        let mut labels = Labels::new();
+        labels.insert("alertname".into(), "pm25-high".into());
+        labels.insert("severity".into(), "warning".into());
+        labels.insert("district".into(), "ba-dinh".into());
+        let mut annotations = Labels::new();
+        annotations.insert("summary".into(), "pm25 120 > 100".into());
+        let mut e = AlertEvent {
+            id: 7,
+            kind: EventKind::Firing,
+            rule: "pm25-high".into(),
+            labels,
+            annotations,
+            value: 120.0,
+            threshold: Some(100.0),
+            starts_ns: 1_700_000_000_000_000_000,
+            fired_ns: Some(1_700_000_010_000_000_000),
+            ends_ns: None,
+            fingerprint: "abc".into(),
+        };
+        let (publisher, _rx) = crate::consumer::publisher(1);
+        let n = MqttNotifier::new(publisher, "city/{district}/alerts".into(), "_city".into());
+        assert_eq!(n.topic_of(&e), "city/ba-dinh/alerts");
+        let b = mqtt_body(&e);
+        assert_eq!(b["state"], "firing");
+        assert_eq!(b["event"], "firing");
+        assert_eq!(b["threshold"], 100.0);
+        assert_eq!(b["started"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(b["fired"], "2023-11-14T22:13:30.000Z");
+        assert!(b["resolved"].is_null());
+        assert_eq!(b["summary"], "pm25 120 > 100");
+        e.labels.remove("district");
+        e.kind = EventKind::Repeat;
+        assert_eq!(n.topic_of(&e), "city/_city/alerts");
+        assert_eq!(mqtt_body(&e)["state"], "firing");
+        assert_eq!(mqtt_body(&e)["event"], "repeat");
+        // The queue holds one: the second is dropped, never waited for.
+        n.notify(&e);
+        n.notify(&e);
     }
 }

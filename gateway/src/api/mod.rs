@@ -13,9 +13,11 @@
 //! | `GET /api/alerts` | active alerts and the alert history ([`alerts`]) |
 //! | `GET /api/openapi.json` | the OpenAPI document |
 //! | `GET /` | the dashboard |
+//! | `GET /public/aqi`, `GET /public`, `GET /public/{district}` | the public AQI feed and its street-display page ([`public`]) |
 //!
-//! With tokens configured, [`router_with_auth`] puts all of these behind [`auth`] and adds
-//! `/login` and `/logout`.
+//! With tokens configured, [`router_with_auth`] puts all of these but `/public/*` behind
+//! [`auth`] and adds `/login` and `/logout`. `/public/*` stays open on purpose: it shows
+//! what the public MQTT feed publishes anyway (`public.http_enabled = false` removes it).
 
 pub mod alerts;
 pub mod auth;
@@ -26,6 +28,7 @@ pub mod handlers;
 pub mod model;
 pub mod openapi;
 pub mod params;
+pub mod public;
 pub mod queries;
 
 pub use db::ReadPool;
@@ -65,6 +68,9 @@ pub struct ApiConfig {
     /// Device kinds accepted besides the built-in four (`ingest.device_kinds`; default
     /// none), shared with each query.
     pub device_kinds: Arc<[String]>,
+    /// Serve `/public/*` without a token, with this `max-age` in seconds (default 30);
+    /// none: no `/public/*` routes.
+    pub public_cache_s: Option<u64>,
 }
 
 impl ApiConfig {
@@ -79,6 +85,7 @@ impl ApiConfig {
             read_threads: 4,
             read_queue: 64,
             device_kinds: Arc::from(Vec::new()),
+            public_cache_s: Some(30),
         }
     }
 }
@@ -182,7 +189,20 @@ pub fn router_with_auth(
         )
         .route("/", get(dashboard::index))
         .route("/assets/{*path}", get(dashboard::asset));
-    let app = auth::protect(routes, auth.as_ref()).with_state(ApiState::new(config)?);
+    let public = config.public_cache_s.is_some();
+    let state = ApiState::new(config)?;
+    let mut app = auth::protect(routes, auth.as_ref()).with_state(state.clone());
+    if public {
+        // Outside `auth::protect`: open by design.
+        app = app.merge(
+            Router::new()
+                .route("/public/aqi", get(public::aqi))
+                .route("/public", get(public::page))
+                .route("/public/", get(public::page))
+                .route("/public/{district}", get(public::district_page))
+                .with_state(state),
+        );
+    }
     Ok(match auth {
         Some(a) => app.merge(auth::routes(a)),
         None => app,

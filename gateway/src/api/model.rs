@@ -174,6 +174,9 @@ pub struct StationAqi {
     pub device: String,
     /// District slug.
     pub district: Option<String>,
+    /// Device kind (`airquality`, ...), from the topic or the meta.
+    #[serde(default)]
+    pub kind: Option<String>,
     /// Latitude from the meta.
     pub lat: Option<f64>,
     /// Longitude from the meta.

@@ -471,9 +471,11 @@ const HOURS_KEPT: usize = 48;
 /// `HOUR_REFRESH_NS`.
 #[derive(Debug, Default)]
 pub struct HourCache {
-    /// Hour -> (computed at, late-write count then, means).
-    hours: Mutex<BTreeMap<i64, (i64, u64, Arc<HourMeans>)>>,
+    hours: Mutex<BTreeMap<i64, CachedHour>>,
 }
+
+/// One cached hour: when it was computed, the head's late-write count then, the means.
+type CachedHour = (i64, u64, Arc<HourMeans>);
 
 impl HourCache {
     fn get(&self, hour_ns: i64, now_ns: i64, late: u64) -> Option<Arc<HourMeans>> {
@@ -576,6 +578,7 @@ pub fn aqi(
         stations.push(StationAqi {
             device: row.device.clone(),
             district,
+            kind: row.kind(),
             lat: row.meta_f64(META_LAT),
             lon: row.meta_f64(META_LON),
             pm25_nowcast: s.pm25_nowcast,

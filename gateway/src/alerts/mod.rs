@@ -309,6 +309,7 @@ impl Evaluator {
         }
         let mut annotations = BTreeMap::new();
         annotations.insert("summary".to_owned(), summary);
+        annotations.insert("threshold".to_owned(), rule.threshold_text());
         if let Some(d) = &rule.description {
             annotations.insert("description".to_owned(), d.clone());
         }

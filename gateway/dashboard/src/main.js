@@ -529,6 +529,12 @@ function where(a) {
   return parts.join(' · ') || '—';
 }
 
+// Critical first, then warning, info and any other severity.
+function severityRank(a) {
+  const i = ['critical', 'warning', 'info'].indexOf(a.labels.severity);
+  return i < 0 ? 3 : i;
+}
+
 function alertRow(a, history) {
   const sev = a.labels.severity ?? '';
   const summary = a.annotations.summary ?? '';
@@ -555,9 +561,11 @@ async function refreshAlerts() {
     api('/api/alerts?state=active&limit=1000'),
     api(`/api/alerts?state=resolved&limit=${HISTORY_ROWS}`),
   ]);
-  // Firing first, then pending; the longest-standing first within each.
-  const rows = [...active.alerts].sort((a, b) => (a.state === 'firing' ? 0 : 1) - (b.state === 'firing' ? 0 : 1)
-    || (a.fired_ms ?? a.started_ms) - (b.fired_ms ?? b.started_ms));
+  // Firing first, then pending; within each the most severe, then the newest first.
+  const firstFiring = (a) => (a.state === 'firing' ? 0 : 1);
+  const rows = [...active.alerts].sort((a, b) => firstFiring(a) - firstFiring(b)
+    || severityRank(a) - severityRank(b)
+    || (b.fired_ms ?? b.started_ms) - (a.fired_ms ?? a.started_ms));
   const firing = rows.filter((a) => a.state === 'firing');
   const head = '<tr><th>state</th><th>rule</th><th>where</th><th class="num">value</th><th>threshold</th><th>summary</th>';
   $('alerts-active').innerHTML = rows.length === 0
@@ -567,7 +575,12 @@ async function refreshAlerts() {
     ? '<p class="hint">no resolved alert yet</p>'
     : `<table>${head}<th>fired</th><th>resolved</th><th class="num">lasted</th></tr>${resolved.alerts.map((a) => alertRow(a, true)).join('')}</table>`;
   const pending = rows.length - firing.length;
-  $('alerts-count').innerHTML = `<span class="${firing.length ? 'bad' : 'ok'}">${firing.length} firing</span>${pending ? ` · <span class="warn">${pending} pending</span>` : ''}`;
+  // Firing alerts per rule, most first: what is going on at a glance.
+  const perRule = new Map();
+  for (const a of firing) perRule.set(a.rule, (perRule.get(a.rule) ?? 0) + 1);
+  const rules = [...perRule].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([rule, n]) => `${esc(rule)} ${n}`).join(', ');
+  $('alerts-count').innerHTML = `<span class="${firing.length ? 'bad' : 'ok'}">${firing.length} firing</span>${rules ? ` <span class="hint">(${rules})</span>` : ''}${pending ? ` · <span class="warn">${pending} pending</span>` : ''}`;
   const el = $('alerts');
   el.dataset.loaded = '1';
   el.dataset.firing = String(firing.length);

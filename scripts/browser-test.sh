@@ -2,7 +2,11 @@
 # Browser test of the dashboard: starts the demo (broker, gateway with its hot tier, a
 # simulated Hanoi fleet), loads the dashboard in Debian's headless Chromium through
 # playwright-core, checks that the overview shows stations in AQI colours and that a
-# chart drew data, and saves a screenshot to artifacts/dashboard.png.
+# chart drew data, that the Alerts panel lists the alerts of two rules that fire on
+# this data (one station's PM2.5, one district's reporting count) and the map marks
+# that station and district, and that the panel's empty state and resolved history
+# render (from answers the test substitutes), and saves a screenshot to
+# artifacts/dashboard.png.
 #
 # Installs what it needs when missing: `chromium` (apt-get) and playwright-core (npm, in
 # tests/browser/). Bounded: the whole run is cut after BROWSER_TEST_TIMEOUT seconds
@@ -113,10 +117,34 @@ HTTP_PORT=$(free_port)
 URL="http://127.0.0.1:$HTTP_PORT"
 export GATEWAY_LOG_FORMAT=text
 
+# Alert rules that fire at once on the simulated fleet: one station's PM2.5 above 0,
+# and one district with fewer than 1000 air-quality stations reporting. The page must
+# list both and mark that station (a ring) and that district (an outline) on its map.
+ALERT_DEVICE=aq-0001
+ALERT_DISTRICT=hoan-kiem
+cat >"$WORK/alerts.toml" <<EOF
+[alerts]
+interval_s = 2
+
+[[alerts.rules]]
+name = "browser-test-station"
+type = "metric"
+metric = "pm25"
+device = "$ALERT_DEVICE"
+above = 0
+
+[[alerts.rules]]
+name = "browser-test-district"
+type = "district-reporting"
+district = "$ALERT_DISTRICT"
+kind = "airquality"
+at_least = 1000
+EOF
+
 # The gateway's embedded broker when this build has one; else Mosquitto.
-note "gateway with the embedded broker on 127.0.0.1:$MQTT_PORT"
-"$GATEWAY" run --embedded-broker "127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
-    --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
+note "gateway with the embedded broker on 127.0.0.1:$MQTT_PORT (alert rules: $WORK/alerts.toml)"
+"$GATEWAY" run --config "$WORK/alerts.toml" --embedded-broker "127.0.0.1:$MQTT_PORT" \
+    --http "127.0.0.1:$HTTP_PORT" --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
 if ! wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}"; then
     wait "${PIDS[-1]}" 2>/dev/null || true
@@ -127,8 +155,8 @@ if ! wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}"; then
     "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
     PIDS+=($!)
     sleep 0.5
-    "$GATEWAY" run --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
-        --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
+    "$GATEWAY" run --config "$WORK/alerts.toml" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
+        --http "127.0.0.1:$HTTP_PORT" --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
     PIDS+=($!)
     wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}" || die "the gateway did not start (see gateway.log)"
 fi
@@ -144,6 +172,10 @@ if [ -n "$SIMULATORS" ]; then
         --period 5s --quiet >"$WORK/fleet.log" 2>&1 &
     PIDS+=($!)
 else
+    # gateway bench's devices are not the fleet's: no rule names them, the page must
+    # show the Alerts panel's empty state instead.
+    ALERT_DEVICE=""
+    ALERT_DISTRICT=""
     note "no simulators binary: publishing 600 packs with gateway bench"
     "$GATEWAY" bench --mqtt "mqtt://127.0.0.1:$MQTT_PORT" --messages 600 --format senml \
         --devices 60 >"$WORK/bench.log" 2>&1 || true
@@ -155,6 +187,7 @@ note "loading $URL/ in headless Chromium"
 # In the background and waited for, so that a TERM (the time limit) reaches the trap at
 # once and the trap stops the browser too.
 DASHBOARD_URL="$URL/" SCREENSHOT="$ROOT/artifacts/dashboard.png" CHROMIUM_PATH="$CHROMIUM" \
+    ALERT_DEVICE="$ALERT_DEVICE" ALERT_DISTRICT="$ALERT_DISTRICT" \
     node tests/browser/dashboard.test.mjs &
 PIDS+=($!)
 wait "${PIDS[-1]}"

@@ -7,6 +7,9 @@
 # fills six hours of history for a simulated Hanoi fleet (so that charts and hourly AQI
 # have data at once), keeps the same fleet reporting live every 10 s, prints the
 # dashboard address, and prints live counts until Ctrl-C, which stops everything cleanly.
+# The gateway runs the alert rules of scripts/demo-alerts.toml, and the live fleet has
+# Wi-Fi outages and a few garbled packs, so that alerts fire and resolve on the
+# dashboard's Alerts panel within minutes.
 #
 # Settings (environment variables):
 #   DEMO_MQTT_PORT   broker port            (default 1883, or a free one when taken)
@@ -14,6 +17,8 @@
 #   DEMO_DATA_DIR    gateway state          (default ./demo-data; kept between runs)
 #   DEMO_AIR, DEMO_WEATHER, DEMO_NOISE, DEMO_WIFI   devices per kind (60, 12, 20, 40)
 #   DEMO_HISTORY     simulated history      (default 6h; 0 to skip)
+#   DEMO_CONFIG      gateway configuration  (default scripts/demo-alerts.toml: alert rules)
+#   DEMO_FAULTS      live fleet's faults    (default outage=0.001,malformed=0.001; none for a healthy fleet)
 #
 # Needs Rust (cargo) and, for the bundled broker, Debian's `mosquitto` package, which
 # this script installs with apt-get when it is missing (see README: Design changes).
@@ -25,6 +30,8 @@ ROOT=$PWD
 export DEBIAN_FRONTEND=noninteractive
 DATA_DIR=${DEMO_DATA_DIR:-$ROOT/demo-data}
 HISTORY=${DEMO_HISTORY:-6h}
+CONFIG=${DEMO_CONFIG:-$ROOT/scripts/demo-alerts.toml}
+FAULTS=${DEMO_FAULTS:-outage=0.001,malformed=0.001}
 FLEET=(--air "${DEMO_AIR:-60}" --weather "${DEMO_WEATHER:-12}" --noise "${DEMO_NOISE:-20}"
     --wifi "${DEMO_WIFI:-40}" --mix tasmota=0.1,esphome=0.05,ultralight=0.05,line=0.05 --seed 7)
 
@@ -86,7 +93,9 @@ stop_all() {
 trap stop_all INT TERM EXIT
 
 say "Starting the gateway: bundled broker on 127.0.0.1:$MQTT_PORT, HTTP on $URL"
-"$GATEWAY" run --embedded-broker "127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
+[ -f "$CONFIG" ] || die "no configuration file $CONFIG (DEMO_CONFIG)"
+"$GATEWAY" check-config --config "$CONFIG" >/dev/null || die "$CONFIG: not a valid configuration (above)"
+"$GATEWAY" run --config "$CONFIG" --embedded-broker "127.0.0.1:$MQTT_PORT" --http "127.0.0.1:$HTTP_PORT" \
     --data-dir "$DATA_DIR" --log-format text >"$LOGS/gateway.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 300); do
@@ -104,18 +113,22 @@ if [ "$HISTORY" != "0" ]; then
         || { tail -n 20 "$LOGS/history.log" >&2; die "the history run failed (log above)"; }
 fi
 
-say "Starting the live fleet (every device reports every 10 s)"
+LIVE_FAULTS=()
+[ "$FAULTS" = none ] || LIVE_FAULTS=(--faults "$FAULTS")
+say "Starting the live fleet (every device reports every 10 s; faults: $FAULTS)"
 "$SIMULATORS" fleet --broker "127.0.0.1:$MQTT_PORT" "${FLEET[@]}" --period 10s --quiet \
-    >"$LOGS/fleet.log" 2>&1 &
+    "${LIVE_FAULTS[@]}" >"$LOGS/fleet.log" 2>&1 &
 PIDS+=($!)
 
 cat <<EOF
 
   Dashboard:   $URL/
   Query API:   $URL/api/devices   (OpenAPI: $URL/api/openapi.json)
+  Alerts:      $URL/api/alerts   (rules: $CONFIG)
   Metrics:     $URL/metrics
   MQTT broker: mqtt://127.0.0.1:$MQTT_PORT   (topics city/{district}/{kind}/{device}/up)
   From a terminal:  $GATEWAY query devices --url $URL
+                    $GATEWAY query alerts --url $URL
 
   Press Ctrl-C to stop.
 
@@ -128,9 +141,11 @@ while true; do
     done
     if csv=$("$GATEWAY" query stats --url "$URL" --format csv 2>/dev/null); then
         stat() { printf '%s\n' "$csv" | awk -F, -v k="$1" '$1 == k { print $2 }'; }
-        printf '%s  devices online %s/%s  readings/s %s  outbox %s  store lag %ss  dead letters (1 h) %s\n' \
+        firing=$("$GATEWAY" query alerts --url "$URL" --state firing --limit 1000 --format csv 2>/dev/null \
+            | tail -n +2 | grep -c . || true)
+        printf '%s  devices online %s/%s  readings/s %s  outbox %s  store lag %ss  dead letters (1 h) %s  alerts firing %s\n' \
             "$(date +%H:%M:%S)" "$(stat devices_online)" "$(stat devices)" "$(stat ingest_rate_per_s)" \
-            "$(stat outbox_readings)" "$(stat store_lag_s)" "$(stat dead_letters_last_hour)"
+            "$(stat outbox_readings)" "$(stat store_lag_s)" "$(stat dead_letters_last_hour)" "${firing:-?}"
     fi
     sleep 10 &
     wait $! || true

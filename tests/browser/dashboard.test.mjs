@@ -1,7 +1,11 @@
 // Loads the gateway's dashboard in headless Chromium (Debian's package, driven by
 // playwright-core) while a simulated fleet runs, and checks what an operator would look
-// at: stations drawn in AQI colours, a chart with data, the health panels filled.
-// Saves a screenshot. Run by scripts/browser-test.sh, which starts the demo.
+// at: stations drawn in AQI colours, a chart with data, the health panels filled, the
+// Alerts panel with the firing alerts of the rules scripts/browser-test.sh configures
+// (ALERT_DEVICE's PM2.5, ALERT_DISTRICT's reporting count) and the map marking that
+// station and district, and, on a second page fed made-up /api/alerts answers, the
+// panel's empty state and its resolved history. Saves a screenshot. Run by
+// scripts/browser-test.sh, which starts the demo.
 import { chromium } from 'playwright-core';
 import assert from 'node:assert/strict';
 
@@ -10,6 +14,13 @@ const screenshot = process.env.SCREENSHOT ?? 'artifacts/dashboard.png';
 const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 // How long the page may take to show data (the first AQI answer reads 3 h of history).
 const WAIT_MS = 90_000;
+
+// The dashboard's alert colour (#ff5a5a): station rings and district outlines.
+const ALERT = [255, 90, 90];
+// Set by browser-test.sh when its alert rules fire on the fleet it runs; empty when no
+// rule can fire (then the panel must show its empty state).
+const alertDevice = process.env.ALERT_DEVICE ?? '';
+const alertDistrict = process.env.ALERT_DISTRICT ?? '';
 
 // The six bands' colours, as published by Decision 1459 and the EPA.
 const BANDS = [[0, 228, 0], [255, 255, 0], [255, 126, 0], [255, 0, 0], [143, 63, 151], [126, 0, 35]];
@@ -89,6 +100,60 @@ try {
   assert.match(tiles, /readings \/ s/);
   assert.ok(await page.locator('#health table, #health .ok').count() > 0, 'no device-health table');
 
+  // Alerts: the panel lists the firing alerts, with value and threshold, and the map
+  // marks their station (a ring) and district (an outline) in the alert colour.
+  await page.waitForFunction(() => document.getElementById('alerts').dataset.loaded === '1', null, { timeout: WAIT_MS });
+  if (alertDevice) {
+    await page.waitForFunction(() => {
+      const o = document.getElementById('overview').dataset;
+      return Number(o.alertStations) > 0 && Number(o.alertDistricts) > 0;
+    }, null, { timeout: WAIT_MS });
+    const alerts = await page.evaluate((alert) => {
+      const rows = [...document.querySelectorAll('#alerts-active tr[data-state]')]
+        .map((tr) => ({ state: tr.dataset.state, cells: [...tr.cells].map((td) => td.textContent.trim()) }));
+      const o = document.getElementById('overview').dataset;
+      const c = document.getElementById('map');
+      const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+      let marked = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (Math.abs(data[i] - alert[0]) < 4 && Math.abs(data[i + 1] - alert[1]) < 4
+          && Math.abs(data[i + 2] - alert[2]) < 4 && data[i + 3] === 255) marked += 1;
+      }
+      return {
+        firing: Number(document.getElementById('alerts').dataset.firing),
+        count: document.getElementById('alerts-count').textContent,
+        rows,
+        stations: Number(o.alertStations),
+        districts: Number(o.alertDistricts),
+        marked,
+      };
+    }, ALERT);
+    console.log(`alerts: ${alerts.count}; ${alerts.rows.length} active rows; map marks ${alerts.stations} station(s), ${alerts.districts} district(s), ${alerts.marked} pixels in the alert colour`);
+    // Columns: state, rule, where, value, threshold, summary, since.
+    const station = alerts.rows.find((r) => r.cells[1].startsWith('browser-test-station'));
+    assert.ok(station, 'the panel does not list the station alert');
+    assert.equal(station.state, 'firing');
+    assert.match(station.cells[2], new RegExp(alertDevice));
+    assert.match(station.cells[3], /^\d/, 'the station alert shows no value');
+    assert.equal(station.cells[4], '> 0', 'the station alert shows no threshold');
+    assert.match(station.cells[6], /ago/, 'the station alert shows no time');
+    const district = alerts.rows.find((r) => r.cells[1].startsWith('browser-test-district'));
+    assert.ok(district, 'the panel does not list the district alert');
+    assert.equal(district.state, 'firing');
+    assert.match(district.cells[2], new RegExp(alertDistrict));
+    assert.equal(district.cells[4], '< 1000');
+    assert.ok(alerts.firing >= 2, 'fewer than two firing alerts counted');
+    // Firing rows come first.
+    const firstOther = alerts.rows.findIndex((r) => r.state !== 'firing');
+    assert.ok(firstOther < 0 || alerts.rows.slice(firstOther).every((r) => r.state !== 'firing'), 'a firing alert is listed after a pending one');
+    assert.equal(alerts.stations, 1, `only ${alertDevice} should be marked`);
+    assert.equal(alerts.districts, 1, `only ${alertDistrict} should be outlined`);
+    assert.ok(alerts.marked > 20, 'no ring or outline in the alert colour on the map');
+  } else {
+    assert.match(await page.locator('#alerts-active').innerText(), /no alert firing or pending/);
+    console.log('alerts: no rule fires on this data; the panel shows its empty state');
+  }
+
   // Live: the page refreshes on its own.
   const before = await page.locator('#live').innerText();
   await page.waitForFunction(() => /updated \d+ s ago/.test(document.getElementById('live').textContent), null, { timeout: WAIT_MS });
@@ -97,6 +162,36 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   assert.deepEqual(foreign, [], 'the page fetched something from outside the gateway');
   assert.deepEqual(errors, [], 'the page logged errors');
+
+  // The Alerts panel's other states, from made-up answers: nothing active (empty state,
+  // no marks on the map) and a resolved alert in the history with its duration.
+  const other = await browser.newPage({ viewport: { width: 1400, height: 1300 } });
+  const now = Date.now();
+  const resolved = {
+    id: 1, rule: 'made-up-rule', state: 'resolved',
+    labels: { alertname: 'made-up-rule', severity: 'warning', device: 'aq-9999', district: 'ba-dinh', kind: 'airquality' },
+    annotations: { summary: 'pm25 of aq-9999 is 160 (above 150)', threshold: '> 150' },
+    value: 140.5, started_ms: now - 600_000, fired_ms: now - 540_000, resolved_ms: now - 300_000,
+    updated_ms: now - 300_000, last_notified_ms: now - 300_000, notifications: 2, notify_failures: 0,
+    last_error: null, fingerprint: '0000000000000000',
+  };
+  await other.route((u) => u.pathname === '/api/alerts', (route) => {
+    const state = new URL(route.request().url()).searchParams.get('state');
+    route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ alerts: state === 'resolved' ? [resolved] : [] }) });
+  });
+  await other.goto(url, { waitUntil: 'load' });
+  await other.waitForFunction(() => document.getElementById('alerts').dataset.loaded === '1'
+    && Number(document.getElementById('overview').dataset.stations) > 0, null, { timeout: WAIT_MS });
+  assert.match(await other.locator('#alerts-active').innerText(), /no alert firing or pending/);
+  assert.match(await other.locator('#alerts-count').innerText(), /0 firing/);
+  const history = await other.locator('#alerts-history tr[data-state="resolved"]').allInnerTexts();
+  console.log(`alerts (made up): empty state shown; history: ${history.map((h) => h.replace(/\s+/g, ' ')).join(' | ')}`);
+  assert.equal(history.length, 1, 'the resolved alert is not in the history');
+  assert.match(history[0], /made-up-rule/);
+  assert.match(history[0], /4 min/, 'the history does not show how long the alert lasted');
+  const marks = await other.evaluate(() => document.getElementById('overview').dataset);
+  assert.equal(Number(marks.alertStations) + Number(marks.alertDistricts), 0, 'the map marks alerts that are not firing');
+  await other.close();
   console.log('browser test: ok');
 } catch (e) {
   failed = true;

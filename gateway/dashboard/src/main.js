@@ -26,7 +26,15 @@ const AQI_METRIC = 'pm25';
 const UNIT_LABELS = { 'ug/m3': 'µg/m³', Cel: '°C', '%RH': '% RH', count: '' };
 
 const $ = (id) => document.getElementById(id);
-const state = { stations: [], devices: [], selected: null, plot: null, lastOk: 0 };
+const state = {
+  stations: [], devices: [], selected: null, plot: null, lastOk: 0,
+  // Firing alerts by the device and by the district (district-scoped rules) they name.
+  alertDevices: new Map(), alertDistricts: new Map(),
+};
+// How the map marks alerts: a ring around a station, an outline around a district.
+const ALERT = '#ff5a5a';
+// Resolved alerts listed under the active ones.
+const HISTORY_ROWS = 30;
 // The gateway's metric catalog (GET /api/catalog): every metric name, unit, description
 // and range. Loaded once at start; nothing here keeps its own list of metrics.
 const catalog = { metrics: [], kinds: [], byName: new Map() };
@@ -112,7 +120,9 @@ function tiles(s) {
 // ---------------------------------------------------------------- overview
 function legend() {
   $('legend').innerHTML = BANDS.map(([k, range, c]) => `<span><i style="background:${c}"></i>${range} ${k.replace('_', ' ')}</span>`).join('')
-    + `<span><i style="background:${NO_DATA}"></i>no data</span>`;
+    + `<span><i style="background:${NO_DATA}"></i>no data</span>`
+    + `<span><i class="ring" style="border-color:${ALERT}"></i>station with a firing alert</span>`
+    + `<span><i class="outline" style="border-color:${ALERT}"></i>district with a firing alert</span>`;
 }
 
 // Screen positions of the stations: by lat/lon when most have coordinates, else a grid
@@ -172,6 +182,7 @@ function drawOverview() {
     const c = centres.get(s.district) ?? [0, 0, 0];
     centres.set(s.district, [c[0] + pos[i][0], c[1] + pos[i][1], c[2] + 1]);
   });
+  const alertDistricts = drawDistrictAlerts(ctx, stations, pos, r);
   ctx.font = '11px system-ui, sans-serif';
   ctx.fillStyle = '#8a96a3';
   ctx.textAlign = 'center';
@@ -181,9 +192,11 @@ function drawOverview() {
     const [cx, cy] = [x / n, y / n - r - 6];
     if (drawn.some(([px, py]) => Math.abs(px - cx) < 70 && Math.abs(py - cy) < 14)) continue;
     drawn.push([cx, cy]);
+    ctx.fillStyle = state.alertDistricts.has(d) ? ALERT : '#8a96a3';
     ctx.fillText(d ?? '?', cx, cy);
   }
   let coloured = 0;
+  let alertStations = 0;
   state.hit = [];
   stations.forEach((s, i) => {
     if (!pos[i]) return;
@@ -199,12 +212,75 @@ function drawOverview() {
       ctx.strokeStyle = '#ffffff';
       ctx.stroke();
     }
+    if (state.alertDevices.has(s.device)) {
+      alertStations += 1;
+      ctx.beginPath();
+      ctx.arc(pos[i][0], pos[i][1], r + 4, 0, 2 * Math.PI);
+      ctx.lineWidth = 2.5;
+      ctx.strokeStyle = ALERT;
+      ctx.stroke();
+    }
     state.hit.push([pos[i][0], pos[i][1], s]);
   });
   state.hitR = r + 3;
   const el = $('overview');
   el.dataset.stations = String(stations.length);
   el.dataset.coloured = String(coloured);
+  el.dataset.alertStations = String(alertStations);
+  el.dataset.alertDistricts = String(alertDistricts);
+}
+
+// Convex hull of points (Andrew's monotone chain), counter-clockwise.
+function hull(points) {
+  const p = [...points].sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  if (p.length < 3) return p;
+  const cross = (o, a, b) => (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]);
+  const half = (pts) => {
+    const out = [];
+    for (const q of pts) {
+      while (out.length >= 2 && cross(out[out.length - 2], out[out.length - 1], q) <= 0) out.pop();
+      out.push(q);
+    }
+    out.pop();
+    return out;
+  };
+  return [...half(p), ...half([...p].reverse())];
+}
+
+// Outlines the districts that have a district-scoped firing alert: the hull of their
+// stations widened by a margin (a circle for one or two stations), tinted and stroked
+// in the alert colour, under the station dots. Returns how many it drew.
+function drawDistrictAlerts(ctx, stations, pos, r) {
+  let n = 0;
+  const pad = r + 9;
+  for (const district of state.alertDistricts.keys()) {
+    const pts = stations.map((s, i) => (s.district === district ? pos[i] : null)).filter(Boolean);
+    if (pts.length === 0) continue;
+    n += 1;
+    const cx = pts.reduce((a, q) => a + q[0], 0) / pts.length;
+    const cy = pts.reduce((a, q) => a + q[1], 0) / pts.length;
+    const h = hull(pts);
+    ctx.beginPath();
+    if (h.length < 3) {
+      const far = Math.max(...pts.map(([x, y]) => Math.hypot(x - cx, y - cy)));
+      ctx.arc(cx, cy, far + pad, 0, 2 * Math.PI);
+    } else {
+      h.forEach(([x, y], k) => {
+        const d = Math.hypot(x - cx, y - cy) || 1;
+        const [px, py] = [x + ((x - cx) / d) * pad, y + ((y - cy) / d) * pad];
+        if (k === 0) ctx.moveTo(px, py); else ctx.lineTo(px, py);
+      });
+      ctx.closePath();
+    }
+    ctx.fillStyle = `${ALERT}22`;
+    ctx.fill();
+    ctx.setLineDash([6, 4]);
+    ctx.lineWidth = 2;
+    ctx.strokeStyle = ALERT;
+    ctx.stroke();
+    ctx.setLineDash([]);
+  }
+  return n;
 }
 
 function stationAt(ev) {
@@ -233,7 +309,9 @@ function wireOverview() {
     tip.hidden = false;
     tip.style.left = `${x + 12}px`;
     tip.style.top = `${y + 12}px`;
-    tip.innerHTML = `<b>${esc(s.device)}</b> · ${esc(s.district)}<br>VN_AQI hourly ${esc(fmtIndex(s.vn_aqi_hourly))}<br>VN_AQI daily ${esc(fmtIndex(s.vn_aqi_daily))}<br>US AQI ${esc(fmtIndex(s.us_aqi_nowcast))}<br>PM2.5 NowCast ${s.pm25_nowcast?.toFixed(1) ?? '—'} ${esc(unitLabel(AQI_METRIC))}`;
+    tip.innerHTML = `<b>${esc(s.device)}</b> · ${esc(s.district)}<br>VN_AQI hourly ${esc(fmtIndex(s.vn_aqi_hourly))}<br>VN_AQI daily ${esc(fmtIndex(s.vn_aqi_daily))}<br>US AQI ${esc(fmtIndex(s.us_aqi_nowcast))}<br>PM2.5 NowCast ${s.pm25_nowcast?.toFixed(1) ?? '—'} ${esc(unitLabel(AQI_METRIC))}${[
+      ...(state.alertDevices.get(s.device) ?? []), ...(state.alertDistricts.get(s.district) ?? []),
+    ].map((a) => `<br><span class="bad">firing: ${esc(a.rule)} · ${esc(a.annotations.summary ?? '')}</span>`).join('')}`;
   });
   canvas.addEventListener('mouseleave', () => { $('tip').hidden = true; });
   canvas.addEventListener('click', (ev) => {
@@ -417,6 +495,111 @@ async function refreshDistricts() {
     .join('')}</table>`;
 }
 
+// ---------------------------------------------------------------- alerts
+function fmtValue(v) {
+  if (v == null) return '—';
+  return Number.isInteger(v) ? String(v) : v.toFixed(Math.abs(v) < 10 ? 2 : 1);
+}
+
+// A wall-clock time: hh:mm:ss today, else with the date.
+function clock(ms) {
+  if (ms == null) return '—';
+  const d = new Date(ms);
+  const pad = (x) => String(x).padStart(2, '0');
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  return d.toDateString() === new Date().toDateString() ? time : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+}
+
+function duration(ms) {
+  const s = Math.max(0, ms / 1000);
+  if (s < 90) return `${s.toFixed(0)} s`;
+  if (s < 5400) return `${(s / 60).toFixed(0)} min`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)} h`;
+  return `${(s / 86400).toFixed(1)} d`;
+}
+
+// Where an alert is: its device and district, or its district, or its pipeline signal.
+function where(a) {
+  const l = a.labels;
+  const parts = [];
+  if (l.device) parts.push(`<b>${esc(l.device)}</b>`);
+  if (l.district) parts.push(esc(l.district));
+  if (l.kind && !l.device) parts.push(esc(l.kind));
+  if (l.signal) parts.push(`pipeline: ${esc(l.signal)}`);
+  return parts.join(' · ') || '—';
+}
+
+// Critical first, then warning, info and any other severity.
+function severityRank(a) {
+  const i = ['critical', 'warning', 'info'].indexOf(a.labels.severity);
+  return i < 0 ? 3 : i;
+}
+
+function alertRow(a, history) {
+  const sev = a.labels.severity ?? '';
+  const summary = a.annotations.summary ?? '';
+  const desc = a.annotations.description;
+  const since = a.fired_ms ?? a.started_ms;
+  const cells = [
+    `<td class="${a.state === 'firing' ? 'bad' : a.state === 'pending' ? 'warn' : 'ok'}">${esc(a.state)}</td>`,
+    `<td><b>${esc(a.rule)}</b>${sev ? ` <span class="sev sev-${esc(sev)}">${esc(sev)}</span>` : ''}</td>`,
+    `<td>${where(a)}</td>`,
+    `<td class="num">${esc(fmtValue(a.value))}</td>`,
+    `<td>${esc(a.annotations.threshold ?? '—')}</td>`,
+    `<td class="values" title="${esc(desc)}">${esc(summary)}${desc ? ` <span class="hint">${esc(desc)}</span>` : ''}</td>`,
+  ];
+  if (history) {
+    cells.push(`<td>${clock(since)}</td><td>${clock(a.resolved_ms)}</td><td class="num">${a.resolved_ms == null ? '—' : duration(a.resolved_ms - since)}</td>`);
+  } else {
+    cells.push(`<td title="${a.fired_ms == null ? 'condition holding, not yet for its for_s' : `condition since ${esc(clock(a.started_ms))}`}">${clock(since)} <span class="hint">(${ago(since)})</span></td>`);
+  }
+  return `<tr data-state="${esc(a.state)}">${cells.join('')}</tr>`;
+}
+
+async function refreshAlerts() {
+  const [active, resolved] = await Promise.all([
+    api('/api/alerts?state=active&limit=1000'),
+    api(`/api/alerts?state=resolved&limit=${HISTORY_ROWS}`),
+  ]);
+  // Firing first, then pending; within each the most severe, then the newest first.
+  const firstFiring = (a) => (a.state === 'firing' ? 0 : 1);
+  const rows = [...active.alerts].sort((a, b) => firstFiring(a) - firstFiring(b)
+    || severityRank(a) - severityRank(b)
+    || (b.fired_ms ?? b.started_ms) - (a.fired_ms ?? a.started_ms));
+  const firing = rows.filter((a) => a.state === 'firing');
+  const head = '<tr><th>state</th><th>rule</th><th>where</th><th class="num">value</th><th>threshold</th><th>summary</th>';
+  $('alerts-active').innerHTML = rows.length === 0
+    ? '<p class="ok">no alert firing or pending</p>'
+    : `<div class="scroll short"><table>${head}<th>since</th></tr>${rows.map((a) => alertRow(a, false)).join('')}</table></div>`;
+  $('alerts-history').innerHTML = resolved.alerts.length === 0
+    ? '<p class="hint">no resolved alert yet</p>'
+    : `<table>${head}<th>fired</th><th>resolved</th><th class="num">lasted</th></tr>${resolved.alerts.map((a) => alertRow(a, true)).join('')}</table>`;
+  const pending = rows.length - firing.length;
+  // Firing alerts per rule, most first: what is going on at a glance.
+  const perRule = new Map();
+  for (const a of firing) perRule.set(a.rule, (perRule.get(a.rule) ?? 0) + 1);
+  const rules = [...perRule].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .map(([rule, n]) => `${esc(rule)} ${n}`).join(', ');
+  $('alerts-count').innerHTML = `<span class="${firing.length ? 'bad' : 'ok'}">${firing.length} firing</span>${rules ? ` <span class="hint">(${rules})</span>` : ''}${pending ? ` · <span class="warn">${pending} pending</span>` : ''}`;
+  const el = $('alerts');
+  el.dataset.loaded = '1';
+  el.dataset.firing = String(firing.length);
+  el.dataset.pending = String(pending);
+  el.dataset.resolved = String(resolved.alerts.length);
+  // What the map marks: stations named by a firing alert, and districts named by a
+  // firing alert that names no device (a district-scoped rule).
+  const byDevice = new Map();
+  const byDistrict = new Map();
+  const add = (m, k, a) => m.set(k, [...(m.get(k) ?? []), a]);
+  for (const a of firing) {
+    if (a.labels.device) add(byDevice, a.labels.device, a);
+    else if (a.labels.district) add(byDistrict, a.labels.district, a);
+  }
+  state.alertDevices = byDevice;
+  state.alertDistricts = byDistrict;
+  drawOverview();
+}
+
 // ---------------------------------------------------------------- start
 function liveClock() {
   const el = $('live');
@@ -432,6 +615,7 @@ catalogMetrics().then(() => refreshDistricts().catch((e) => console.warn(e)));
 $('problems').addEventListener('change', healthTable);
 every(FAST, async () => tiles(await api('/api/stats')));
 every(FAST, refreshAqi);
+every(FAST, refreshAlerts);
 every(SLOW, refreshDevices);
 every(SLOW, refreshDistricts);
 every(CHART, async () => {

@@ -314,6 +314,36 @@ impl Rule {
             Spec::Pipeline { above, .. } => *above,
         }
     }
+
+    /// The condition the value is compared with, as the `threshold` annotation shows it:
+    /// `>= 151` (aqi), `> 35` or `< 10` (metric, pipeline), `silent >= 600 s`
+    /// (device-offline), `> 0 in 3600 s` (device-gaps), `< 3` (district-reporting).
+    pub fn threshold_text(&self) -> String {
+        let n = |v: f64| {
+            if v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{v:.0}")
+            } else {
+                format!("{v}")
+            }
+        };
+        match &self.spec {
+            Spec::Aqi { at_least, .. } => format!(">= {}", n(*at_least)),
+            Spec::Metric {
+                direction: Direction::Above,
+                threshold,
+                ..
+            } => format!("> {}", n(*threshold)),
+            Spec::Metric {
+                direction: Direction::Below,
+                threshold,
+                ..
+            } => format!("< {}", n(*threshold)),
+            Spec::DeviceOffline { silence_s } => format!("silent >= {silence_s} s"),
+            Spec::DeviceGaps { window_s, above } => format!("> {} in {window_s} s", n(*above)),
+            Spec::DistrictReporting { at_least } => format!("< {}", n(*at_least)),
+            Spec::Pipeline { above, .. } => format!("> {}", n(*above)),
+        }
+    }
 }
 
 /// The checked `[alerts]` table.
@@ -800,6 +830,18 @@ above = 1e8
         assert_eq!(c.rules[2].for_s, 0);
         assert_eq!(c.rules[2].spec, Spec::DeviceOffline { silence_s: 900 });
         assert_eq!(c.rules[0].resolve_for_s, 60);
+        let shown: Vec<String> = c.rules.iter().map(Rule::threshold_text).collect();
+        assert_eq!(
+            shown,
+            [
+                ">= 151",
+                "> 70",
+                "silent >= 900 s",
+                "> 10 in 3600 s",
+                "< 2",
+                "> 100000000"
+            ]
+        );
     }
 
     #[test]

@@ -38,6 +38,11 @@ use crate::api::ReadPool;
 use crate::api::queries::HourCache;
 
 const NS_PER_S: i64 = 1_000_000_000;
+/// The evaluator forgets its hourly PM means this often. Late readings the applier in this
+/// process commits invalidate them at once (the head's late-write count); this bounds the
+/// staleness for readings written by another process (a dead-letter replay writes
+/// through into chunks).
+const HOURS_RESET_NS: i64 = 300 * NS_PER_S;
 
 /// What the evaluator reads besides the hot tier.
 #[derive(Debug, Clone)]
@@ -121,6 +126,7 @@ pub fn spawn(
         tracked: HashMap::new(),
         gaps: HashMap::new(),
         hours: HourCache::default(),
+        hours_since_ns: notify::now_ns(),
         last_prune_ns: 0,
     };
     ev.reload()?;
@@ -176,6 +182,8 @@ struct Evaluator {
     tracked: HashMap<String, Tracked>,
     gaps: eval::GapHistory,
     hours: HourCache,
+    /// When `hours` started.
+    hours_since_ns: i64,
     last_prune_ns: i64,
 }
 
@@ -225,6 +233,10 @@ impl Evaluator {
     fn evaluate(&mut self, now_ns: i64) {
         let t0 = std::time::Instant::now();
         let rules = self.rules.clone();
+        if now_ns - self.hours_since_ns >= HOURS_RESET_NS {
+            self.hours = HourCache::default();
+            self.hours_since_ns = now_ns;
+        }
         let hours = &self.hours;
         let snap = self
             .pool
@@ -309,6 +321,7 @@ impl Evaluator {
         }
         let mut annotations = BTreeMap::new();
         annotations.insert("summary".to_owned(), summary);
+        annotations.insert("threshold".to_owned(), rule.threshold_text());
         if let Some(d) = &rule.description {
             annotations.insert("description".to_owned(), d.clone());
         }

@@ -192,6 +192,34 @@ try {
   const marks = await other.evaluate(() => document.getElementById('overview').dataset);
   assert.equal(Number(marks.alertStations) + Number(marks.alertDistricts), 0, 'the map marks alerts that are not firing');
   await other.close();
+
+  // The public street-display page of the district with alerts (Hoan Kiem by default): a
+  // large panel in its AQI colour with the category in Vietnamese and English, from
+  // /public/aqi, and nothing fetched from outside the gateway.
+  const display = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  const outside = [];
+  display.on('request', (r) => { if (!r.url().startsWith(new URL(url).origin)) outside.push(r.url()); });
+  const district = alertDistrict || 'hoan-kiem';
+  await display.goto(new URL(`/public/${district}`, url).href, { waitUntil: 'load' });
+  // The panel fades into its colour (a 0.5 s transition): wait for the value and the colour.
+  await display.waitForFunction(() => document.getElementById('value').textContent.trim() !== '–'
+    && getComputedStyle(document.getElementById('panel')).backgroundColor !== 'rgb(136, 136, 136)',
+    null, { timeout: WAIT_MS });
+  await display.waitForTimeout(600);
+  const shown = await display.evaluate(() => ({
+    value: Number(document.getElementById('value').textContent),
+    vi: document.getElementById('cat-vi').textContent,
+    en: document.getElementById('cat-en').textContent,
+    background: getComputedStyle(document.getElementById('panel')).backgroundColor,
+  }));
+  console.log(`public page: ${district} ${shown.value} "${shown.vi}" / "${shown.en}" on ${shown.background}`);
+  assert.ok(shown.value >= 0 && shown.value <= 500, 'the public page shows no AQI value');
+  assert.ok(/^(Tốt|Trung bình|Kém|Xấu|Rất xấu|Nguy hại)$/.test(shown.vi), `not a VN_AQI category: ${shown.vi}`);
+  assert.ok(shown.en.length > 0, 'no English category');
+  assert.notEqual(shown.background, 'rgb(136, 136, 136)', 'the panel is not in an AQI colour');
+  assert.deepEqual(outside, [], 'the public page fetched something from outside the gateway');
+  await display.screenshot({ path: screenshot.replace(/\.png$/, '-public.png') });
+  await display.close();
   console.log('browser test: ok');
 } catch (e) {
   failed = true;

@@ -47,6 +47,11 @@ pub struct PublicConfig {
     /// `Cache-Control: public, max-age=` of `/public/aqi`, and how long its answer is
     /// reused, in seconds. Default: 30.
     pub cache_s: u64,
+    /// Also write the feed's values to the time-series store, when one is configured and
+    /// the gateway is not in a share group, as the series `aqi_value{scope, index,
+    /// district, device, kind}` (see [`store_lines`]), so that Grafana and the store's own
+    /// alerting see the numbers the gateway shows. Default: true.
+    pub store_enabled: bool,
 }
 
 impl Default for PublicConfig {
@@ -58,6 +63,7 @@ impl Default for PublicConfig {
             station_topic: "city/{district}/{kind}/{device}/aqi".into(),
             http_enabled: true,
             cache_s: 30,
+            store_enabled: true,
         }
     }
 }
@@ -329,6 +335,44 @@ impl Feed {
     }
 }
 
+/// The feed as InfluxDB line protocol for the store, one line per index and per district
+/// or station, stamped `ts_ns`: `aqi,district=ba-dinh,index=VN_AQI,scope=district
+/// value=178 <ts>` and `aqi,device=aq-0001,district=ba-dinh,index=VN_AQI,kind=airquality,
+/// scope=station value=120 <ts>` (and `index=US_EPA_AQI`), which VictoriaMetrics stores as
+/// `aqi_value{...}`. Tag values are slugs and fixed names: nothing to escape.
+pub fn store_lines(feed: &Feed, ts_ns: i64) -> (String, i64) {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut n = 0i64;
+    // Tags in key order, as line protocol prefers: device, district, index, kind, scope.
+    for e in &feed.districts {
+        for v in std::iter::once(&e.aqi).chain(e.epa.as_ref()) {
+            let _ = writeln!(
+                out,
+                "aqi,district={},index={},scope=district value={} {ts_ns}",
+                e.district, v.index, v.value
+            );
+            n += 1;
+        }
+    }
+    for e in &feed.stations {
+        let kind = e
+            .kind
+            .as_deref()
+            .map(|k| format!(",kind={k}"))
+            .unwrap_or_default();
+        for v in std::iter::once(&e.aqi).chain(e.epa.as_ref()) {
+            let _ = writeln!(
+                out,
+                "aqi,device={},district={},index={}{kind},scope=station value={} {ts_ns}",
+                e.device, e.district, v.index, v.value
+            );
+            n += 1;
+        }
+    }
+    (out, n)
+}
+
 /// What the feed's thread reads.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -338,6 +382,9 @@ pub struct Context {
     pub head: Option<ingest::hot::HotHead>,
     /// The message log's positions: re-evaluation only after something was applied.
     pub progress: Option<Arc<ingest::applier::Progress>>,
+    /// Write the feed to the store's outbox (a store is configured, no share group, and
+    /// `public.store_enabled`), within this outbox bound.
+    pub store_outbox_max_bytes: Option<u64>,
 }
 
 /// The running feed; [`PublicFeed::stop`] ends it.
@@ -363,9 +410,21 @@ pub fn spawn(
     ctx: Context,
     publisher: Publisher,
 ) -> std::io::Result<Option<PublicFeed>> {
-    if !cfg.mqtt_enabled {
+    if !cfg.mqtt_enabled && ctx.store_outbox_max_bytes.is_none() {
         return Ok(None);
     }
+    let store = match ctx.store_outbox_max_bytes {
+        Some(max) => Some((
+            ingest::store::open(
+                &ctx.data_dir,
+                ingest::Synchronous::Normal,
+                Duration::from_secs(5),
+            )
+            .map_err(std::io::Error::other)?,
+            max,
+        )),
+        None => None,
+    };
     let pool = ReadPool::new(ingest::store::db_path(&ctx.data_dir)).with_head(ctx.head.clone());
     let mut state = FeedState {
         cfg: cfg.clone(),
@@ -378,6 +437,7 @@ pub fn spawn(
         seen_hour: Some(crate::alerts::notify::now_ns().div_euclid(NS_PER_HOUR)),
         published: HashMap::new(),
         progress: ctx.progress,
+        store,
     };
     tracing::info!(
         interval_s = cfg.interval_s,
@@ -416,6 +476,9 @@ struct FeedState {
     seen_hour: Option<i64>,
     /// Topic -> signature of what was last handed to the publisher.
     published: HashMap<String, String>,
+    /// A writable connection to the state database and the outbox bound, when the feed
+    /// also goes to the store.
+    store: Option<(rusqlite::Connection, u64)>,
 }
 
 impl FeedState {
@@ -439,6 +502,25 @@ impl FeedState {
         self.seen_applied = applied;
         self.seen_hour = Some(hour);
         let feed = Feed::from_aqi(&answer);
+        if let Some((conn, max)) = &mut self.store {
+            let (lines, n) = store_lines(&feed, now_ns);
+            if n > 0 {
+                match ingest::outbox::append(conn, lines.as_bytes(), n, *max) {
+                    Ok(true) => {
+                        metrics::counter!("public_feed_store_lines_total").increment(n as u64)
+                    }
+                    Ok(false) => {
+                        metrics::counter!("public_feed_store_dropped_total").increment(n as u64)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "public AQI feed: cannot queue for the store")
+                    }
+                }
+            }
+        }
+        if !self.cfg.mqtt_enabled {
+            return;
+        }
         let mut current = std::collections::HashSet::new();
         for (topic, entry) in feed.topics(&self.cfg) {
             current.insert(topic.clone());
@@ -544,6 +626,37 @@ mod tests {
         assert_eq!(json["value"], 120);
         assert_eq!(json["dominant"], "pm25");
         assert_eq!(json["epa"]["index"], "US_EPA_AQI");
+    }
+
+    #[test]
+    fn store_lines_carry_each_index_of_each_district_and_station() {
+        let answer = AqiResponse {
+            at_ms: 1_700_000_000_000,
+            stations: vec![
+                station("aq-1", Some("ba-dinh"), Some(40)),
+                station("aq-2", Some("ba-dinh"), Some(120)),
+            ],
+        };
+        let (lines, n) = store_lines(&Feed::from_aqi(&answer), 7);
+        assert_eq!(n, 6, "{lines}");
+        assert!(
+            lines.contains("aqi,district=ba-dinh,index=VN_AQI,scope=district value=120 7\n"),
+            "{lines}"
+        );
+        assert!(
+            lines.contains(
+                "aqi,device=aq-1,district=ba-dinh,index=US_EPA_AQI,kind=airquality,scope=station value=50 7\n"
+            ),
+            "{lines}"
+        );
+        // What the store's parser reads back.
+        for l in lines.lines() {
+            let mut parts = l.split(' ');
+            let (series, field, ts) = (parts.next(), parts.next(), parts.next());
+            assert!(series.is_some_and(|s| s.starts_with("aqi,")), "{l}");
+            assert!(field.is_some_and(|f| f.starts_with("value=")), "{l}");
+            assert_eq!(ts, Some("7"), "{l}");
+        }
     }
 
     #[test]

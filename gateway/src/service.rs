@@ -130,6 +130,12 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             head: Some(opened.hot_head.clone()),
             progress: Some(Arc::clone(&progress)),
+            // In a share group each gateway holds a part of the city: its AQI would be
+            // partial, so only a gateway alone writes the AQI series.
+            store_outbox_max_bytes: (cfg.public.store_enabled
+                && cfg.store.url.is_some()
+                && cfg.mqtt.share_group.is_none())
+            .then_some(cfg.ingest.outbox_max_bytes),
         };
         let publisher = publisher.clone();
         tokio::task::spawn_blocking(move || crate::public::spawn(&public_cfg, ctx, publisher))

@@ -270,3 +270,57 @@ device = "aq-alert"
         assert!(body.contains("Air quality") && body.contains("/public/aqi"));
     }
 }
+
+/// With a store, the feed's values also land there as `aqi_value{scope, index, district,
+/// device, kind}`: the numbers Grafana and the store's alerting see are the gateway's.
+#[test]
+fn the_aqi_series_reach_the_store_with_the_feeds_values() {
+    let _g = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start().unwrap();
+    let store = tests::VictoriaMetrics::start().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, "[public]\ninterval_s = 1\n").unwrap();
+    let mut opts = GatewayOptions::new(&broker, "aqi-store", &dir.path().join("data"));
+    opts.store = Some(store.url());
+    opts.extra = vec!["--config".into(), config.display().to_string()];
+    let gw = Gateway::start(&opts);
+    publish_raw(
+        &broker,
+        &[pm25_pack(
+            "tay-ho",
+            "aq-store-1",
+            80.0,
+            3 * 3600 + 1800,
+            600,
+        )],
+    );
+    let expected = gateway::aqi::vn_aqi(gateway::aqi::Pollutant::Pm25, 80.0).unwrap();
+    let series = store
+        .wait_for_export(
+            r#"aqi_value{scope="district",district="tay-ho",index="VN_AQI"}"#,
+            WAIT,
+            |s| s.iter().any(|s| !s.points().is_empty()),
+        )
+        .unwrap();
+    let (_, v) = *series[0].points().last().unwrap();
+    assert_eq!(v, f64::from(expected), "the store has the feed's value");
+    let station = store
+        .wait_for_export(
+            r#"aqi_value{scope="station",device="aq-store-1",index="US_EPA_AQI"}"#,
+            WAIT,
+            |s| s.iter().any(|s| !s.points().is_empty()),
+        )
+        .unwrap();
+    assert_eq!(station[0].label("district"), Some("tay-ho"));
+    assert_eq!(station[0].label("kind"), Some("airquality"));
+    let (_, body) = gw.get("/public/aqi").unwrap();
+    let public: Value = serde_json::from_str(&body).unwrap();
+    let district = public["districts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["district"] == "tay-ho")
+        .unwrap();
+    assert_eq!(district["value"], u64::from(expected));
+}

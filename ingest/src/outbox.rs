@@ -60,6 +60,23 @@ pub(crate) fn insert(tx: &Connection, body: &[u8], readings: i64) -> Result<()> 
     Ok(())
 }
 
+/// Adds one entry from a connection other than the applier's (the gateway's derived series,
+/// such as the AQI), in its own transaction, unless it would pass `max_bytes`: `Ok(false)`
+/// then, and nothing is added (the store is behind; the caller counts the loss).
+pub fn append(conn: &mut Connection, body: &[u8], readings: i64, max_bytes: u64) -> Result<bool> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(IngestError::sql("begin outbox append"))?;
+    let d = depth(&tx)?;
+    if d.entries > 0 && d.bytes + body.len() as u64 > max_bytes {
+        return Ok(false);
+    }
+    insert(&tx, body, readings)?;
+    tx.commit()
+        .map_err(IngestError::sql("commit outbox append"))?;
+    Ok(true)
+}
+
 /// Deletes the oldest entries until `free` bytes are released (policy `drop-oldest`);
 /// returns the readings they held.
 pub(crate) fn drop_oldest(tx: &Transaction<'_>, free: u64) -> Result<u64> {

@@ -46,6 +46,41 @@ pub enum Command {
     /// (devices.example.toml): `provision` writes Mosquitto's password and
     /// ACL files.
     Devices(DevicesArgs),
+    /// The alert rules of the configuration for other engines:
+    /// `export-vmalert` prints them as a vmalert rule file over the series the
+    /// gateway writes to the store, for a scaled-out city that evaluates alerts
+    /// once, centrally.
+    Alerts(AlertsArgs),
+}
+
+/// Flags of `alerts`.
+#[derive(Debug, Args)]
+pub struct AlertsArgs {
+    /// What to do with the rules.
+    #[command(subcommand)]
+    pub action: AlertsAction,
+}
+
+/// `alerts` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Print the [[alerts.rules]] of the configuration as a vmalert rule file
+    /// (YAML) over the store's series: readings (`<metric>_value`) and the AQI
+    /// (`aqi_value`). Rules that need series the store does not hold yet are
+    /// listed as comments. Use it with `vmalert -rule FILE -datasource.url
+    /// STORE`.
+    ExportVmalert(ExportArgs),
+}
+
+/// Flags of `alerts export-vmalert`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// TOML configuration file holding the rules (see gateway.toml).
+    #[arg(long, short = 'c', env = "GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: PathBuf,
+    /// Write the rule file here instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// Flags of `run` and `check-config`.

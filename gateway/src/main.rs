@@ -49,6 +49,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         },
         Command::Query(args) => gateway::query_cli::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Alerts(args) => match &args.action {
+            gateway::cli::AlertsAction::ExportVmalert(e) => {
+                gateway::alerts::vmalert::run(e).map(|()| ExitCode::SUCCESS)
+            }
+        },
         Command::Bench(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod prom;
 pub mod state;
 pub mod store;
+pub mod vmalert;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -141,22 +141,9 @@ pub fn url_for_logs(url: &str) -> String {
 
 /// `%xx` escapes of URL user info decoded (lossy UTF-8).
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// What the gateway's health and metrics learn from the forwarder.
@@ -590,5 +577,30 @@ impl std::error::Error for DrainError {
             Local(e) => Some(e),
             Retry(_) | Config(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basic_credentials_come_from_the_flags_else_the_urls_user_info_decoded() {
+        let mut sink = SinkConfig::new("http://ops%40city:p%3Ass@vm.example:8428/");
+        let url = reqwest::Url::parse(&sink.url).unwrap();
+        assert_eq!(
+            sink.basic_credentials(&url),
+            Some(("ops@city".into(), "p:ss".into()))
+        );
+        assert_eq!(sink.display_url(), "http://<redacted>@vm.example:8428/");
+        sink.username = Some("flag-user".into());
+        sink.password = Some("flag-pass".into());
+        assert_eq!(
+            sink.basic_credentials(&url),
+            Some(("flag-user".into(), "flag-pass".into()))
+        );
+        let plain = SinkConfig::new("http://vm.example:8428");
+        let url = reqwest::Url::parse(&plain.url).unwrap();
+        assert_eq!(plain.basic_credentials(&url), None);
     }
 }

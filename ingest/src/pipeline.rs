@@ -618,13 +618,7 @@ impl Pipeline {
                     } => {
                         // The same owner rule as readings: a status names its device
                         // through a topic of one format only.
-                        let owner = match registry.get(&**device) {
-                            Some(r) => Some(r.format.as_str()),
-                            None => devices.format_of(&tx, device)?,
-                        };
-                        if let Some(owner) = owner
-                            && owner != format.as_str()
-                        {
+                        if let Some(owner) = other_owner(registry, devices, &tx, device, *format)? {
                             let rej = Rejection::new(
                                 Reason::SpoofedDevice,
                                 format!(
@@ -682,11 +676,8 @@ impl Pipeline {
                             // A device belongs to the format that reported it first: another
                             // format naming it (a line-protocol tag, a Tasmota topic) would
                             // write a device it does not own. Refused without touching its row.
-                            // (A registered device's format is the registry's, checked
-                            // before the transaction.)
-                            if !registry.contains_key(&*g.device)
-                                && let Some(owner) = devices.format_of(&tx, &g.device)?
-                                && owner != format.as_str()
+                            if let Some(owner) =
+                                other_owner(registry, devices, &tx, &g.device, *format)?
                             {
                                 spoofed.push(Rejection::new(
                                     Reason::SpoofedDevice,
@@ -929,6 +920,23 @@ impl Pipeline {
         self.hot.forget();
         Ok(out)
     }
+}
+
+/// The format owning `device` when it is not `format`: the registry's, else the format of
+/// the device's first message (its row). `None`: `format` may write it (it owns it, or the
+/// device is new).
+fn other_owner(
+    registry: &foldhash::HashMap<Box<str>, Registered>,
+    devices: &mut DeviceCache,
+    tx: &Transaction<'_>,
+    device: &str,
+    format: Format,
+) -> Result<Option<String>> {
+    let owner = match registry.get(device) {
+        Some(r) => Some(r.format.as_str()),
+        None => devices.format_of(tx, device)?,
+    };
+    Ok(owner.filter(|o| *o != format.as_str()).map(str::to_owned))
 }
 
 /// A foreign format's availability message as an outcome.

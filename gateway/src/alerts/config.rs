@@ -319,13 +319,7 @@ impl Rule {
     /// `>= 151` (aqi), `> 35` or `< 10` (metric, pipeline), `silent >= 600 s`
     /// (device-offline), `> 0 in 3600 s` (device-gaps), `< 3` (district-reporting).
     pub fn threshold_text(&self) -> String {
-        let n = |v: f64| {
-            if v.fract() == 0.0 && v.abs() < 1e15 {
-                format!("{v:.0}")
-            } else {
-                format!("{v}")
-            }
-        };
+        let n = threshold_number;
         match &self.spec {
             Spec::Aqi { at_least, .. } => format!(">= {}", n(*at_least)),
             Spec::Metric {
@@ -343,6 +337,16 @@ impl Rule {
             Spec::DistrictReporting { at_least } => format!("< {}", n(*at_least)),
             Spec::Pipeline { above, .. } => format!("> {}", n(*above)),
         }
+    }
+}
+
+/// A threshold as written in annotations and exported rules: integral values without a
+/// decimal point (`151`), others as they are (`12.5`).
+pub fn threshold_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
     }
 }
 

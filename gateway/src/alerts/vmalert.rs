@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::config::{AqiIndex, Compiled, Direction, Rule, Spec};
+use super::config::{AqiIndex, Compiled, Direction, Rule, Spec, threshold_number};
 
 /// A rule left out of the export, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,14 +45,6 @@ fn json(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
-    }
-}
-
 /// The MetricsQL expression of a rule, or why it has none yet.
 pub fn expr(rule: &Rule, utc_offset_s: i32) -> Result<String, &'static str> {
     match &rule.spec {
@@ -70,7 +62,7 @@ pub fn expr(rule: &Rule, utc_offset_s: i32) -> Result<String, &'static str> {
             let mut e = format!(
                 "last_over_time({metric}_value{}[{max_age_s}s]) {op} {}",
                 matchers(rule, &[]),
-                number(*threshold)
+                threshold_number(*threshold)
             );
             if let Some((from, to)) = hours {
                 // Local hour from UTC: (hour() + offset) mod 24, in [from, to), wrapping.
@@ -102,7 +94,7 @@ pub fn expr(rule: &Rule, utc_offset_s: i32) -> Result<String, &'static str> {
             Ok(format!(
                 "last_over_time(aqi_value{}[2h]) >= {}",
                 matchers(rule, &[("scope", scope), ("index", index)]),
-                number(*at_least)
+                threshold_number(*at_least)
             ))
         }
         Spec::DeviceOffline { .. } | Spec::DeviceGaps { .. } | Spec::DistrictReporting { .. } => {

@@ -248,10 +248,7 @@ async fn event_loop(
                 || shutdown.is_cancelled())
             && let Some(tx) = &to_writer
         {
-            let batch = std::mem::replace(&mut handoff, Vec::with_capacity(HANDOFF_BATCH));
-            if tx.send_async(batch).await.is_err() {
-                anyhow::bail!("the log writer stopped");
-            }
+            hand_over(tx, &mut handoff).await?;
         }
         if shutdown.is_cancelled() && to_writer.take().is_some() {
             tracing::debug!("no longer logging new messages; finishing the last commit");
@@ -311,11 +308,7 @@ async fn event_loop(
                         if !handoff.is_empty()
                             && let Some(tx) = &to_writer
                         {
-                            let batch =
-                                std::mem::replace(&mut handoff, Vec::with_capacity(HANDOFF_BATCH));
-                            if tx.send_async(batch).await.is_err() {
-                                anyhow::bail!("the log writer stopped");
-                            }
+                            hand_over(tx, &mut handoff).await?;
                         }
                         metrics::counter!("mqtt_buffer_full_waits_total").increment(1);
                         tokio::select! {
@@ -441,6 +434,19 @@ async fn event_loop(
         }
     }
     health.set_mqtt_connected(false);
+    Ok(())
+}
+
+/// Sends what `handoff` holds to the log writer (waiting while the writer is behind), and
+/// leaves it empty for the next messages.
+async fn hand_over(
+    tx: &flume::Sender<Vec<Received>>,
+    handoff: &mut Vec<Received>,
+) -> anyhow::Result<()> {
+    let batch = std::mem::replace(handoff, Vec::with_capacity(HANDOFF_BATCH));
+    if tx.send_async(batch).await.is_err() {
+        anyhow::bail!("the log writer stopped");
+    }
     Ok(())
 }
 

@@ -77,10 +77,7 @@ pub fn filters(
         .into_iter()
         .chain(ingest::status::status_filters(status_routes))
     {
-        let f = match share_group {
-            Some(g) => format!("$share/{g}/{f}"),
-            None => f,
-        };
+        let f = shared(f, share_group);
         if !out.contains(&f) {
             out.push(f);
         }
@@ -96,14 +93,20 @@ pub fn state_filters(
     status_routes: &[ingest::status::StatusRouteConfig],
     share_group: Option<&str>,
 ) -> Vec<String> {
-    ["city/+/+/+/status".to_owned(), "city/+/+/+/meta".to_owned()]
+    ingest::route::NATIVE_STATE_FILTERS
+        .map(str::to_owned)
         .into_iter()
         .chain(ingest::status::status_filters(status_routes))
-        .map(|f| match share_group {
-            Some(g) => format!("$share/{g}/{f}"),
-            None => f,
-        })
+        .map(|f| shared(f, share_group))
         .collect()
+}
+
+/// `filter` as a shared subscription of `share_group`, if any.
+fn shared(filter: String, share_group: Option<&str>) -> String {
+    match share_group {
+        Some(g) => format!("$share/{g}/{filter}"),
+        None => filter,
+    }
 }
 
 #[cfg(test)]

@@ -71,11 +71,14 @@ pub fn default_routes() -> Vec<RouteConfig> {
     ]
 }
 
+/// The native `status` and `meta` channels: device state, not readings.
+pub const NATIVE_STATE_FILTERS: [&str; 2] = ["city/+/+/+/status", "city/+/+/+/meta"];
+
 /// Every MQTT filter the gateway must subscribe to for `routes`: one per route plus the
 /// native `status` and `meta` channels, which update device state rather than readings.
 pub fn subscription_filters(routes: &[RouteConfig]) -> Vec<String> {
     let mut filters: Vec<String> = routes.iter().map(RouteConfig::mqtt_filter).collect();
-    for extra in ["city/+/+/+/status", "city/+/+/+/meta"] {
+    for extra in NATIVE_STATE_FILTERS {
         if !filters.iter().any(|f| f == extra) {
             filters.push(extra.to_owned());
         }

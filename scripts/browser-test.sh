@@ -60,11 +60,13 @@ fi
 
 note "building gateway and simulators"
 cargo build -q -p gateway --bin gateway
+# Where cargo put them: CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SIMULATORS=""
 if cargo build -q -p simulators --bin simulators 2>/dev/null; then
-    SIMULATORS="$ROOT/target/debug/simulators"
+    SIMULATORS="$TARGET_DIR/debug/simulators"
 fi
-GATEWAY="$ROOT/target/debug/gateway"
+GATEWAY="$TARGET_DIR/debug/gateway"
 
 # --- the demo ------------------------------------------------------------------------
 WORK=$(mktemp -d /tmp/browser-test.XXXXXX)

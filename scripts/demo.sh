@@ -64,8 +64,10 @@ fi
 
 say "Building the gateway and the simulators (release)"
 cargo build --release -q -p gateway -p simulators
-GATEWAY=$ROOT/target/release/gateway
-SIMULATORS=$ROOT/target/release/simulators
+# Where cargo put them: CARGO_TARGET_DIR when set, as cargo itself does.
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+GATEWAY=$TARGET_DIR/release/gateway
+SIMULATORS=$TARGET_DIR/release/simulators
 
 MQTT_PORT=$(pick_port "${DEMO_MQTT_PORT:-1883}")
 HTTP_PORT=$(pick_port "${DEMO_HTTP_PORT:-8080}")

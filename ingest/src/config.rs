@@ -102,6 +102,11 @@ pub struct IngestConfig {
     /// Queue readings for the external store in the outbox. Default: `false` (hot tier
     /// only); the gateway turns it on when a store URL is configured.
     pub forward_enabled: bool,
+    /// With forwarding, also write what this gateway observes of each device (sequence
+    /// numbers, first sight, status, meta) as `gateway_device*` series, so that a query
+    /// side reading the store can merge several gateways' views (README "Device state in
+    /// the store"). Default: `true`.
+    pub forward_device_series: bool,
     /// UTC offset of the local time in Tasmota's `Time` field, `+HH:MM` or `-HH:MM`.
     /// Default: `+07:00` (Hanoi).
     pub tasmota_utc_offset: String,
@@ -149,6 +154,7 @@ impl Default for IngestConfig {
             outbox_max_bytes: 256 * 1024 * 1024,
             outbox_policy: OutboxPolicy::Block,
             forward_enabled: false,
+            forward_device_series: true,
             tasmota_utc_offset: "+07:00".to_owned(),
             synchronous: Synchronous::Normal,
             log_segment_bytes: 16 * 1024 * 1024,

@@ -55,14 +55,49 @@ impl TagSet {
             out.push_str(",kind=");
             escape(out, k, TAG);
         }
-        out.push_str(" value=");
+    }
+
+    /// Whether [`set`](Self::set) has been called (the tags name a device).
+    pub fn is_set(&self) -> bool {
+        !self.escaped.is_empty()
     }
 
     /// Appends one line (with its trailing newline) to `out`.
     pub fn write_line(&self, out: &mut String, metric: &str, value: f64, ts_ns: i64) {
         escape(out, metric, MEASUREMENT);
         out.push_str(&self.escaped);
+        out.push_str(" value=");
         write_value(out, value);
+        out.push(' ');
+        out.push_str(itoa::Buffer::new().format(ts_ns));
+        out.push('\n');
+    }
+
+    /// Appends one line of `measurement` with these tags, `extra` tags (key, value; keys
+    /// sorted after the device's) and float `fields` (at least one), with its newline.
+    pub fn write_fields(
+        &self,
+        out: &mut String,
+        measurement: &str,
+        extra: &[(&str, &str)],
+        fields: &[(&str, f64)],
+        ts_ns: i64,
+    ) {
+        debug_assert!(!fields.is_empty(), "a line needs a field");
+        escape(out, measurement, MEASUREMENT);
+        out.push_str(&self.escaped);
+        for (k, v) in extra {
+            out.push(',');
+            escape(out, k, TAG);
+            out.push('=');
+            escape(out, v, TAG);
+        }
+        for (i, (k, v)) in fields.iter().enumerate() {
+            out.push(if i == 0 { ' ' } else { ',' });
+            escape(out, k, TAG);
+            out.push('=');
+            write_value(out, *v);
+        }
         out.push(' ');
         out.push_str(itoa::Buffer::new().format(ts_ns));
         out.push('\n');

@@ -576,6 +576,9 @@ impl Pipeline {
         let started = Instant::now();
         let cfg = &self.cfg;
         let forwarding = cfg.forward_enabled;
+        // What this gateway observes of each device, for a query side that merges several
+        // gateways (README "Device state in the store"). Replays are out of band.
+        let device_series = forwarding && cfg.forward_device_series && replay.is_none();
         let mut out = BatchOutcome {
             messages: batch.len(),
             ..BatchOutcome::default()
@@ -644,6 +647,21 @@ impl Pipeline {
                             },
                         )?;
                         row.set_status(*online, msg.received_at_ns);
+                        if device_series {
+                            tagset.set(&Tags {
+                                device,
+                                district: row.district.as_deref().or(*district),
+                                format: format.as_str(),
+                                kind: row.kind.as_deref().or(*kind),
+                            });
+                            tagset.write_fields(
+                                body,
+                                DEVICE_STATUS_SERIES,
+                                &[],
+                                &[("online", if *online { 1.0 } else { 0.0 })],
+                                msg.received_at_ns,
+                            );
+                        }
                     }
                     Outcome::Meta {
                         device,
@@ -665,6 +683,15 @@ impl Pipeline {
                             },
                         )?;
                         row.set_meta(json, msg.received_at_ns);
+                        if device_series {
+                            tagset.set(&Tags {
+                                device,
+                                district: row.district.as_deref().or(Some(district)),
+                                format: Format::Senml.as_str(),
+                                kind: row.kind.as_deref().or(Some(kind)),
+                            });
+                            write_meta_line(body, &tagset, json, msg.received_at_ns);
+                        }
                     }
                     Outcome::Readings {
                         format,
@@ -711,6 +738,7 @@ impl Pipeline {
                             }
                             let mut newest = i64::MIN;
                             let mut fresh = false;
+                            let mut new_readings = 0u32;
                             for r in &g.readings {
                                 let name = r.metric.name();
                                 // Older than the hot window (a backfill, an old recording):
@@ -729,6 +757,7 @@ impl Pipeline {
                                 out.readings_committed += 1;
                                 row.readings += 1;
                                 fresh = true;
+                                new_readings += 1;
                                 if !cold {
                                     newest = newest.max(r.ts_ns);
                                 }
@@ -768,6 +797,27 @@ impl Pipeline {
                             }
                             if newest > i64::MIN {
                                 latest_ts.push(newest);
+                            }
+                            if device_series {
+                                let mut fields = [("readings", f64::from(new_readings)); 3];
+                                let mut n = 1;
+                                if let Some(seq) = g.seq {
+                                    fields[n] = ("seq", f64::from(seq));
+                                    n += 1;
+                                }
+                                // This gateway's first message of the device: the query
+                                // side takes the earliest over all gateways.
+                                if row.messages == 1 && row.first_seen > 0 {
+                                    fields[n] = ("first_seen", row.first_seen as f64 / 1e9);
+                                    n += 1;
+                                }
+                                tagset.write_fields(
+                                    body,
+                                    DEVICE_SERIES,
+                                    &[],
+                                    &fields[..n],
+                                    msg.received_at_ns,
+                                );
                             }
                         }
                         if !rejected.is_empty() || !spoofed.is_empty() {
@@ -925,6 +975,41 @@ impl Pipeline {
 /// The format owning `device` when it is not `format`: the registry's, else the format of
 /// the device's first message (its row). `None`: `format` may write it (it owns it, or the
 /// device is new).
+/// Measurement of the per-message device series (`gateway_device_readings`,
+/// `gateway_device_seq`, `gateway_device_first_seen` in VictoriaMetrics).
+pub const DEVICE_SERIES: &str = "gateway_device";
+/// Measurement of device status changes (`gateway_device_status_online`).
+pub const DEVICE_STATUS_SERIES: &str = "gateway_device_status";
+/// Measurement of device meta messages (`gateway_device_meta_updated{firmware}`,
+/// `gateway_device_meta_period_s`, `gateway_device_meta_lat`, `gateway_device_meta_lon`).
+pub const DEVICE_META_SERIES: &str = "gateway_device_meta";
+
+/// One `gateway_device_meta` line for a device's meta JSON: `updated=1`, the period,
+/// latitude and longitude when the meta has them (any of their names), the firmware as a
+/// tag.
+fn write_meta_line(body: &mut String, tags: &TagSet, json: &str, at_ns: i64) {
+    use schemas::meta::keys;
+    let meta: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let field = |names: &[&str]| names.iter().find_map(|k| meta.get(*k));
+    let number = |names: &[&str]| field(names).and_then(serde_json::Value::as_f64);
+    let firmware = field(keys::FIRMWARE).and_then(serde_json::Value::as_str);
+    let mut fields = vec![("updated", 1.0)];
+    for (name, keys) in [
+        ("period_s", keys::PERIOD),
+        ("lat", keys::LAT),
+        ("lon", keys::LON),
+    ] {
+        if let Some(v) = number(keys).filter(|v| v.is_finite()) {
+            fields.push((name, v));
+        }
+    }
+    let extra: &[(&str, &str)] = match firmware {
+        Some(fw) if !fw.is_empty() => &[("firmware", fw)],
+        _ => &[],
+    };
+    tags.write_fields(body, DEVICE_META_SERIES, extra, &fields, at_ns);
+}
+
 fn other_owner(
     registry: &foldhash::HashMap<Box<str>, Registered>,
     devices: &mut DeviceCache,

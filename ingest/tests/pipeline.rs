@@ -590,7 +590,9 @@ fn dead_letter_api_lists_filters_and_replays_store_rejected_lines_to_the_outbox(
     let out = p.replay_dead_letters(&[all[3].id, 12345]).unwrap();
     assert_eq!(out.readings_committed, 1);
     let depth = query::outbox_depth(p.connection()).unwrap();
-    assert_eq!((depth.entries, depth.readings), (1, 1));
+    // Two entries: the ESPHome message's device line (a message seen, its reading
+    // refused) and the replayed line.
+    assert_eq!((depth.entries, depth.readings), (2, 1));
     assert_eq!(dead(&p).len(), 2);
 }
 
@@ -1015,4 +1017,86 @@ fn configured_device_kinds_are_accepted_and_unknown_ones_name_the_key() {
         .unwrap_err();
         assert!(e.to_string().contains("device_kinds"), "{e}");
     }
+}
+
+#[test]
+fn forwarding_writes_each_devices_series_beside_its_readings() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = IngestConfig {
+        forward_enabled: true,
+        ..IngestConfig::default()
+    };
+    let mut p = open(dir.path(), cfg);
+    let t = now_ns();
+    let ts = now_s() - 10;
+    let mut batch = vec![
+        msg("city/tay-ho/noise/nz-1/status", "online"),
+        msg(
+            "city/tay-ho/noise/nz-1/meta",
+            r#"{"fw":"1.2.0","kind":"noise","district":"tay-ho","lat":21.06,"lon":105.82,"periodS":30}"#,
+        ),
+        msg(
+            &senml_topic("aq-0001"),
+            senml_cbor(
+                "aq-0001",
+                7,
+                ts,
+                &[("pm25", "ug/m3", 12.0), ("pm10", "ug/m3", 20.0)],
+            ),
+        ),
+        msg(
+            &senml_topic("aq-0001"),
+            senml_cbor("aq-0001", 8, ts + 1, &[("pm25", "ug/m3", 13.0)]),
+        ),
+    ];
+    for (i, m) in batch.iter_mut().enumerate() {
+        m.received_at_ns = t + i as i64 * 1_000;
+    }
+    p.process(&batch).unwrap();
+    let entries = ingest::outbox::oldest(p.connection(), usize::MAX).unwrap();
+    let body: String = entries
+        .iter()
+        .map(|e| String::from_utf8(e.body.clone()).unwrap())
+        .collect();
+    let lines: Vec<&str> = body.lines().collect();
+    let first_seen = format!("{}", (t + 2_000) as f64 / 1e9);
+    let expected = [
+        format!(
+            "gateway_device_status,device=nz-1,district=tay-ho,format=senml,kind=noise online=1 {t}"
+        ),
+        format!(
+            "gateway_device_meta,device=nz-1,district=tay-ho,format=senml,kind=noise,firmware=1.2.0 updated=1,period_s=30,lat=21.06,lon=105.82 {}",
+            t + 1_000
+        ),
+        format!(
+            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality readings=2,seq=7,first_seen={first_seen} {}",
+            t + 2_000
+        ),
+        format!(
+            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality readings=1,seq=8 {}",
+            t + 3_000
+        ),
+    ];
+    for e in &expected {
+        assert!(lines.contains(&e.as_str()), "missing {e}\nin\n{body}");
+    }
+    // Readings are counted as readings only; the device lines come on top.
+    assert_eq!(entries.iter().map(|e| e.readings).sum::<u64>(), 3);
+    assert_eq!(lines.len(), 3 + expected.len());
+
+    // Off: readings only.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = open(
+        dir.path(),
+        IngestConfig {
+            forward_enabled: true,
+            forward_device_series: false,
+            ..IngestConfig::default()
+        },
+    );
+    p.process(&batch).unwrap();
+    let entries = ingest::outbox::oldest(p.connection(), usize::MAX).unwrap();
+    let body = String::from_utf8(entries[0].body.clone()).unwrap();
+    assert!(!body.contains("gateway_device"), "{body}");
+    assert_eq!(body.lines().count(), 3);
 }

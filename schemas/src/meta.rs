@@ -10,6 +10,20 @@
 
 use crate::topic::DeviceKind;
 
+/// Keys a meta field goes by, first the name [`Meta::encode`] writes, then the names other
+/// publishers (simulators, third-party devices) use. Read by the gateway's API and by the
+/// device-state series ingest writes to the store.
+pub mod keys {
+    /// Firmware version.
+    pub const FIRMWARE: &[&str] = &["fw", "firmware"];
+    /// Reporting period, seconds.
+    pub const PERIOD: &[&str] = &["periodS", "period_s", "period"];
+    /// Latitude.
+    pub const LAT: &[&str] = &["lat", "latitude"];
+    /// Longitude.
+    pub const LON: &[&str] = &["lon", "lng", "longitude"];
+}
+
 /// A device's self-description.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Meta<'a> {

@@ -63,6 +63,22 @@ at_least = "bad"
 name = "station-offline"
 type = "device-offline"
 for_s = 600
+
+[[alerts.rules]]
+name = "lossy-station"
+type = "device-gaps"
+window_s = 3600
+
+[[alerts.rules]]
+name = "thin-district"
+type = "district-reporting"
+at_least = 2
+
+[[alerts.rules]]
+name = "outbox-growing"
+type = "pipeline"
+signal = "outbox_bytes"
+above = 1000000
 "#,
     )
     .unwrap();
@@ -77,21 +93,47 @@ for_s = 600
     let printed = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{printed}");
     assert!(
-        printed.contains("not exported: station-offline"),
+        printed.contains("not exported: outbox-growing"),
         "the rule the store cannot evaluate yet is named: {printed}"
     );
 
     let store = VictoriaMetrics::start().unwrap();
-    // The gateway's line shapes: an outbox reading and a public-feed AQI value.
+    // The gateway's line shapes: outbox readings and device lines, public-feed AQI values.
     let now = ingest::message::now_ns();
-    store
-        .write_line_protocol(&format!(
-            "pm25,device=aq-0001,district=ba-dinh,format=senml,kind=airquality value=180 {now}\n\
-             pm25,device=aq-0002,district=tay-ho,format=senml,kind=airquality value=180 {now}\n\
-             aqi,district=ba-dinh,index=VN_AQI,scope=district value=178 {now}\n\
-             aqi,district=tay-ho,index=VN_AQI,scope=district value=60 {now}\n"
-        ))
-        .unwrap();
+    let tags = |d: &str, district: &str| {
+        format!("device={d},district={district},format=senml,kind=airquality")
+    };
+    let mut lines = format!(
+        "pm25,{} value=180 {now}\n\
+         pm25,{} value=180 {now}\n\
+         aqi,district=ba-dinh,index=VN_AQI,scope=district value=178 {now}\n\
+         aqi,district=tay-ho,index=VN_AQI,scope=district value=60 {now}\n",
+        tags("aq-0001", "ba-dinh"),
+        tags("aq-0002", "tay-ho"),
+    );
+    let s = 1_000_000_000i64;
+    // aq-0001 and aq-0003 report now; aq-0003 skipped seq 3 and 4. aq-0002 (tay-ho) was
+    // last heard from 20 minutes ago.
+    for seq in [0i64, 1, 2, 5, 6] {
+        let t = now - (6 - seq) * 10 * s;
+        lines += &format!(
+            "gateway_device,{} readings=1,seq={seq} {t}\n",
+            tags("aq-0003", "ba-dinh")
+        );
+    }
+    for seq in 0i64..5 {
+        let t = now - (4 - seq) * 10 * s;
+        lines += &format!(
+            "gateway_device,{} readings=1,seq={seq} {t}\n",
+            tags("aq-0001", "ba-dinh")
+        );
+        lines += &format!(
+            "gateway_device,{} readings=1,seq={seq} {}\n",
+            tags("aq-0002", "tay-ho"),
+            t - 1200 * s
+        );
+    }
+    store.write_line_protocol(&lines).unwrap();
     store.force_flush().unwrap();
 
     let port = tests::free_port().unwrap();
@@ -122,11 +164,33 @@ for_s = 600
                 .collect::<Vec<_>>()
         },
         |a| {
-            ["pm25-high", "district-aqi-bad"]
-                .iter()
-                .all(|n| a.iter().any(|x| x["name"] == *n))
+            [
+                "pm25-high",
+                "district-aqi-bad",
+                "station-offline",
+                "lossy-station",
+                "thin-district",
+            ]
+            .iter()
+            .all(|n| a.iter().any(|x| x["name"] == *n))
         },
     );
+    // Device rules over the device series: only the silent, the lossy station and the
+    // district left without stations.
+    for (rule, label, value) in [
+        ("station-offline", "device", "aq-0002"),
+        ("lossy-station", "device", "aq-0003"),
+        ("thin-district", "district", "tay-ho"),
+    ] {
+        let of_rule: Vec<_> = firing.iter().filter(|a| a["name"] == rule).collect();
+        assert_eq!(of_rule.len(), 1, "{rule}: {of_rule:?}");
+        assert_eq!(of_rule[0]["labels"][label], value, "{rule}: {of_rule:?}");
+    }
+    let lossy = firing
+        .iter()
+        .find(|a| a["name"] == "lossy-station")
+        .unwrap();
+    assert_eq!(lossy["value"], "2", "two messages missing: {lossy}");
     let pm = firing.iter().find(|a| a["name"] == "pm25-high").unwrap();
     assert_eq!(pm["labels"]["device"], "aq-0001", "{pm}");
     assert_eq!(pm["labels"]["severity"], "warning");
@@ -137,7 +201,10 @@ for_s = 600
     assert_eq!(aqi.len(), 1, "only Ba Dinh is at 'bad' or worse: {aqi:?}");
     assert_eq!(aqi[0]["labels"]["district"], "ba-dinh");
     assert!(
-        firing.iter().all(|a| a["labels"]["district"] != "tay-ho"),
+        firing
+            .iter()
+            .filter(|a| a["name"] == "pm25-high" || a["name"] == "district-aqi-bad")
+            .all(|a| a["labels"]["district"] != "tay-ho"),
         "{firing:?}"
     );
 }

@@ -4,9 +4,17 @@
 //! (`aqi_value{scope, index, district, device, kind}`, see [`crate::public::store_lines`]).
 //! A scaled-out city evaluates them once, centrally, on the merged data of every gateway.
 //!
-//! `gateway alerts export-vmalert --config gateway.toml` prints the file. Rules that need
-//! series the store does not hold yet (device state, the pipeline's own signals) are left
-//! out and listed as comments at the top, with the reason.
+//! Device rules read the device-state series every gateway writes
+//! (`gateway_device_readings`, `gateway_device_seq`, `gateway_device_status_online`:
+//! ingest's README, "Device state in the store"): offline = seen within a day but not
+//! within the silence (or last status offline); gaps = `max - min + 1 - distinct` of the
+//! sequence numbers in the window, whichever gateway received them, plus the readings the
+//! device dropped; district reporting = stations with a message within the default
+//! staleness (300 s; the gateway's own evaluation uses each device's period).
+//!
+//! `gateway alerts export-vmalert --config gateway.toml` prints the file. Rules the store
+//! cannot evaluate (a gateway's own pipeline signals, daily AQI) are left out and listed
+//! as comments at the top, with the reason.
 //!
 //! The file is YAML; every string is written as a JSON string, which is valid YAML.
 
@@ -22,6 +30,12 @@ pub struct Skipped {
     /// Why it cannot be evaluated by the store yet.
     pub why: &'static str,
 }
+
+/// The labels device rules keep (the readings' and device series' tags but `format`).
+const DEVICE_LABELS: &str = "device, district, kind";
+/// How long a silent device is still looked for (and alerted on) by the exported
+/// offline and reporting rules: scanning further back costs the store every evaluation.
+const OFFLINE_WINDOW: &str = "1d";
 
 /// `{device="..", district="..", kind=".."}` matchers of a rule's filters, plus `extra`.
 fn matchers(rule: &Rule, extra: &[(&str, &str)]) -> String {
@@ -97,8 +111,59 @@ pub fn expr(rule: &Rule, utc_offset_s: i32) -> Result<String, &'static str> {
                 threshold_number(*at_least)
             ))
         }
-        Spec::DeviceOffline { .. } | Spec::DeviceGaps { .. } | Spec::DistrictReporting { .. } => {
-            Err("needs device state series in the store (last seen, gaps), not written yet")
+        Spec::DeviceOffline { silence_s } => {
+            // Seen within the device window but not within the silence, or whose last
+            // status is offline.
+            let m = matchers(rule, &[]);
+            let seen = |window: &str| {
+                format!(
+                    "max by ({DEVICE_LABELS}) (present_over_time(gateway_device_readings{m}[{window}]))"
+                )
+            };
+            Ok(format!(
+                "({} unless {}) or (max by ({DEVICE_LABELS}) (last_over_time(gateway_device_status_online{m}[{OFFLINE_WINDOW}])) == 0)",
+                seen(OFFLINE_WINDOW),
+                seen(&format!("{silence_s}s")),
+            ))
+        }
+        Spec::DeviceGaps { window_s, above } => {
+            // Gaps over every gateway's sequence numbers, plus the readings the device
+            // says it dropped, within the window.
+            let m = matchers(rule, &[]);
+            let w = format!("{window_s}s");
+            let by = |f: &str, series: &str, agg: &str| {
+                format!("{agg} by ({DEVICE_LABELS}) ({f}({series}{m}[{w}]))")
+            };
+            let gaps = format!(
+                "({} - {} + 1 - {})",
+                by("max_over_time", "gateway_device_seq", "max"),
+                by("min_over_time", "gateway_device_seq", "min"),
+                by("distinct_over_time", "gateway_device_seq", "sum"),
+            );
+            let dropped = by("sum_over_time", "droppedReadings_value", "sum");
+            Ok(format!(
+                "({gaps} + ({dropped} or {gaps} * 0)) > {}",
+                threshold_number(*above)
+            ))
+        }
+        Spec::DistrictReporting { at_least } => {
+            // Stations that sent a message within the default staleness, per district;
+            // districts with none count 0 while any of their stations is in the window.
+            let m = matchers(rule, &[]);
+            let count = |window: &str| {
+                format!(
+                    "count by (district) (max by (device, district) (present_over_time(gateway_device_readings{m}[{window}])))"
+                )
+            };
+            Ok(format!(
+                "({} or ({} * 0)) < {}",
+                count(&format!(
+                    "{}s",
+                    crate::api::queries::DEFAULT_STALE_AFTER.as_secs()
+                )),
+                count(OFFLINE_WINDOW),
+                threshold_number(*at_least)
+            ))
         }
         Spec::Pipeline { .. } => {
             Err("a gateway's own signal: evaluated by each gateway, or scraped from its /metrics")
@@ -216,6 +281,24 @@ for_s = 600
 name = "offline"
 type = "device-offline"
 for_s = 600
+kind = "noise"
+
+[[rules]]
+name = "lossy"
+type = "device-gaps"
+window_s = 3600
+above = 2
+
+[[rules]]
+name = "thin"
+type = "district-reporting"
+at_least = 3
+
+[[rules]]
+name = "backlog"
+type = "pipeline"
+signal = "outbox_bytes"
+above = 1000000
 "#,
         );
         let (file, skipped) = export(&c);
@@ -232,10 +315,28 @@ for_s = 600
             "{file}"
         );
         assert!(file.contains("for: \"600s\""), "{file}");
-        assert_eq!(skipped.len(), 1);
-        assert_eq!(skipped[0].rule, "offline");
         assert!(
-            file.contains("# not exported: offline: needs device state"),
+            file.contains(
+                r#"expr: "(max by (device, district, kind) (present_over_time(gateway_device_readings{kind=\"noise\"}[1d])) unless max by (device, district, kind) (present_over_time(gateway_device_readings{kind=\"noise\"}[600s]))) or (max by (device, district, kind) (last_over_time(gateway_device_status_online{kind=\"noise\"}[1d])) == 0)""#
+            ),
+            "{file}"
+        );
+        assert!(
+            file.contains(
+                r#"sum by (device, district, kind) (distinct_over_time(gateway_device_seq{}[3600s]))"#
+            ) && file.contains(") > 2\""),
+            "{file}"
+        );
+        assert!(
+            file.contains(
+                r#"count by (district) (max by (device, district) (present_over_time(gateway_device_readings{}[300s])))"#
+            ) && file.contains(") < 3\""),
+            "{file}"
+        );
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].rule, "backlog");
+        assert!(
+            file.contains("# not exported: backlog: a gateway's own"),
             "{file}"
         );
     }

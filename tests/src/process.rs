@@ -36,6 +36,27 @@ pub fn require_binary(
     }
 }
 
+/// A binary of this workspace that cargo built beside the running test:
+/// `target/<profile>/<name>` (the test executable lives in
+/// `target/<profile>/deps`). `cargo test --workspace` builds them; with
+/// `cargo test -p tests` alone, build them first. Panics naming that
+/// instruction when the file is missing.
+pub fn built_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let path = profile_dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not found: this test runs the real `{name}` binary; build it with \
+         `cargo build -p gateway -p simulators` (`cargo test --workspace` builds it too)",
+        path.display()
+    );
+    path
+}
+
 /// Opens `path` for appending, so a restarted server adds to the same log and
 /// a failure shows what happened across restarts.
 pub fn open_log(path: &Path) -> Result<File> {

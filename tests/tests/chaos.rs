@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 use ingest::message::now_ns;
 use tests::{
     GatewayOptions, GatewayProcess, Mosquitto, PublishOptions, VictoriaMetrics,
-    VictoriaMetricsOptions,
+    VictoriaMetricsOptions, built_binary,
 };
 
 /// Readings per message (BME280: 3, PMS5003: 2).
@@ -60,23 +60,6 @@ const SMALL_OUTBOX_BYTES: u64 = 1_000_000;
 const VISIBLE_WAIT: Duration = Duration::from_secs(60);
 
 // --- binaries under test --------------------------------------------------------
-
-/// `target/<profile>/<name>`, next to this test's own `deps/` directory.
-fn built_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test executable");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in target/<profile>/deps");
-    let path = profile_dir.join(name);
-    assert!(
-        path.is_file(),
-        "{} not found: the chaos test runs the real `{name}` binary; build it with \
-         `cargo build -p gateway -p simulators` (`cargo test --workspace` builds it too)",
-        path.display()
-    );
-    path
-}
 
 // --- traffic --------------------------------------------------------------------
 

@@ -109,6 +109,19 @@ impl SinkConfig {
         url_for_logs(&self.url)
     }
 
+    /// Basic credentials (user, password): the explicit ones, else the URL's user info.
+    /// The store's query side uses the same ones.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        let url = reqwest::Url::parse(&self.url).ok();
+        match url {
+            Some(u) => self.basic_credentials(&u),
+            None => self
+                .username
+                .clone()
+                .map(|u| (u, self.password.clone().unwrap_or_default())),
+        }
+    }
+
     /// Basic credentials: the explicit ones, else the URL's user info.
     fn basic_credentials(&self, url: &reqwest::Url) -> Option<(String, String)> {
         let user = self
@@ -136,6 +149,19 @@ pub fn url_for_logs(url: &str) -> String {
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{}<redacted>{}", &url[..scheme_end], &rest[at..]),
         None => url.to_owned(),
+    }
+}
+
+/// `url` without its user info (`http://u:p@host:8428` -> `http://host:8428`), for
+/// clients that send the credentials as a header; unchanged when it does not parse.
+pub fn url_without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => url.to_owned(),
     }
 }
 
@@ -602,5 +628,10 @@ mod tests {
         let plain = SinkConfig::new("http://vm.example:8428");
         let url = reqwest::Url::parse(&plain.url).unwrap();
         assert_eq!(plain.basic_credentials(&url), None);
+        assert_eq!(plain.credentials(), None);
+        // The query side sends the same credentials as a header, to the URL without them.
+        let sink = SinkConfig::new("http://ops%40city:p%3Ass@vm.example:8428/");
+        assert_eq!(sink.credentials(), Some(("ops@city".into(), "p:ss".into())));
+        assert_eq!(url_without_credentials(&sink.url), "http://vm.example:8428");
     }
 }

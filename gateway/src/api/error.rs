@@ -25,6 +25,14 @@ pub enum ApiError {
     /// The state library failed while reading (HTTP 500).
     #[error("state error: {0}")]
     State(#[from] ingest::IngestError),
+    /// The store the API reads (VictoriaMetrics) cannot be reached or did not answer in
+    /// time (HTTP 503). The message names the store's URL, never its credentials.
+    #[error("store unavailable: {0}")]
+    StoreUnavailable(String),
+    /// The store answered with an error or with something that is not a query answer
+    /// (HTTP 502). The message names the store's URL, never its credentials.
+    #[error("store error: {0}")]
+    Store(String),
     /// A blocking task panicked or was cancelled (HTTP 500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -40,7 +48,10 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy | Self::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Store(_) => StatusCode::BAD_GATEWAY,
             Self::Database(_) | Self::State(_) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -57,7 +68,10 @@ pub struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if matches!(self, Self::Database(_) | Self::Internal(_)) {
+        if matches!(
+            self,
+            Self::Database(_) | Self::Internal(_) | Self::Store(_) | Self::StoreUnavailable(_)
+        ) {
             tracing::warn!(error = %self, "query failed");
         }
         let body = ErrorBody {

@@ -30,6 +30,7 @@ pub mod openapi;
 pub mod params;
 pub mod public;
 pub mod queries;
+pub mod store;
 
 pub use db::ReadPool;
 pub use error::ApiError;

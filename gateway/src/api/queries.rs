@@ -33,33 +33,35 @@ pub const STALE_PERIODS: u64 = 3;
 /// Default `max_age` of `/api/latest`.
 pub const DEFAULT_LATEST_MAX_AGE: Duration = Duration::from_secs(3600);
 
-fn ms(ns: i64) -> i64 {
+pub(crate) fn ms(ns: i64) -> i64 {
     ns.div_euclid(NS_PER_MS)
 }
 
-/// One row of `devices`, with the meta fields the API uses.
+/// One row of `devices`, with the meta fields the API uses. The hot tier reads it from its
+/// `devices` table; the store-backed query side ([`super::store`]) builds it from the
+/// device-state series.
 #[derive(Debug, Clone)]
-struct DeviceRow {
-    device: String,
-    district: Option<String>,
-    kind: Option<String>,
-    format: Option<String>,
-    first_seen_ns: Option<i64>,
-    last_seen_ns: Option<i64>,
-    last_seq: Option<i64>,
-    gaps: i64,
-    duplicates: i64,
-    dropped_readings: i64,
-    status: Option<String>,
-    meta: serde_json::Value,
+pub(crate) struct DeviceRow {
+    pub(crate) device: String,
+    pub(crate) district: Option<String>,
+    pub(crate) kind: Option<String>,
+    pub(crate) format: Option<String>,
+    pub(crate) first_seen_ns: Option<i64>,
+    pub(crate) last_seen_ns: Option<i64>,
+    pub(crate) last_seq: Option<i64>,
+    pub(crate) gaps: i64,
+    pub(crate) duplicates: i64,
+    pub(crate) dropped_readings: i64,
+    pub(crate) status: Option<String>,
+    pub(crate) meta: serde_json::Value,
 }
 
 /// Names a meta field goes by: the first is `schemas::meta`'s (what the firmware sends),
 /// the others what other publishers (simulators, third-party devices) use.
-const META_FIRMWARE: &[&str] = &["fw", "firmware"];
-const META_PERIOD: &[&str] = &["periodS", "period_s", "period"];
-const META_LAT: &[&str] = &["lat", "latitude"];
-const META_LON: &[&str] = &["lon", "lng", "longitude"];
+pub(crate) const META_FIRMWARE: &[&str] = &["fw", "firmware"];
+pub(crate) const META_PERIOD: &[&str] = &["periodS", "period_s", "period"];
+pub(crate) const META_LAT: &[&str] = &["lat", "latitude"];
+pub(crate) const META_LON: &[&str] = &["lon", "lng", "longitude"];
 
 impl DeviceRow {
     fn meta_field(&self, keys: &[&str]) -> Option<&serde_json::Value> {
@@ -112,13 +114,13 @@ fn load_devices(conn: &rusqlite::Connection) -> Result<Vec<DeviceRow>, ApiError>
         .collect())
 }
 
-fn stale_after(row: &DeviceRow, default: Duration) -> u64 {
+pub(crate) fn stale_after(row: &DeviceRow, default: Duration) -> u64 {
     row.meta_u64(META_PERIOD)
         .filter(|p| *p > 0)
         .map_or(default.as_secs(), |p| p.saturating_mul(STALE_PERIODS))
 }
 
-fn is_stale(row: &DeviceRow, at_ns: i64, after_s: u64) -> bool {
+pub(crate) fn is_stale(row: &DeviceRow, at_ns: i64, after_s: u64) -> bool {
     let limit = i64::try_from(after_s)
         .unwrap_or(i64::MAX)
         .saturating_mul(NS_PER_S);
@@ -130,7 +132,7 @@ fn is_stale(row: &DeviceRow, at_ns: i64, after_s: u64) -> bool {
 /// else, for formats without one (UltraLight, line protocol), `online` while it reports
 /// within its stale window and `offline` after; `unknown` for a device of a format with
 /// a will that has not sent one.
-fn status_of(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> String {
+pub(crate) fn status_of(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> String {
     if let Some(s) = &row.status {
         return s.clone();
     }
@@ -147,7 +149,7 @@ fn status_of(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> String {
     }
 }
 
-fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
+pub(crate) fn to_device(row: &DeviceRow, at_ns: i64, default_stale: Duration) -> Device {
     let after = stale_after(row, default_stale);
     Device {
         device: row.device.clone(),
@@ -178,6 +180,17 @@ pub fn devices(
     default_stale: Duration,
     device_kinds: &[String],
 ) -> Result<DevicesResponse, ApiError> {
+    let (stale, at_ns) = devices_params(p, now_ns, device_kinds)?;
+    let rows = load_devices(conn)?;
+    Ok(devices_answer(&rows, p, stale, at_ns, default_stale))
+}
+
+/// Checks `/api/devices`' parameters: the `stale` filter and the evaluation instant.
+pub(crate) fn devices_params(
+    p: &params::DevicesParams,
+    now_ns: i64,
+    device_kinds: &[String],
+) -> Result<(Option<bool>, i64), ApiError> {
     if let Some(d) = &p.district {
         params::check_slug("district", d)?;
     }
@@ -197,7 +210,18 @@ pub fn devices(
         .map(|s| params::parse_bool("stale", s))
         .transpose()?;
     let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
-    let devices = load_devices(conn)?
+    Ok((stale, at_ns))
+}
+
+/// `/api/devices`' answer over the device rows: each row as a [`Device`], filtered.
+pub(crate) fn devices_answer(
+    rows: &[DeviceRow],
+    p: &params::DevicesParams,
+    stale: Option<bool>,
+    at_ns: i64,
+    default_stale: Duration,
+) -> DevicesResponse {
+    let devices = rows
         .iter()
         .map(|row| to_device(row, at_ns, default_stale))
         .filter(|d| p.district.is_none() || d.district == p.district)
@@ -205,11 +229,11 @@ pub fn devices(
         .filter(|d| p.status.as_ref().is_none_or(|s| &d.status == s))
         .filter(|d| stale.is_none_or(|s| d.stale == s))
         .collect();
-    Ok(DevicesResponse {
+    DevicesResponse {
         at_ms: ms(at_ns),
         default_stale_after_s: default_stale.as_secs(),
         devices,
-    })
+    }
 }
 
 /// SQLite's `avg()`: Kahan-Babuska-Neumaier summation, as SQLite computes it (3.43 and
@@ -312,7 +336,7 @@ pub fn series(db: &HotRead<'_>, req: &SeriesRequest) -> Result<SeriesResponse, A
 }
 
 /// One reading per series: its newest at or before `at_ns` and not older than `oldest_ns`.
-type Latest = HashMap<String, Vec<(String, i64, f64)>>;
+pub(crate) type Latest = HashMap<String, Vec<(String, i64, f64)>>;
 
 /// The newest reading of every series at or before `at_ns`, by device: the `series`
 /// table's newest chunk value and the head answer, unless a series has readings after
@@ -346,6 +370,28 @@ pub fn latest(
     now_ns: i64,
     device_kinds: &[String],
 ) -> Result<LatestResponse, ApiError> {
+    let q = latest_params(p, now_ns, device_kinds)?;
+    let latest = latest_all(conn, q.at_ns, q.oldest_ns)?;
+    Ok(latest_answer(load_devices(conn)?, latest, p, &q))
+}
+
+/// `/api/latest`'s checked parameters.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LatestQuery {
+    pub(crate) max_age: Duration,
+    pub(crate) detail: bool,
+    /// Evaluation instant.
+    pub(crate) at_ns: i64,
+    /// Oldest reading counted: `at_ns - max_age`.
+    pub(crate) oldest_ns: i64,
+}
+
+/// Checks `/api/latest`'s parameters.
+pub(crate) fn latest_params(
+    p: &params::LatestParams,
+    now_ns: i64,
+    device_kinds: &[String],
+) -> Result<LatestQuery, ApiError> {
     if let Some(d) = &p.district {
         params::check_slug("district", d)?;
     }
@@ -366,12 +412,32 @@ pub fn latest(
         .unwrap_or(false);
     let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
     let oldest = at_ns.saturating_sub(i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX));
+    Ok(LatestQuery {
+        max_age,
+        detail,
+        at_ns,
+        oldest_ns: oldest,
+    })
+}
 
+/// `/api/latest`'s answer: the devices grouped by district and kind, with the summaries of
+/// their latest readings (`latest`, by device).
+pub(crate) fn latest_answer(
+    rows: Vec<DeviceRow>,
+    mut latest: Latest,
+    p: &params::LatestParams,
+    q: &LatestQuery,
+) -> LatestResponse {
+    let LatestQuery {
+        max_age,
+        detail,
+        at_ns,
+        ..
+    } = *q;
     type Key = (String, String);
     let mut groups: BTreeMap<Key, (LatestGroup, BTreeMap<String, Acc>)> = BTreeMap::new();
     let mut details = Vec::new();
-    let mut latest = latest_all(conn, at_ns, oldest)?;
-    for row in load_devices(conn)? {
+    for row in rows {
         let district = row.district().unwrap_or_else(|| "unknown".into());
         let kind = row.kind().unwrap_or_else(|| "unknown".into());
         if p.district.as_ref().is_some_and(|d| d != &district)
@@ -445,12 +511,12 @@ pub fn latest(
             g
         })
         .collect();
-    Ok(LatestResponse {
+    LatestResponse {
         at_ms: ms(at_ns),
         max_age_s: max_age.as_secs(),
         groups,
         devices: detail.then_some(details),
-    })
+    }
 }
 
 /// Mean PM2.5 and PM10 of every device over one clock hour.
@@ -533,13 +599,7 @@ pub fn aqi(
     now_ns: i64,
     cache: &HourCache,
 ) -> Result<AqiResponse, ApiError> {
-    if let Some(d) = &p.district {
-        params::check_slug("district", d)?;
-    }
-    if let Some(d) = &p.device {
-        params::check_slug("device", d)?;
-    }
-    let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
+    let at_ns = aqi_params(p, now_ns)?;
     let this_hour = at_ns.div_euclid(NS_PER_HOUR) * NS_PER_HOUR;
     // hours[i] covers [this_hour - (i+1) h, this_hour - i h).
     let mut hours = Vec::with_capacity(aqi::DAILY_HOURS);
@@ -560,8 +620,33 @@ pub fn aqi(
         let key = (device.to_owned(), p);
         hours.iter().map(|h| h.get(&key).copied()).collect()
     };
+    Ok(AqiResponse {
+        at_ms: ms(at_ns),
+        stations: aqi_stations(&load_devices(conn)?, p, column),
+    })
+}
+
+/// Checks `/api/aqi`'s parameters; the evaluation instant.
+pub(crate) fn aqi_params(p: &params::AqiParams, now_ns: i64) -> Result<i64, ApiError> {
+    if let Some(d) = &p.district {
+        params::check_slug("district", d)?;
+    }
+    if let Some(d) = &p.device {
+        params::check_slug("device", d)?;
+    }
+    params::parse_at(p.at.as_deref(), now_ns)
+}
+
+/// The stations of `/api/aqi` among the device rows: those with particulates in the 24
+/// hours (`column`: a device's hourly means of a pollutant, hour 1 first) or of kind
+/// `airquality`, with their indices.
+pub(crate) fn aqi_stations(
+    rows: &[DeviceRow],
+    p: &params::AqiParams,
+    column: impl Fn(&str, aqi::Pollutant) -> Vec<Option<f64>>,
+) -> Vec<StationAqi> {
     let mut stations = Vec::new();
-    for row in load_devices(conn)? {
+    for row in rows {
         let district = row.district();
         if p.district.is_some() && district != p.district
             || p.device.as_ref().is_some_and(|d| d != &row.device)
@@ -591,10 +676,7 @@ pub fn aqi(
             us_aqi_daily: s.us_daily.map(Into::into),
         });
     }
-    Ok(AqiResponse {
-        at_ms: ms(at_ns),
-        stations,
-    })
+    stations
 }
 
 /// `GET /api/stats`.
@@ -623,16 +705,7 @@ pub fn stats(
         .map(Vec::len)
         .sum();
     let rows = load_devices(conn)?;
-    let (mut online, mut stale) = (0u64, 0u64);
-    for row in &rows {
-        if status_of(row, at_ns, default_stale) == "online" {
-            online += 1;
-        }
-        if is_stale(row, at_ns, stale_after(row, default_stale)) {
-            stale += 1;
-        }
-    }
-    let newest = rows.iter().filter_map(|r| r.last_seen_ns).max();
+    let counts = DeviceCounts::of(&rows, at_ns, default_stale);
     let secs = |ns: i64| ns as f64 / NS_PER_S as f64;
     Ok(StatsResponse {
         at_ms: ms(at_ns),
@@ -643,11 +716,41 @@ pub fn stats(
         outbox_readings: outbox.readings,
         outbox_bytes: outbox.bytes,
         store_lag_s: oldest.map_or(0.0, |o| secs((at_ns - o).max(0))),
-        newest_message_age_s: newest.map(|n| secs((at_ns - n).max(0))),
-        devices: rows.len() as u64,
-        devices_online: online,
-        devices_stale: stale,
+        newest_message_age_s: counts.newest_ns.map(|n| secs((at_ns - n).max(0))),
+        devices: counts.devices,
+        devices_online: counts.online,
+        devices_stale: counts.stale,
         log_backlog_bytes: None,
         log_apply_lag_records: None,
     })
+}
+
+/// `/api/stats`' device figures.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DeviceCounts {
+    pub(crate) devices: u64,
+    pub(crate) online: u64,
+    pub(crate) stale: u64,
+    /// The newest `last_seen` of any device.
+    pub(crate) newest_ns: Option<i64>,
+}
+
+impl DeviceCounts {
+    pub(crate) fn of(rows: &[DeviceRow], at_ns: i64, default_stale: Duration) -> Self {
+        let (mut online, mut stale) = (0u64, 0u64);
+        for row in rows {
+            if status_of(row, at_ns, default_stale) == "online" {
+                online += 1;
+            }
+            if is_stale(row, at_ns, stale_after(row, default_stale)) {
+                stale += 1;
+            }
+        }
+        Self {
+            devices: rows.len() as u64,
+            online,
+            stale,
+            newest_ns: rows.iter().filter_map(|r| r.last_seen_ns).max(),
+        }
+    }
 }

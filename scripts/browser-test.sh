@@ -6,7 +6,11 @@
 # this data (one station's PM2.5, one district's reporting count) and the map marks
 # that station and district, and that the panel's empty state and resolved history
 # render (from answers the test substitutes), and saves a screenshot to
-# artifacts/dashboard.png.
+# artifacts/dashboard.png. The gateway forwards to a VictoriaMetrics the script starts;
+# the same page is then loaded once more from a query-only node (`gateway serve`) that
+# answers from that store, with the same checks but the alerts' (a query-only node
+# evaluates no rules: its Alerts panel shows the empty state), saving
+# artifacts/dashboard-store.png.
 #
 # Installs what it needs when missing: `chromium` (apt-get) and playwright-core (npm, in
 # tests/browser/). Bounded: the whole run is cut after BROWSER_TEST_TIMEOUT seconds
@@ -53,6 +57,8 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     as_root apt-get install -y -q --no-install-recommends nodejs npm </dev/null >/dev/null
 fi
 MOSQUITTO=/usr/sbin/mosquitto
+VICTORIA=/usr/bin/victoria-metrics
+[ -x "$VICTORIA" ] || die "$VICTORIA missing: apt-get install victoria-metrics"
 if [ ! -d tests/browser/node_modules/playwright-core ]; then
     note "npm ci in tests/browser (playwright-core)"
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
@@ -116,8 +122,17 @@ wait_http() { # port path seconds pid
 
 MQTT_PORT=$(free_port)
 HTTP_PORT=$(free_port)
+VM_PORT=$(free_port)
+SERVE_PORT=$(free_port)
 URL="http://127.0.0.1:$HTTP_PORT"
+STORE="http://127.0.0.1:$VM_PORT"
 export GATEWAY_LOG_FORMAT=text
+
+note "VictoriaMetrics on 127.0.0.1:$VM_PORT"
+"$VICTORIA" -storageDataPath="$WORK/vm" -httpListenAddr="127.0.0.1:$VM_PORT" \
+    -retentionPeriod=100y -search.latencyOffset=0s >"$WORK/victoria-metrics.log" 2>&1 &
+PIDS+=($!)
+wait_http "$VM_PORT" /health 60 "${PIDS[-1]}" || die "VictoriaMetrics did not start (see victoria-metrics.log)"
 
 # Alert rules that fire at once on the simulated fleet: one station's PM2.5 above 0,
 # and one district with fewer than 1000 air-quality stations reporting. The page must
@@ -146,7 +161,7 @@ EOF
 # The gateway's embedded broker when this build has one; else Mosquitto.
 note "gateway with the embedded broker on 127.0.0.1:$MQTT_PORT (alert rules: $WORK/alerts.toml)"
 "$GATEWAY" run --config "$WORK/alerts.toml" --embedded-broker "127.0.0.1:$MQTT_PORT" \
-    --http "127.0.0.1:$HTTP_PORT" --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
+    --http "127.0.0.1:$HTTP_PORT" --data-dir "$WORK/data" --store "$STORE" >"$WORK/gateway.log" 2>&1 &
 PIDS+=($!)
 if ! wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}"; then
     wait "${PIDS[-1]}" 2>/dev/null || true
@@ -158,7 +173,7 @@ if ! wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}"; then
     PIDS+=($!)
     sleep 0.5
     "$GATEWAY" run --config "$WORK/alerts.toml" --mqtt "mqtt://127.0.0.1:$MQTT_PORT" \
-        --http "127.0.0.1:$HTTP_PORT" --data-dir "$WORK/data" >"$WORK/gateway.log" 2>&1 &
+        --http "127.0.0.1:$HTTP_PORT" --data-dir "$WORK/data" --store "$STORE" >"$WORK/gateway.log" 2>&1 &
     PIDS+=($!)
     wait_http "$HTTP_PORT" /health/live 30 "${PIDS[-1]}" || die "the gateway did not start (see gateway.log)"
 fi
@@ -194,3 +209,16 @@ DASHBOARD_URL="$URL/" SCREENSHOT="$ROOT/artifacts/dashboard.png" CHROMIUM_PATH="
 PIDS+=($!)
 wait "${PIDS[-1]}"
 note "screenshot: artifacts/dashboard.png"
+
+# --- the same page from a query-only node over the store -------------------------------
+note "gateway serve (query-only) on 127.0.0.1:$SERVE_PORT, answering from $STORE"
+"$GATEWAY" serve --store "$STORE" --http "127.0.0.1:$SERVE_PORT" >"$WORK/serve.log" 2>&1 &
+PIDS+=($!)
+wait_http "$SERVE_PORT" /health/ready 30 "${PIDS[-1]}" || die "gateway serve did not start (see serve.log)"
+note "loading http://127.0.0.1:$SERVE_PORT/ in headless Chromium"
+DASHBOARD_URL="http://127.0.0.1:$SERVE_PORT/" SCREENSHOT="$ROOT/artifacts/dashboard-store.png" \
+    CHROMIUM_PATH="$CHROMIUM" ALERT_DEVICE="" ALERT_DISTRICT="" \
+    node tests/browser/dashboard.test.mjs &
+PIDS+=($!)
+wait "${PIDS[-1]}"
+note "screenshot: artifacts/dashboard-store.png"

@@ -30,6 +30,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the service: MQTT consumer, SQLite hot tier, forwarder, HTTP server.
     Run(RunArgs),
+    /// Run a query-only node (an operations centre's screens): the dashboard,
+    /// the query API and the public AQI page answered from the store, which
+    /// holds every gateway's readings and device state. No MQTT, no hot tier;
+    /// the same HTTP authentication as `run`.
+    Serve(ServeArgs),
     /// Load and check the configuration (file, environment, flags), print the
     /// effective settings with secrets redacted, and exit: 0 if valid.
     CheckConfig(RunArgs),
@@ -232,6 +237,13 @@ pub struct RunArgs {
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
 
+    /// Where the API and dashboard read: hot-tier (this
+    /// gateway's own state) or store (the store's query API: every gateway's
+    /// readings and merged device state). [default: auto = store with
+    /// --share-group and --store, else hot-tier] (query.source)
+    #[arg(long, env = "GATEWAY_QUERY_SOURCE", value_name = "SOURCE")]
+    pub query_source: Option<crate::config::QuerySource>,
+
     /// PEM CA certificate(s) that sign the broker's TLS certificate; needed
     /// with mqtts://. [default: none] (mqtt.ca_file)
     #[arg(long, env = "GATEWAY_CA_FILE", value_name = "FILE")]
@@ -305,9 +317,95 @@ impl RunArgs {
         set_opt(&mut c.broker.acl_file, &self.broker_acl_file);
         set(&mut c.broker.allow_anonymous, &self.broker_allow_anonymous);
         set(&mut c.log.format, &self.log_format);
+        set(&mut c.query.source, &self.query_source);
         set_opt(&mut c.mqtt.ca_file, &self.ca_file);
         set_opt(&mut c.mqtt.client_cert, &self.client_cert);
         set_opt(&mut c.mqtt.client_key, &self.client_key);
+    }
+}
+
+/// Flags of `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (its [store], [http], [query], [public] and
+    /// ingest.device_kinds apply). [default: none, built-in defaults]
+    #[arg(long, short = 'c', env = "GATEWAY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Base URL of the store (VictoriaMetrics), whose Prometheus query API
+    /// answers; user info in it is taken as Basic credentials. Required here
+    /// or in the file. (store.url)
+    #[arg(long, env = "GATEWAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// User name of Basic credentials for the store. [default: none]
+    /// (store.username)
+    #[arg(long, env = "GATEWAY_STORE_USERNAME", value_name = "NAME")]
+    pub store_username: Option<String>,
+
+    /// Password of those Basic credentials; never logged. [default: none]
+    /// (store.password)
+    #[arg(
+        long,
+        env = "GATEWAY_STORE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub store_password: Option<String>,
+
+    /// Listen address of the HTTP server. [default: 127.0.0.1:8080]
+    /// (http.listen)
+    #[arg(long, env = "GATEWAY_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// API token, as for `run` (repeat, or comma-separate in the variable);
+    /// needed when --http is not a loopback address. [default: none]
+    /// (http.tokens)
+    #[arg(
+        long,
+        env = "GATEWAY_HTTP_TOKEN",
+        value_name = "TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub http_token: Vec<String>,
+
+    /// File of API tokens, one per line. [default: none] (http.token_file)
+    #[arg(long, env = "GATEWAY_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// Require the API token on /metrics too. [default: off]
+    /// (http.metrics_require_token)
+    #[arg(long, env = "GATEWAY_METRICS_REQUIRE_TOKEN")]
+    pub metrics_require_token: bool,
+
+    /// Allow a non-loopback --http with no token. [default: off]
+    /// (http.insecure)
+    #[arg(long, env = "GATEWAY_HTTP_INSECURE")]
+    pub http_insecure: bool,
+
+    /// Log format. [default: text] (log.format)
+    #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl ServeArgs {
+    /// The configuration these flags select (the file's, flags on top).
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        RunArgs {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            store_username: self.store_username.clone(),
+            store_password: self.store_password.clone(),
+            http: self.http.clone(),
+            http_token: self.http_token.clone(),
+            http_token_file: self.http_token_file.clone(),
+            metrics_require_token: self.metrics_require_token,
+            http_insecure: self.http_insecure,
+            log_format: self.log_format,
+            ..RunArgs::default()
+        }
+        .load()
     }
 }
 

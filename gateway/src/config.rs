@@ -72,6 +72,51 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// `[public]`: the public AQI feed over MQTT and HTTP (see `crate::public`).
     pub public: PublicConfig,
+    /// `[query]`: where the API, the dashboard and `gateway query` read from.
+    pub query: QueryConfig,
+}
+
+/// `[query]`: where the API, the dashboard and `gateway query` read from.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// `auto`: the store when `mqtt.share_group` and `store.url` are both set (each
+    /// gateway of a group receives a part of the city; the store holds all of it), else
+    /// the hot tier. `hot-tier`: this gateway's own state. `store`: the store's query
+    /// API (needs `store.url`). Default: `auto`.
+    pub source: QuerySource,
+    /// Store source: how far back a device is still listed, and its first sight,
+    /// status and meta looked for, seconds. Default: 2592000 (30 days).
+    pub device_window_s: u64,
+    /// Store source: the window of the merged health counts (gaps, duplicates,
+    /// dropped readings), seconds. Default: 86400 (24 hours).
+    pub health_window_s: u64,
+    /// Store source: the window of the fast "last seen" query; devices silent for
+    /// longer get a second query over the device window. Seconds. Default: 900.
+    pub recent_window_s: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            source: QuerySource::Auto,
+            device_window_s: 30 * 86_400,
+            health_window_s: 86_400,
+            recent_window_s: 900,
+        }
+    }
+}
+
+/// `query.source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum QuerySource {
+    /// The store in a share group with a store, else the hot tier.
+    Auto,
+    /// This gateway's hot tier and device state.
+    HotTier,
+    /// The store's Prometheus-compatible query API.
+    Store,
 }
 
 /// The `[public]` table, defined with the feed.
@@ -95,7 +140,40 @@ impl Default for Config {
             ingest: IngestSection::default(),
             alerts: AlertsConfig::default(),
             public: PublicConfig::default(),
+            query: QueryConfig::default(),
         }
+    }
+}
+
+impl Config {
+    /// Whether the API reads the store (else the hot tier): `query.source`, with `auto`
+    /// resolved.
+    pub fn query_from_store(&self) -> bool {
+        match self.query.source {
+            QuerySource::Store => true,
+            QuerySource::HotTier => false,
+            QuerySource::Auto => self.mqtt.share_group.is_some() && self.store.url.is_some(),
+        }
+    }
+
+    /// The store query source's settings: the store's URL and credentials, the
+    /// `[query]` windows.
+    pub fn store_query(&self) -> Option<crate::api::store::StoreQueryConfig> {
+        let url = self.store.url.as_ref()?;
+        let sink = crate::forward::sink_config(self);
+        let (username, password) = sink.credentials().unzip();
+        let q = &self.query;
+        Some(crate::api::store::StoreQueryConfig {
+            username,
+            password,
+            timeout: Duration::from_secs(self.store.timeout_s.max(1)),
+            device_window: Duration::from_secs(q.device_window_s),
+            health_window: Duration::from_secs(q.health_window_s),
+            recent_window: Duration::from_secs(q.recent_window_s),
+            ..crate::api::store::StoreQueryConfig::new(ingest::forward::url_without_credentials(
+                url,
+            ))
+        })
     }
 }
 
@@ -631,6 +709,22 @@ impl Config {
                 Some("--share-group, GATEWAY_SHARE_GROUP"),
                 "must be non-empty and contain no '/', '+' or '#'",
             ));
+        }
+        if self.query.source == QuerySource::Store && self.store.url.is_none() {
+            return Err(invalid(
+                "query.source",
+                Some("--query-source, GATEWAY_QUERY_SOURCE"),
+                "`store` needs store.url (--store): the store to read",
+            ));
+        }
+        for (key, v) in [
+            ("query.device_window_s", self.query.device_window_s),
+            ("query.health_window_s", self.query.health_window_s),
+            ("query.recent_window_s", self.query.recent_window_s),
+        ] {
+            if v == 0 {
+                return Err(invalid(key, None, "must be at least 1"));
+            }
         }
         if m.keep_alive_s == 0 || m.keep_alive_s > u64::from(u16::MAX) {
             return Err(invalid("mqtt.keep_alive_s", None, "must be 1 to 65535"));
@@ -1429,5 +1523,36 @@ mod tests {
         std::fs::write(&file, "# nothing yet\n").unwrap();
         let err = c.resolve().unwrap_err().to_string();
         assert!(err.contains("http.token_file"), "{err}");
+    }
+
+    #[test]
+    fn the_query_source_follows_the_share_group_unless_set() {
+        let mut c = Config::default();
+        assert!(!c.query_from_store(), "one box: the hot tier");
+        c.store.url = Some("http://u:p%40ss@vm:8428/".into());
+        assert!(!c.query_from_store(), "a store alone: still the hot tier");
+        c.mqtt.share_group = Some("city".into());
+        assert!(
+            c.query_from_store(),
+            "a share group with a store: the store"
+        );
+        let q = c.store_query().unwrap();
+        assert_eq!(q.url, "http://vm:8428");
+        assert_eq!(
+            (q.username.as_deref(), q.password.as_deref()),
+            (Some("u"), Some("p@ss"))
+        );
+        assert_eq!(q.health_window, Duration::from_secs(86_400));
+        c.query.source = QuerySource::HotTier;
+        assert!(!c.query_from_store());
+        let c = Config::from_toml("[query]\nsource = \"store\"\n").unwrap();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("query.source") && err.contains("store.url"),
+            "{err}"
+        );
+        let c = Config::from_toml("[query]\nhealth_window_s = 0\n").unwrap();
+        let err = c.resolve().unwrap_err().to_string();
+        assert!(err.contains("query.health_window_s"), "{err}");
     }
 }

@@ -25,5 +25,6 @@ pub mod pipeline;
 pub mod provision;
 pub mod public;
 pub mod query_cli;
+pub mod serve;
 pub mod service;
 pub mod telemetry;

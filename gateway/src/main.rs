@@ -36,6 +36,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rt.block_on(gateway::service::run(cfg, CancellationToken::new()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Serve(args) => {
+            let cfg = args.load()?;
+            cfg.resolve()?;
+            telemetry::init_logging(cfg.log.format, &cfg.log.filter);
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(gateway::serve::run(cfg, CancellationToken::new()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig(args) => {
             let cfg = args.load()?;
             let resolved = cfg.resolve()?;

@@ -1,6 +1,7 @@
 //! `gateway query devices|series|latest|aqi|stats|alerts`: the query API's questions from a
-//! terminal or a script, answered either from the hot tier directly (`--data-dir`, read-only)
-//! or from a running gateway (`--url`), printed as a table or as CSV.
+//! terminal or a script, answered from the hot tier directly (`--data-dir`, read-only),
+//! from the store (`--store`: every gateway's readings and merged device state), or from
+//! a running gateway (`--url`), printed as a table or as CSV.
 //!
 //! Both paths take the same parameters as the HTTP API (the same structs), so a CLI
 //! answer and an API answer never disagree.
@@ -27,11 +28,33 @@ pub struct QueryArgs {
     pub format: OutputFormat,
     /// Read the hot tier in this data directory (read-only, works while the gateway runs).
     /// [default: ./data]
-    #[arg(long, env = "GATEWAY_DATA_DIR", global = true, conflicts_with = "url")]
+    #[arg(long, env = "GATEWAY_DATA_DIR", global = true, conflicts_with_all = ["url", "store"])]
     pub data_dir: Option<PathBuf>,
     /// Ask a running gateway instead, e.g. http://127.0.0.1:8080.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, conflicts_with = "store")]
     pub url: Option<String>,
+    /// Ask the store instead (VictoriaMetrics' query API, e.g. http://127.0.0.1:8428):
+    /// the whole city as a share group of gateways writes it. User info in the URL is
+    /// taken as Basic credentials. Alerts are not in the store.
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// User name of Basic credentials for --store. [default: none]
+    #[arg(
+        long,
+        env = "GATEWAY_STORE_USERNAME",
+        global = true,
+        value_name = "NAME"
+    )]
+    pub store_username: Option<String>,
+    /// Password of those credentials; never printed. [default: none]
+    #[arg(
+        long,
+        env = "GATEWAY_STORE_PASSWORD",
+        global = true,
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub store_password: Option<String>,
     /// API token sent to --url as `Authorization: Bearer TOKEN` (the gateway's
     /// --http-token; from the variable, its first comma-separated token); ignored without
     /// --url. [default: none]
@@ -84,8 +107,16 @@ pub enum OutputFormat {
 
 /// Where answers come from.
 enum Source {
-    Local { pool: ReadPool },
-    Remote { base: String, token: Option<String> },
+    Local {
+        pool: ReadPool,
+    },
+    Remote {
+        base: String,
+        token: Option<String>,
+    },
+    Store {
+        store: crate::api::store::StoreSource,
+    },
 }
 
 impl Source {
@@ -134,6 +165,20 @@ impl Source {
 
 /// Runs `gateway query ...`, printing to stdout.
 pub fn run(args: &QueryArgs) -> Result<()> {
+    if let Some(url) = &args.store {
+        let mut sink = ingest::SinkConfig::new(url.clone());
+        sink.username.clone_from(&args.store_username);
+        sink.password.clone_from(&args.store_password);
+        let (username, password) = sink.credentials().unzip();
+        let store = crate::api::store::StoreSource::new(crate::api::store::StoreQueryConfig {
+            username,
+            password,
+            ..crate::api::store::StoreQueryConfig::new(ingest::forward::url_without_credentials(
+                url,
+            ))
+        })?;
+        return print(&ask(&Source::Store { store }, args)?, args.format);
+    }
     let source = match &args.url {
         Some(url) => Source::Remote {
             base: url.clone(),
@@ -160,10 +205,39 @@ pub fn run(args: &QueryArgs) -> Result<()> {
             }
         }
     };
+    print(&ask(&source, args)?, args.format)
+}
+
+fn print(table: &Rows, format: OutputFormat) -> Result<()> {
+    let out = render(table, format)?;
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("writing to stdout")
+}
+
+/// The answer of `source` to the question of `args`, as rows.
+fn ask(source: &Source, args: &QueryArgs) -> Result<Rows> {
     let now = now_ns();
     let stale = queries::DEFAULT_STALE_AFTER;
+    let kinds = &args.device_kinds;
+    if let Source::Store { store } = source {
+        let from = |e: crate::api::ApiError| anyhow::anyhow!(e);
+        return Ok(match &args.what {
+            QueryWhat::Devices(p) => {
+                devices_table(&store.devices(p, now, stale, kinds).map_err(from)?)
+            }
+            QueryWhat::Series(p) => series_table(&store.series(&p.parse(now)?).map_err(from)?),
+            QueryWhat::Latest(p) => latest_table(&store.latest(p, now, kinds).map_err(from)?),
+            QueryWhat::Aqi(p) => aqi_table(&store.aqi(p, now).map_err(from)?),
+            QueryWhat::Stats(p) => stats_table(&store.stats(p, now, stale).map_err(from)?),
+            QueryWhat::Alerts(_) => bail!(
+                "alerts are not in the store: ask a gateway (--url) or its data directory, or vmalert"
+            ),
+        });
+    }
     let remote = matches!(source, Source::Remote { .. });
-    let table = match &args.what {
+    Ok(match &args.what {
         QueryWhat::Devices(p) => devices_table(&if remote {
             source.get("/api/devices", p)?
         } else {
@@ -195,12 +269,7 @@ pub fn run(args: &QueryArgs) -> Result<()> {
         } else {
             source.local(|c| crate::api::alerts::query(c.connection(), p, now))?
         }),
-    };
-    let out = render(&table, args.format)?;
-    std::io::stdout()
-        .lock()
-        .write_all(out.as_bytes())
-        .context("writing to stdout")
+    })
 }
 
 /// A header and rows of cells: what both output formats print.

@@ -81,6 +81,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         forwarder.as_ref().map(|f| Arc::clone(&f.wake)),
     )?;
 
+    let store_query = store_source(&cfg)?;
     let http_stop = CancellationToken::new();
     // The tokens themselves are never logged: only how many there are.
     let tokens: Vec<&str> = resolved
@@ -115,6 +116,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
             read_queue: cfg.http.api_read_queue,
             device_kinds: cfg.ingest.device_kinds.clone().into(),
             public_cache_s: cfg.public.http_enabled.then_some(cfg.public.cache_s),
+            store: store_query.clone(),
             ..crate::api::ApiConfig::new(ingest::store::db_path(&cfg.data_dir))
         },
         auth,
@@ -156,6 +158,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
                 .external_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{}", resolved.http)),
+            store: store_query.clone(),
         };
         let mut extra: Vec<Arc<dyn crate::alerts::notify::Notifier>> = Vec::new();
         if cfg.alerts.mqtt_enabled {
@@ -240,6 +243,21 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     consumed?;
     tracing::info!("gateway stopped");
     Ok(())
+}
+
+/// The store as the API's query source, when `query.source` (resolved) says so.
+fn store_source(cfg: &Config) -> anyhow::Result<Option<crate::api::store::StoreSource>> {
+    if !cfg.query_from_store() {
+        return Ok(None);
+    }
+    let Some(q) = cfg.store_query() else {
+        return Ok(None);
+    };
+    tracing::info!(
+        store = %q.url,
+        "the API, dashboard and alert rules read the store (query.source): every gateway's readings and device state"
+    );
+    Ok(Some(crate::api::store::StoreSource::new(q)?))
 }
 
 /// First SIGINT/SIGTERM (or `stop`): graceful shutdown. Second: exit now.

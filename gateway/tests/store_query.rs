@@ -79,7 +79,7 @@ impl Data {
             fields.push_str(&format!(",seq={s}"));
         }
         if let Some(f) = first_seen_s {
-            fields.push_str(&format!(",first_seen={f}"));
+            fields.push_str(&format!(",first_seen_ms={}", f * 1000));
         }
         self.line("gateway_device", device, "", &fields, recv);
     }

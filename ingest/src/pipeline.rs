@@ -799,16 +799,15 @@ impl Pipeline {
                                 latest_ts.push(newest);
                             }
                             if device_series {
-                                let mut fields = [("readings", f64::from(new_readings)); 3];
+                                let mut fields = [("readings", f64::from(new_readings)); 2];
                                 let mut n = 1;
-                                if let Some(seq) = g.seq {
-                                    fields[n] = ("seq", f64::from(seq));
-                                    n += 1;
-                                }
                                 // This gateway's first message of the device: the query
                                 // side takes the earliest over all gateways.
                                 if row.messages == 1 && row.first_seen > 0 {
-                                    fields[n] = ("first_seen", row.first_seen as f64 / 1e9);
+                                    fields[n] = (
+                                        "first_seen_ms",
+                                        row.first_seen.div_euclid(1_000_000) as f64,
+                                    );
                                     n += 1;
                                 }
                                 tagset.write_fields(
@@ -818,6 +817,26 @@ impl Pipeline {
                                     &fields[..n],
                                     msg.received_at_ns,
                                 );
+                                // The sequence number at the message's own time (its newest
+                                // reading): the same for every gateway that may receive
+                                // the message, and distinct per message, so that the store
+                                // (deduplicating within 1 ms) keeps one sample per message
+                                // however close two messages arrive.
+                                if let Some(seq) = g.seq {
+                                    let at = g
+                                        .readings
+                                        .iter()
+                                        .map(|r| r.ts_ns)
+                                        .max()
+                                        .unwrap_or(msg.received_at_ns);
+                                    tagset.write_fields(
+                                        body,
+                                        DEVICE_SERIES,
+                                        &[],
+                                        &[("seq", f64::from(seq))],
+                                        at,
+                                    );
+                                }
                             }
                         }
                         if !rejected.is_empty() || !spoofed.is_empty() {

@@ -1059,7 +1059,7 @@ fn forwarding_writes_each_devices_series_beside_its_readings() {
         .map(|e| String::from_utf8(e.body.clone()).unwrap())
         .collect();
     let lines: Vec<&str> = body.lines().collect();
-    let first_seen = format!("{}", (t + 2_000) as f64 / 1e9);
+    let first_seen = (t + 2_000) / 1_000_000;
     let expected = [
         format!(
             "gateway_device_status,device=nz-1,district=tay-ho,format=senml,kind=noise online=1 {t}"
@@ -1069,12 +1069,21 @@ fn forwarding_writes_each_devices_series_beside_its_readings() {
             t + 1_000
         ),
         format!(
-            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality readings=2,seq=7,first_seen={first_seen} {}",
+            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality readings=2,first_seen_ms={first_seen} {}",
             t + 2_000
         ),
         format!(
-            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality readings=1,seq=8 {}",
+            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality readings=1 {}",
             t + 3_000
+        ),
+        // Sequence numbers at the messages' own times.
+        format!(
+            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality seq=7 {}",
+            ts * 1_000_000_000
+        ),
+        format!(
+            "gateway_device,device=aq-0001,district=hoan-kiem,format=senml,kind=airquality seq=8 {}",
+            (ts + 1) * 1_000_000_000
         ),
     ];
     for e in &expected {

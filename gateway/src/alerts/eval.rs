@@ -34,9 +34,12 @@ pub struct Snapshot {
     pub store_config_error: bool,
 }
 
-/// Reads what `rules` need.
+/// Reads what `rules` need: devices, latest values and AQI from `store` when given (the
+/// whole city as every gateway of a share group wrote it), else from the hot tier;
+/// pipeline stats always from this gateway's own state.
 pub fn gather(
     hot: &HotRead<'_>,
+    store: Option<&crate::api::store::StoreSource>,
     rules: &[Rule],
     now_ns: i64,
     hours: &queries::HourCache,
@@ -47,7 +50,12 @@ pub fn gather(
         now_ns,
         ..Snapshot::default()
     };
-    s.devices = queries::devices(hot, &DevicesParams::default(), now_ns, stale, &[])?.devices;
+    let all = DevicesParams::default();
+    s.devices = match store {
+        Some(st) => st.devices(&all, now_ns, stale, &[])?,
+        None => queries::devices(hot, &all, now_ns, stale, &[])?,
+    }
+    .devices;
     let max_age = rules
         .iter()
         .filter_map(|r| match r.spec {
@@ -61,10 +69,17 @@ pub fn gather(
             detail: Some("true".into()),
             ..LatestParams::default()
         };
-        s.latest = Some(queries::latest(hot, &p, now_ns, &[])?);
+        s.latest = Some(match store {
+            Some(st) => st.latest(&p, now_ns, &[])?,
+            None => queries::latest(hot, &p, now_ns, &[])?,
+        });
     }
     if need(|s| matches!(s, Spec::Aqi { .. })) {
-        s.aqi = Some(queries::aqi(hot, &AqiParams::default(), now_ns, hours)?);
+        let p = AqiParams::default();
+        s.aqi = Some(match store {
+            Some(st) => st.aqi(&p, now_ns)?,
+            None => queries::aqi(hot, &p, now_ns, hours)?,
+        });
     }
     if need(|s| matches!(s, Spec::Pipeline { .. })) {
         s.stats = Some(queries::stats(hot, &StatsParams::default(), now_ns, stale)?);

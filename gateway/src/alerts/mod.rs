@@ -58,6 +58,9 @@ pub struct Context {
     pub progress: Option<Arc<ingest::applier::Progress>>,
     /// `externalURL` of notifications.
     pub external_url: String,
+    /// The store, when it is the query source (`query.source`): rules then see every
+    /// gateway's data (default none: the hot tier).
+    pub store: Option<crate::api::store::StoreSource>,
 }
 
 /// The running evaluator; [`Alerting::stop`] ends it.
@@ -241,12 +244,12 @@ impl Evaluator {
         let hours = &self.hours;
         let snap = self
             .pool
-            .with(|hot| eval::gather(hot, &rules, now_ns, hours));
+            .with(|hot| eval::gather(hot, self.ctx.store.as_ref(), &rules, now_ns, hours));
         let mut snap = match snap {
             Ok(s) => s,
             Err(e) => {
                 metrics::counter!("alert_evaluation_failures_total").increment(1);
-                tracing::warn!(error = %e, "alert evaluation: cannot read the hot tier");
+                tracing::warn!(error = %e, "alert evaluation: cannot read the hot tier or the store");
                 return;
             }
         };

@@ -193,17 +193,67 @@ impl ReadPool {
                 let _ = tx.send(pool.with(f));
             }
         });
-        match workers.jobs.try_send(job) {
-            Ok(()) => {}
-            Err(flume::TrySendError::Full(_)) => {
-                metrics::counter!("api_queries_refused_total").increment(1);
-                return Err(ApiError::Busy);
-            }
-            Err(flume::TrySendError::Disconnected(_)) => {
-                return Err(ApiError::Internal("the query threads are gone".into()));
-            }
-        }
+        enqueue(workers, job)?;
         Ok(rx)
+    }
+}
+
+/// The store's queries on threads of their own, bounded like [`ReadPool`]'s: at most
+/// `threads` at once (each an HTTP request to the store), `queue` waiting, the rest
+/// refused with [`ApiError::Busy`].
+#[derive(Debug, Clone)]
+pub struct StorePool {
+    source: super::store::StoreSource,
+    workers: Arc<Workers>,
+}
+
+impl StorePool {
+    /// Starts the threads.
+    pub fn new(
+        source: super::store::StoreSource,
+        threads: usize,
+        queue: usize,
+    ) -> std::io::Result<Self> {
+        Ok(Self {
+            source,
+            workers: Arc::new(Workers::start(threads, queue)?),
+        })
+    }
+
+    /// The store source itself (for synchronous callers).
+    pub fn source(&self) -> &super::store::StoreSource {
+        &self.source
+    }
+
+    /// Runs `f` against the store on one of the threads.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&super::store::StoreSource) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let source = self.source.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            if !tx.is_closed() {
+                let _ = tx.send(f(&source));
+            }
+        });
+        enqueue(&self.workers, job)?;
+        rx.await
+            .map_err(|_| ApiError::Internal("the query failed (its thread panicked)".into()))?
+    }
+}
+
+/// Queues `job` for `workers`, or refuses it when the queue is full.
+fn enqueue(workers: &Workers, job: Job) -> Result<(), ApiError> {
+    match workers.jobs.try_send(job) {
+        Ok(()) => Ok(()),
+        Err(flume::TrySendError::Full(_)) => {
+            metrics::counter!("api_queries_refused_total").increment(1);
+            Err(ApiError::Busy)
+        }
+        Err(flume::TrySendError::Disconnected(_)) => {
+            Err(ApiError::Internal("the query threads are gone".into()))
+        }
     }
 }
 

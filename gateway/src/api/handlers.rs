@@ -35,10 +35,13 @@ pub async fn devices(
     let stale = s.config.stale_after;
     let kinds = s.config.device_kinds.clone();
     let now = now_ns();
+    let (p2, kinds2) = (p.clone(), kinds.clone());
     Ok(Json(
-        s.pool
-            .run(move |c| queries::devices(c, &p, now, stale, &kinds))
-            .await?,
+        s.answer(
+            move |c| queries::devices(c, &p, now, stale, &kinds),
+            move |st| st.devices(&p2, now, stale, &kinds2),
+        )
+        .await?,
     ))
 }
 
@@ -50,7 +53,14 @@ pub async fn series(
     q: Result<Query<SeriesParams>, QueryRejection>,
 ) -> Result<Json<SeriesResponse>, ApiError> {
     let req = checked(q)?.parse(now_ns())?;
-    Ok(Json(s.pool.run(move |c| queries::series(c, &req)).await?))
+    let req2 = req.clone();
+    Ok(Json(
+        s.answer(
+            move |c| queries::series(c, &req),
+            move |st| st.series(&req2),
+        )
+        .await?,
+    ))
 }
 
 /// Latest values per district and kind.
@@ -62,12 +72,15 @@ pub async fn latest(
 ) -> Result<Json<LatestResponse>, ApiError> {
     let p = checked(q)?;
     let now = now_ns();
-    Ok(Json({
-        let kinds = s.config.device_kinds.clone();
-        s.pool
-            .run(move |c| queries::latest(c, &p, now, &kinds))
-            .await?
-    }))
+    let kinds = s.config.device_kinds.clone();
+    let (p2, kinds2) = (p.clone(), kinds.clone());
+    Ok(Json(
+        s.answer(
+            move |c| queries::latest(c, &p, now, &kinds),
+            move |st| st.latest(&p2, now, &kinds2),
+        )
+        .await?,
+    ))
 }
 
 /// VN_AQI (hourly and daily) and US AQI of every station.
@@ -87,16 +100,22 @@ pub async fn aqi(
         return Ok(Json(AqiResponse::clone(&hit)));
     }
     let now = now_ns();
-    let hours = s.hour_cache.clone();
-    let fresh = Arc::new(
-        s.pool
-            .run(move |c| queries::aqi(c, &p, now, &hours))
-            .await?,
-    );
+    let fresh = Arc::new(aqi_answer(&s, p, now).await?);
     if let Some(key) = key {
         s.aqi_cache.put(key, fresh.clone(), Instant::now());
     }
     Ok(Json(AqiResponse::clone(&fresh)))
+}
+
+/// The AQI of `p` at `now` from the query source (without the answer cache).
+pub async fn aqi_answer(s: &ApiState, p: AqiParams, now: i64) -> Result<AqiResponse, ApiError> {
+    let hours = s.hour_cache.clone();
+    let p2 = p.clone();
+    s.answer(
+        move |c| queries::aqi(c, &p, now, &hours),
+        move |st| st.aqi(&p2, now),
+    )
+    .await
 }
 
 /// Dead letters, ingest rate, outbox depth and lag.
@@ -109,10 +128,31 @@ pub async fn stats(
     let p = checked(q)?;
     let stale = s.config.stale_after;
     let now = now_ns();
-    let mut answer = s
-        .pool
-        .run(move |c| queries::stats(c, &p, now, stale))
-        .await?;
+    let mut answer = match &s.store {
+        None => s
+            .local(move |c| queries::stats(c, &p, now, stale))
+            .await
+            .unwrap_or_else(|| Err(ApiError::Unavailable("no hot tier".into())))?,
+        Some(store) => {
+            // Devices and the ingest rate from the store; dead letters and the outbox
+            // are this gateway's own (none on a query-only node).
+            let p2 = p.clone();
+            let mut merged = store.run(move |st| st.stats(&p2, now, stale)).await?;
+            if let Some(local) = s
+                .local(move |c| queries::stats(c, &p, now, stale))
+                .await
+                .transpose()?
+            {
+                merged.dead_letters = local.dead_letters;
+                merged.dead_letters_last_hour = local.dead_letters_last_hour;
+                merged.outbox_entries = local.outbox_entries;
+                merged.outbox_readings = local.outbox_readings;
+                merged.outbox_bytes = local.outbox_bytes;
+                merged.store_lag_s = local.store_lag_s;
+            }
+            merged
+        }
+    };
     if let Some(log) = &s.config.log {
         answer.log_backlog_bytes = Some(log.backlog_bytes());
         answer.log_apply_lag_records = Some(log.durable().saturating_sub(log.applied()));

@@ -72,6 +72,12 @@ pub struct ApiConfig {
     /// Serve `/public/*` without a token, with this `max-age` in seconds (default 30);
     /// none: no `/public/*` routes.
     pub public_cache_s: Option<u64>,
+    /// Answer devices, series, latest values, AQI and stats from the store (several
+    /// gateways' merged view) instead of the hot tier (default none: the hot tier).
+    pub store: Option<store::StoreSource>,
+    /// Whether this node has a hot tier at `db_path` (default true). A query-only node
+    /// (`gateway serve`) has none: dead letters, outbox and alert history are then empty.
+    pub hot_tier: bool,
 }
 
 impl ApiConfig {
@@ -87,6 +93,17 @@ impl ApiConfig {
             read_queue: 64,
             device_kinds: Arc::from(Vec::new()),
             public_cache_s: Some(30),
+            store: None,
+            hot_tier: true,
+        }
+    }
+
+    /// A query-only node's settings: everything from `store`, no hot tier.
+    pub fn store_only(store: store::StoreSource) -> Self {
+        Self {
+            store: Some(store),
+            hot_tier: false,
+            ..Self::new(PathBuf::new())
         }
     }
 }
@@ -134,8 +151,11 @@ impl<T> AnswerCache<T> {
 pub struct ApiState {
     /// Settings.
     pub config: Arc<ApiConfig>,
-    /// Read-only connections.
-    pub pool: ReadPool,
+    /// Read-only connections to the hot tier (none on a query-only node).
+    pub pool: Option<ReadPool>,
+    /// The store's answers, when it is the query source; its calls are bounded like
+    /// the pool's.
+    pub store: Option<db::StorePool>,
     /// Recent live AQI answers.
     pub aqi_cache: Arc<AnswerCache<model::AqiResponse>>,
     /// Hourly particulate means behind the AQI answers.
@@ -145,14 +165,55 @@ pub struct ApiState {
 impl ApiState {
     /// State for a configuration; starts the query threads.
     pub fn new(config: ApiConfig) -> std::io::Result<Self> {
+        let pool = match config.hot_tier {
+            true => Some(
+                ReadPool::new(config.db_path.clone())
+                    .with_head(config.head.clone())
+                    .with_workers(config.read_threads, config.read_queue)?,
+            ),
+            false => None,
+        };
+        let store = config
+            .store
+            .clone()
+            .map(|s| db::StorePool::new(s, config.read_threads, config.read_queue))
+            .transpose()?;
         Ok(Self {
-            pool: ReadPool::new(config.db_path.clone())
-                .with_head(config.head.clone())
-                .with_workers(config.read_threads, config.read_queue)?,
+            pool,
+            store,
             config: Arc::new(config),
             aqi_cache: Arc::default(),
             hour_cache: Arc::default(),
         })
+    }
+}
+
+impl ApiState {
+    /// Answers from the store when it is the source (`from_store`), else from the hot
+    /// tier (`hot`).
+    pub async fn answer<T: Send + 'static>(
+        &self,
+        hot: impl FnOnce(&ingest::query::HotRead<'_>) -> Result<T, ApiError> + Send + 'static,
+        from_store: impl FnOnce(&store::StoreSource) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        match (&self.store, &self.pool) {
+            (Some(s), _) => s.run(from_store).await,
+            (None, Some(pool)) => pool.run(hot).await,
+            (None, None) => Err(ApiError::Unavailable(
+                "this node has neither a hot tier nor a store".into(),
+            )),
+        }
+    }
+
+    /// Runs `f` on the hot tier; `None` on a query-only node (no local state).
+    pub async fn local<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&ingest::query::HotRead<'_>) -> Result<T, ApiError> + Send + 'static,
+    ) -> Option<Result<T, ApiError>> {
+        match &self.pool {
+            Some(pool) => Some(pool.run(f).await),
+            None => None,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::model::AqiResponse;
 use super::params::AqiParams;
-use super::{ApiState, handlers, queries};
+use super::{ApiState, handlers};
 use crate::public::Feed;
 
 /// The page, embedded in the binary.
@@ -42,10 +42,7 @@ pub async fn aqi(State(s): State<ApiState>) -> Response {
         Some(hit) => Ok(hit),
         None => {
             let now = handlers::now_ns();
-            let hours = s.hour_cache.clone();
-            let p = AqiParams::default();
-            s.pool
-                .run(move |c| queries::aqi(c, &p, now, &hours))
+            handlers::aqi_answer(&s, AqiParams::default(), now)
                 .await
                 .map(|fresh: AqiResponse| {
                     let fresh = Arc::new(fresh);

@@ -27,7 +27,7 @@
 //!       sum by (device)(distinct_over_time(gateway_device_seq[H])),
 //!       sum by (device)(count_over_time(gateway_device_seq[H])),
 //!       sum by (device)(sum_over_time({__name__="droppedReadings_value",format!=""}[H])))
-//! union(min by (device)(min_over_time(gateway_device_first_seen[D])),
+//! union(min by (device)(min_over_time(gateway_device_first_seen_ms[D])),
 //!       tlast_over_time(gateway_device_meta_updated[D]),
 //!       last_over_time(X[D]), tlast_over_time(X[D])
 //!         for X in gateway_device_status_online, gateway_device_meta_{period_s,lat,lon})
@@ -66,7 +66,7 @@
 //! letters and the outbox are each gateway's own, not in the store: reported as zero.
 //!
 //! Merging rules (per device, whichever gateway wrote what): last seen = the newest
-//! `gateway_device_readings` sample; first seen = the smallest `gateway_device_first_seen`;
+//! `gateway_device_readings` sample; first seen = the smallest `gateway_device_first_seen_ms`;
 //! gaps over `H` = `max - min + 1 - distinct` of the sequence numbers (at least 0);
 //! duplicates = `count - distinct`; last sequence number, status and each meta field: the
 //! newest sample (firmware: the `firmware` label of the newest `gateway_device_meta_updated`
@@ -351,7 +351,7 @@ struct Merged {
     seq_distinct: Option<f64>,
     seq_count: Option<f64>,
     dropped: Option<f64>,
-    first_seen_s: Option<f64>,
+    first_seen_ms: Option<f64>,
     status: Option<f64>,
     firmware: Option<String>,
     period: Option<f64>,
@@ -406,9 +406,7 @@ impl Merged {
             district: self.district,
             kind: self.kind,
             format: self.format,
-            first_seen_ns: self
-                .first_seen_s
-                .map(|s| secs_to_ms(s).saturating_mul(NS_PER_MS)),
+            first_seen_ns: self.first_seen_ms.map(|t| int(t).saturating_mul(NS_PER_MS)),
             last_seen_ns: self.last_seen_ms.map(|t| t.saturating_mul(NS_PER_MS)),
             last_seq: self.seq.map(|(_, v)| int(v)),
             gaps,
@@ -758,7 +756,7 @@ impl StoreSource {
         };
         let mut parts = vec![
             tagged(
-                &format!("min by (device)(min_over_time(gateway_device_first_seen[{dw}ms]))"),
+                &format!("min by (device)(min_over_time(gateway_device_first_seen_ms[{dw}ms]))"),
                 "first",
             ),
             tagged(
@@ -773,7 +771,7 @@ impl StoreSource {
         let state = by_tag(self.instant_parts(&parts, at)?, false);
         for (labels, v) in tag_of(&state, "first") {
             if let Some(m) = labels.get("device").and_then(|d| devices.get_mut(d)) {
-                m.first_seen_s = Some(*v);
+                m.first_seen_ms = Some(*v);
                 m.sampled = true;
             }
         }

@@ -382,9 +382,13 @@ pub struct Context {
     pub head: Option<ingest::hot::HotHead>,
     /// The message log's positions: re-evaluation only after something was applied.
     pub progress: Option<Arc<ingest::applier::Progress>>,
-    /// Write the feed to the store's outbox (a store is configured, no share group, and
-    /// `public.store_enabled`), within this outbox bound.
+    /// Write the feed to the store's outbox (a store is configured, `public.store_enabled`,
+    /// and the feed describes the whole city: no share group, or read from the store),
+    /// within this outbox bound.
     pub store_outbox_max_bytes: Option<u64>,
+    /// Compute the indices from the store (`query.source`: every gateway's readings)
+    /// instead of the hot tier. Default none.
+    pub source: Option<crate::api::store::StoreSource>,
 }
 
 /// The running feed; [`PublicFeed::stop`] ends it.
@@ -438,6 +442,7 @@ pub fn spawn(
         published: HashMap::new(),
         progress: ctx.progress,
         store,
+        source: ctx.source,
     };
     tracing::info!(
         interval_s = cfg.interval_s,
@@ -479,6 +484,8 @@ struct FeedState {
     /// A writable connection to the state database and the outbox bound, when the feed
     /// also goes to the store.
     store: Option<(rusqlite::Connection, u64)>,
+    /// The store as the source of the indices, when it is the query source.
+    source: Option<crate::api::store::StoreSource>,
 }
 
 impl FeedState {
@@ -486,16 +493,20 @@ impl FeedState {
         let applied = self.progress.as_ref().map(|p| p.applied());
         let hour = now_ns.div_euclid(NS_PER_HOUR);
         let fresh = applied != self.seen_applied || self.seen_hour != Some(hour);
-        if !fresh && applied.is_some() {
+        // From the store, other gateways' readings count too: every tick evaluates.
+        if !fresh && applied.is_some() && self.source.is_none() {
             return;
         }
-        let answer = self
-            .pool
-            .with(|hot| queries::aqi(hot, &AqiParams::default(), now_ns, &self.hours));
+        let answer = match &self.source {
+            Some(store) => store.aqi(&AqiParams::default(), now_ns),
+            None => self
+                .pool
+                .with(|hot| queries::aqi(hot, &AqiParams::default(), now_ns, &self.hours)),
+        };
         let answer = match answer {
             Ok(a) => a,
             Err(e) => {
-                tracing::warn!(error = %e, "public AQI feed: cannot read the hot tier");
+                tracing::warn!(error = %e, "public AQI feed: cannot read the hot tier or the store");
                 return;
             }
         };
@@ -503,7 +514,19 @@ impl FeedState {
         self.seen_hour = Some(hour);
         let feed = Feed::from_aqi(&answer);
         if let Some((conn, max)) = &mut self.store {
-            let (lines, n) = store_lines(&feed, now_ns);
+            // From the store, every gateway of a share group computes the same values:
+            // stamped on the interval's boundary, their lines are the same samples, which
+            // the store keeps once (-dedup.minScrapeInterval).
+            let ts = match &self.source {
+                Some(_) => {
+                    let step = i64::try_from(self.cfg.interval_s.max(1))
+                        .unwrap_or(i64::MAX)
+                        .saturating_mul(1_000_000_000);
+                    now_ns - now_ns.rem_euclid(step)
+                }
+                None => now_ns,
+            };
+            let (lines, n) = store_lines(&feed, ts);
             if n > 0 {
                 match ingest::outbox::append(conn, lines.as_bytes(), n, *max) {
                     Ok(true) => {

@@ -132,12 +132,13 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
             data_dir: cfg.data_dir.clone(),
             head: Some(opened.hot_head.clone()),
             progress: Some(Arc::clone(&progress)),
-            // In a share group each gateway holds a part of the city: its AQI would be
-            // partial, so only a gateway alone writes the AQI series.
+            // In a share group each gateway's hot tier holds a part of the city: its AQI
+            // would be partial, so there the AQI series are written only from the store.
             store_outbox_max_bytes: (cfg.public.store_enabled
                 && cfg.store.url.is_some()
-                && cfg.mqtt.share_group.is_none())
+                && (cfg.mqtt.share_group.is_none() || store_query.is_some()))
             .then_some(cfg.ingest.outbox_max_bytes),
+            source: store_query.clone(),
         };
         let publisher = publisher.clone();
         tokio::task::spawn_blocking(move || crate::public::spawn(&public_cfg, ctx, publisher))

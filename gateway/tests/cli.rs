@@ -54,13 +54,14 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
         ("--broker-allow-anonymous", "GATEWAY_BROKER_ALLOW_ANONYMOUS"),
         ("--store-username", "GATEWAY_STORE_USERNAME"),
         ("--store-password", "GATEWAY_STORE_PASSWORD"),
+        ("--query-source", "GATEWAY_QUERY_SOURCE"),
     ] {
         assert!(help.contains(flag), "run --help lacks {flag}:\n{help}");
         assert!(help.contains(env), "run --help lacks {env}:\n{help}");
     }
     assert_eq!(
         help.matches("[default:").count(),
-        26,
+        27,
         "every option states its default:\n{help}"
     );
     assert!(help.contains("mqtt://127.0.0.1:1883") && help.contains("./data"));
@@ -69,9 +70,30 @@ fn run_help_mentions_every_option_with_its_default_and_variable() {
 #[test]
 fn top_level_and_deadletters_help_list_the_subcommands() {
     let help = text(&gateway(&["--help"], &[]));
-    for sub in ["run", "check-config", "deadletters", "bench", "devices"] {
+    for sub in [
+        "run",
+        "serve",
+        "check-config",
+        "deadletters",
+        "bench",
+        "devices",
+    ] {
         assert!(help.contains(sub), "--help lacks {sub}:\n{help}");
     }
+    // The query-only node explains itself and refuses to start without a store.
+    let help = text(&gateway(&["serve", "--help"], &[]));
+    for flag in [
+        "--store",
+        "--http",
+        "--http-token",
+        "GATEWAY_STORE",
+        "query-only",
+    ] {
+        assert!(help.contains(flag), "serve --help lacks {flag}:\n{help}");
+    }
+    let out = gateway(&["serve", "--http", "127.0.0.1:0"], &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("store.url"), "{}", text(&out));
     let help = text(&gateway(&["deadletters", "--help"], &[]));
     for sub in ["list", "show", "replay", "--data-dir", "--config"] {
         assert!(

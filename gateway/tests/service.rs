@@ -553,7 +553,9 @@ fn every_format_on_its_default_route_reaches_the_hot_tier_and_the_store() {
         assert!((points[0].1 - value).abs() < 1e-9, "{selector}: {points:?}");
     }
     let lp = store
-        .wait_for_export(r#"{device="fmt-lp"}"#, WAIT, |s| !s.is_empty())
+        .wait_for_export(r#"{__name__=~".+_value",device="fmt-lp"}"#, WAIT, |s| {
+            !s.is_empty()
+        })
         .unwrap();
     assert_eq!(lp.len(), 1, "{lp:?}");
     assert_eq!(lp[0].points()[0], (now_s * 1000, 21.5));

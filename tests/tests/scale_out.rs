@@ -49,9 +49,13 @@ fn store() -> VictoriaMetrics {
 }
 
 fn gateway(broker: &Mosquitto, store: &VictoriaMetrics, dir: &Path, id: &str) -> GatewayProcess {
+    // The public AQI feed evaluates every 2 s (its AQI series go to the store).
+    let config = dir.join("gateway.toml");
+    std::fs::write(&config, "[public]\ninterval_s = 2\n").unwrap();
     let mut opts = GatewayOptions::new(broker, id, &dir.join(id));
     opts.store = Some(store.url());
     opts.share_group = Some(GROUP.into());
+    opts.extra = vec!["--config".into(), config.display().to_string()];
     opts.ready_timeout = READY;
     GatewayProcess::start(&built_binary("gateway"), &opts).unwrap()
 }
@@ -207,6 +211,36 @@ fn three_gateways_and_a_query_node_show_one_city() {
         .collect();
     let query = QueryNode::start(&store, dir.path());
 
+    // Three hours of history of ten more stations, as fast as it goes, so that the hourly
+    // indices have hours to work on.
+    let history = dir.path().join("history.csv");
+    let mut past = start_fleet(
+        &broker,
+        dir.path(),
+        &history,
+        &[
+            "--air",
+            "10",
+            "--weather",
+            "0",
+            "--noise",
+            "0",
+            "--wifi",
+            "0",
+            "--speed",
+            "max",
+            "--start",
+            "-3h",
+            "--duration",
+            "3h",
+            "--seed",
+            "61",
+            "--id-prefix",
+            "hist-",
+        ],
+    );
+    wait_for_exit(&mut past, "the history run ends", Duration::from_secs(240));
+
     // About 100 native stations and a tenth as Tasmota plugs, one message every 30
     // simulated seconds for 20 simulated minutes, at 30x: about 40 s of traffic.
     let manifest = dir.path().join("fleet.csv");
@@ -246,10 +280,12 @@ fn three_gateways_and_a_query_node_show_one_city() {
     gateways[1].start_again().unwrap();
     wait_for_exit(&mut fleet, "the fleet run ends", Duration::from_secs(240));
 
-    let devices = manifest_devices(&manifest);
+    let mut devices = manifest_devices(&manifest);
     assert!(devices.len() >= 100, "{} devices", devices.len());
     let report = verify_store(&manifest, &store);
     eprintln!("simulators verify (VictoriaMetrics):\n{report}");
+    verify_store(&history, &store);
+    devices.extend(manifest_devices(&history));
 
     let mut nodes: Vec<Node> = ["gw-a", "gw-b", "gw-c"]
         .iter()
@@ -313,6 +349,42 @@ fn three_gateways_and_a_query_node_show_one_city() {
             );
         }
     }
+
+    // The public feed's AQI series, written by the gateways of the group from the store,
+    // carry the indices every node shows.
+    let aqi = get_json(&nodes[3], "/api/aqi");
+    let expected: BTreeMap<String, u64> = aqi["stations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s["device"].as_str()?.to_owned(),
+                s["vn_aqi_hourly"]["value"].as_u64()?,
+            ))
+        })
+        .collect();
+    assert!(
+        !expected.is_empty(),
+        "no station has an hourly index: {aqi}"
+    );
+    wait_until(
+        "the store's aqi_value series match the query node's stations",
+        SETTLE,
+        || {
+            store.force_flush().unwrap();
+            store
+                .export(r#"aqi_value{scope="station",index="VN_AQI"}"#)
+                .unwrap()
+                .iter()
+                .filter_map(|s| {
+                    let newest = s.points().last()?.1;
+                    Some((s.label("device")?.to_owned(), newest as u64))
+                })
+                .collect::<BTreeMap<String, u64>>()
+        },
+        |got| expected.iter().all(|(d, v)| got.get(d) == Some(v)),
+    );
 
     // A device's outage: messages 10..15 of 30 never arrive; the rest reach whichever
     // gateway the broker picks.

@@ -19,7 +19,8 @@
 //! - `SCALE_MODE=live` (default): the gateways are running; the clock starts
 //!   with the first publish.
 //! - `SCALE_MODE=queued`: the gateways subscribe and stop, the broker queues the
-//!   burst in their sessions, and the clock starts when they start again.
+//!   burst in their sessions, and the clock starts when they start again (one
+//!   after another, each until ready; the first drains while the next starts).
 //!
 //! Measured: the time until the gateways have committed every reading (the sum
 //! of `/health` `readings_committed`) and until every outbox is empty (the store

@@ -198,6 +198,11 @@ impl GatewayProcess {
         metric_value(&body, name)
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
     /// Whether the process is alive.
     pub fn is_running(&mut self) -> bool {
         self.server.is_running()

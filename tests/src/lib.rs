@@ -38,6 +38,6 @@ pub use gateway::{GatewayOptions, GatewayProcess, http_get};
 pub use mosquitto::{Mosquitto, MosquittoOptions, TlsListener};
 pub use mqtt::{PublishOptions, publish, publish_with};
 pub use net::free_port;
-pub use process::{ChildGuard, Restartable, built_binary};
+pub use process::{ChildGuard, ProcUsage, Restartable, built_binary};
 pub use victoria::{ExportedSeries, VictoriaMetrics, VictoriaMetricsOptions};
 pub use wait::wait_until;

@@ -268,6 +268,11 @@ impl Mosquitto {
         log_tail(&self.log_path, lines)
     }
 
+    /// The broker's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
     /// Whether the broker process is alive (it may have crashed on its own).
     pub fn is_running(&mut self) -> bool {
         self.server.is_running()

@@ -93,6 +93,41 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// CPU time and peak memory of a live process, from `/proc` (Linux), for
+/// benchmarks that charge each process its own cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcUsage {
+    /// User plus system CPU seconds since the process started (`utime + stime`).
+    pub cpu_s: f64,
+    /// Peak resident set size in bytes (`VmHWM`).
+    pub peak_rss_bytes: u64,
+}
+
+impl ProcUsage {
+    /// The usage of process `pid`, or `None` when it is gone or `/proc` cannot be read.
+    pub fn of(pid: u32) -> Option<Self> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name is in parentheses and may contain spaces; utime and
+        // stime are fields 14 and 15, the 12th and 13th after it.
+        let after = stat.get(stat.rfind(')')? + 2..)?;
+        let mut fields = after.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let hwm_kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Some(Self {
+            // Clock ticks: the kernel's USER_HZ is 100 on Linux.
+            cpu_s: (utime + stime) / 100.0,
+            peak_rss_bytes: hwm_kib * 1024,
+        })
+    }
+}
+
 /// A spawned child process that is killed (SIGKILL) and reaped on drop.
 ///
 /// Dropping during a panic still runs, so a failing test never leaves a broker
@@ -306,6 +341,11 @@ impl Restartable {
         self.child.as_mut()
     }
 
+    /// The running child's process id, if any.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ChildGuard::id)
+    }
+
     /// SIGTERM, then SIGKILL after the stop grace: a graceful stop (servers save
     /// their state). The exit status, or `None` if it had to be killed or was not
     /// running.
@@ -339,5 +379,18 @@ impl Restartable {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_usage() {
+        let usage = ProcUsage::of(std::process::id()).expect("/proc of this process");
+        assert!(usage.cpu_s >= 0.0);
+        assert!(usage.peak_rss_bytes > 0);
+        assert_eq!(ProcUsage::of(u32::MAX), None);
     }
 }

@@ -223,6 +223,11 @@ impl VictoriaMetrics {
         log_tail(&self.log_path, lines)
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.server.pid()
+    }
+
     /// Whether the server process is alive.
     pub fn is_running(&mut self) -> bool {
         self.server.is_running()

@@ -168,6 +168,11 @@ fn run(bin: &std::path::Path, gateways: usize, shape: &Shape) -> Row {
             );
             opts.store = Some(store.url());
             opts.share_group = Some("scale".into());
+            // A gateway configuration of one's own, e.g. `[ingest]
+            // forward_device_series = false` to measure without the device-state series.
+            if let Ok(config) = std::env::var("SCALE_CONFIG") {
+                opts.extra = vec!["--config".into(), config];
+            }
             GatewayProcess::start(bin, &opts).unwrap()
         })
         .collect();

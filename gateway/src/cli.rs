@@ -88,6 +88,111 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The store flags of `run` and `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StoreArgs {
+    /// Base URL of the time-series store: `run` writes to its InfluxDB v2
+    /// write API (InfluxDB, VictoriaMetrics, ...), and reads VictoriaMetrics'
+    /// Prometheus query API when it is the query source; `serve` only reads.
+    /// [default: none, hot tier only; `serve` needs it] (store.url)
+    #[arg(long, env = "GATEWAY_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
+    /// User name of Basic credentials for a store behind VictoriaMetrics'
+    /// `-httpAuth.*` or an authenticating proxy (the URL's user info works
+    /// too). [default: none] (store.username)
+    #[arg(long, env = "GATEWAY_STORE_USERNAME", value_name = "NAME")]
+    pub store_username: Option<String>,
+
+    /// Password of those Basic credentials; never logged. [default: none]
+    /// (store.password)
+    #[arg(
+        long,
+        env = "GATEWAY_STORE_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub store_password: Option<String>,
+}
+
+impl StoreArgs {
+    fn apply(&self, c: &mut Config) {
+        if self.store.is_some() {
+            c.store.url.clone_from(&self.store);
+        }
+        if self.store_username.is_some() {
+            c.store.username.clone_from(&self.store_username);
+        }
+        if let Some(p) = &self.store_password {
+            c.store.password = Some(Secret::new(p.clone()));
+        }
+    }
+}
+
+/// The HTTP server flags of `run` and `serve`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct HttpArgs {
+    /// Listen address of the HTTP server (/metrics, /health). [default:
+    /// 127.0.0.1:8080] (http.listen)
+    #[arg(long, env = "GATEWAY_HTTP", value_name = "ADDR")]
+    pub http: Option<String>,
+
+    /// Token that the query API and the dashboard require (Authorization:
+    /// Bearer TOKEN, or the login page's cookie); at least 16 visible ASCII
+    /// characters, never logged. Repeat the flag, or separate tokens with
+    /// commas in the variable, to accept several while rotating. Replaces
+    /// http.tokens of the file. Needed when --http is not a loopback address.
+    /// [default: none, the API is open] (http.tokens)
+    #[arg(
+        long,
+        env = "GATEWAY_HTTP_TOKEN",
+        value_name = "TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub http_token: Vec<String>,
+
+    /// File of API tokens, one per line (blank lines and lines starting with
+    /// # are ignored), accepted as well as --http-token. Read at start.
+    /// [default: none] (http.token_file)
+    #[arg(long, env = "GATEWAY_HTTP_TOKEN_FILE", value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+
+    /// Require the API token on /metrics too (Prometheus then scrapes with
+    /// its bearer token). [default: off, /metrics is open]
+    /// (http.metrics_require_token)
+    #[arg(long, env = "GATEWAY_METRICS_REQUIRE_TOKEN")]
+    pub metrics_require_token: bool,
+
+    /// Allow --http on a non-loopback address with no token (the API and
+    /// dashboard then open to anyone who reaches it), e.g. behind a proxy
+    /// that authenticates. [default: off, such a start is refused]
+    /// (http.insecure)
+    #[arg(long, env = "GATEWAY_HTTP_INSECURE")]
+    pub http_insecure: bool,
+}
+
+impl HttpArgs {
+    fn apply(&self, c: &mut Config) {
+        if let Some(h) = &self.http {
+            c.http.listen.clone_from(h);
+        }
+        if !self.http_token.is_empty() {
+            c.http.tokens = self
+                .http_token
+                .iter()
+                .map(|t| Secret::new(t.trim()))
+                .filter(|t| !t.expose().is_empty())
+                .collect();
+        }
+        if self.http_token_file.is_some() {
+            c.http.token_file.clone_from(&self.http_token_file);
+        }
+        c.http.metrics_require_token |= self.metrics_require_token;
+        c.http.insecure |= self.http_insecure;
+    }
+}
+
 /// Flags of `run` and `check-config`.
 #[derive(Debug, Clone, Default, Args)]
 pub struct RunArgs {
@@ -128,10 +233,9 @@ pub struct RunArgs {
     #[arg(long, env = "GATEWAY_SHARE_GROUP", value_name = "NAME")]
     pub share_group: Option<String>,
 
-    /// Base URL of the time-series store's InfluxDB v2 write API (InfluxDB,
-    /// VictoriaMetrics, ...). [default: none, hot tier only] (store.url)
-    #[arg(long, env = "GATEWAY_STORE", value_name = "URL")]
-    pub store: Option<String>,
+    /// The store and its credentials.
+    #[command(flatten)]
+    pub store_args: StoreArgs,
 
     /// Store organisation. [default: city] (store.org)
     #[arg(long, env = "GATEWAY_ORG", value_name = "ORG")]
@@ -150,65 +254,14 @@ pub struct RunArgs {
     )]
     pub token: Option<String>,
 
-    /// User name of Basic credentials for a store behind VictoriaMetrics'
-    /// `-httpAuth.*` or an authenticating proxy (the URL's user info works
-    /// too). [default: none] (store.username)
-    #[arg(long, env = "GATEWAY_STORE_USERNAME", value_name = "NAME")]
-    pub store_username: Option<String>,
-
-    /// Password of those Basic credentials; never logged. [default: none]
-    /// (store.password)
-    #[arg(
-        long,
-        env = "GATEWAY_STORE_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
-    pub store_password: Option<String>,
-
     /// Directory of the SQLite state (hot tier, outbox, dead letters, device
     /// state). [default: ./data] (data_dir)
     #[arg(long, env = "GATEWAY_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Listen address of the HTTP server (/metrics, /health). [default:
-    /// 127.0.0.1:8080] (http.listen)
-    #[arg(long, env = "GATEWAY_HTTP", value_name = "ADDR")]
-    pub http: Option<String>,
-
-    /// Token that the query API and the dashboard require (Authorization:
-    /// Bearer TOKEN, or the login page's cookie); at least 16 visible ASCII
-    /// characters, never logged. Repeat the flag, or separate tokens with
-    /// commas in the variable, to accept several while rotating. Replaces
-    /// http.tokens of the file. Needed when --http is not a loopback address.
-    /// [default: none, the API is open] (http.tokens)
-    #[arg(
-        long,
-        env = "GATEWAY_HTTP_TOKEN",
-        value_name = "TOKEN",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub http_token: Vec<String>,
-
-    /// File of API tokens, one per line (blank lines and lines starting with
-    /// # are ignored), accepted as well as --http-token. Read at start.
-    /// [default: none] (http.token_file)
-    #[arg(long, env = "GATEWAY_HTTP_TOKEN_FILE", value_name = "FILE")]
-    pub http_token_file: Option<PathBuf>,
-
-    /// Require the API token on /metrics too (Prometheus then scrapes with
-    /// its bearer token). [default: off, /metrics is open]
-    /// (http.metrics_require_token)
-    #[arg(long, env = "GATEWAY_METRICS_REQUIRE_TOKEN")]
-    pub metrics_require_token: bool,
-
-    /// Allow --http on a non-loopback address with no token (the API and
-    /// dashboard then open to anyone who reaches it), e.g. behind a proxy
-    /// that authenticates. [default: off, such a start is refused]
-    /// (http.insecure)
-    #[arg(long, env = "GATEWAY_HTTP_INSECURE")]
-    pub http_insecure: bool,
+    /// The HTTP server and its authentication.
+    #[command(flatten)]
+    pub http_args: HttpArgs,
 
     /// Run an MQTT broker inside the gateway on ADDR (one-box use) and
     /// connect to it. [default: none] (broker.embedded)
@@ -289,29 +342,14 @@ impl RunArgs {
         }
         set_opt(&mut c.mqtt.client_id, &self.client_id);
         set_opt(&mut c.mqtt.share_group, &self.share_group);
-        set_opt(&mut c.store.url, &self.store);
         set(&mut c.store.org, &self.org);
         set(&mut c.store.bucket, &self.bucket);
         if let Some(t) = &self.token {
             c.store.token = Some(Secret::new(t.clone()));
         }
-        set_opt(&mut c.store.username, &self.store_username);
-        if let Some(p) = &self.store_password {
-            c.store.password = Some(Secret::new(p.clone()));
-        }
         set(&mut c.data_dir, &self.data_dir);
-        set(&mut c.http.listen, &self.http);
-        if !self.http_token.is_empty() {
-            c.http.tokens = self
-                .http_token
-                .iter()
-                .map(|t| Secret::new(t.trim()))
-                .filter(|t| !t.expose().is_empty())
-                .collect();
-        }
-        set_opt(&mut c.http.token_file, &self.http_token_file);
-        c.http.metrics_require_token |= self.metrics_require_token;
-        c.http.insecure |= self.http_insecure;
+        self.store_args.apply(c);
+        self.http_args.apply(c);
         set_opt(&mut c.broker.embedded, &self.embedded_broker);
         set_opt(&mut c.broker.password_file, &self.broker_password_file);
         set_opt(&mut c.broker.acl_file, &self.broker_acl_file);
@@ -332,57 +370,13 @@ pub struct ServeArgs {
     #[arg(long, short = 'c', env = "GATEWAY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Base URL of the store (VictoriaMetrics), whose Prometheus query API
-    /// answers; user info in it is taken as Basic credentials. Required here
-    /// or in the file. (store.url)
-    #[arg(long, env = "GATEWAY_STORE", value_name = "URL")]
-    pub store: Option<String>,
+    /// The store to answer from, and its credentials.
+    #[command(flatten)]
+    pub store_args: StoreArgs,
 
-    /// User name of Basic credentials for the store. [default: none]
-    /// (store.username)
-    #[arg(long, env = "GATEWAY_STORE_USERNAME", value_name = "NAME")]
-    pub store_username: Option<String>,
-
-    /// Password of those Basic credentials; never logged. [default: none]
-    /// (store.password)
-    #[arg(
-        long,
-        env = "GATEWAY_STORE_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
-    )]
-    pub store_password: Option<String>,
-
-    /// Listen address of the HTTP server. [default: 127.0.0.1:8080]
-    /// (http.listen)
-    #[arg(long, env = "GATEWAY_HTTP", value_name = "ADDR")]
-    pub http: Option<String>,
-
-    /// API token, as for `run` (repeat, or comma-separate in the variable);
-    /// needed when --http is not a loopback address. [default: none]
-    /// (http.tokens)
-    #[arg(
-        long,
-        env = "GATEWAY_HTTP_TOKEN",
-        value_name = "TOKEN",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub http_token: Vec<String>,
-
-    /// File of API tokens, one per line. [default: none] (http.token_file)
-    #[arg(long, env = "GATEWAY_HTTP_TOKEN_FILE", value_name = "FILE")]
-    pub http_token_file: Option<PathBuf>,
-
-    /// Require the API token on /metrics too. [default: off]
-    /// (http.metrics_require_token)
-    #[arg(long, env = "GATEWAY_METRICS_REQUIRE_TOKEN")]
-    pub metrics_require_token: bool,
-
-    /// Allow a non-loopback --http with no token. [default: off]
-    /// (http.insecure)
-    #[arg(long, env = "GATEWAY_HTTP_INSECURE")]
-    pub http_insecure: bool,
+    /// The HTTP server and its authentication.
+    #[command(flatten)]
+    pub http_args: HttpArgs,
 
     /// Log format. [default: text] (log.format)
     #[arg(long, env = "GATEWAY_LOG_FORMAT", value_name = "FORMAT")]
@@ -394,14 +388,8 @@ impl ServeArgs {
     pub fn load(&self) -> Result<Config, ConfigError> {
         RunArgs {
             config: self.config.clone(),
-            store: self.store.clone(),
-            store_username: self.store_username.clone(),
-            store_password: self.store_password.clone(),
-            http: self.http.clone(),
-            http_token: self.http_token.clone(),
-            http_token_file: self.http_token_file.clone(),
-            metrics_require_token: self.metrics_require_token,
-            http_insecure: self.http_insecure,
+            store_args: self.store_args.clone(),
+            http_args: self.http_args.clone(),
             log_format: self.log_format,
             ..RunArgs::default()
         }
@@ -443,7 +431,10 @@ impl DeadlettersArgs {
         RunArgs {
             config: self.config.clone(),
             data_dir: self.data_dir.clone(),
-            store: self.store.clone(),
+            store_args: StoreArgs {
+                store: self.store.clone(),
+                ..StoreArgs::default()
+            },
             ..RunArgs::default()
         }
         .load()

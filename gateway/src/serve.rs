@@ -90,7 +90,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         )?);
     let http_stop = CancellationToken::new();
     let task = http::serve(resolved.http, app, http_stop.clone()).await?;
-    wait_for_signal(stop).await;
+    crate::service::first_signal(&mut crate::service::sigterm(), &stop).await;
     http_stop.cancel();
     let _ = task.await;
     tracing::info!("query-only node stopped");
@@ -115,22 +115,5 @@ async fn ready(State(s): State<ServeState>) -> Response {
         )
             .into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
-    }
-}
-
-async fn wait_for_signal(stop: CancellationToken) {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let term_recv = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        () = term_recv => tracing::info!("SIGTERM: shutting down"),
-        () = stop.cancelled() => tracing::info!("stop requested: shutting down"),
     }
 }

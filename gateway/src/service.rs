@@ -261,30 +261,42 @@ fn store_source(cfg: &Config) -> anyhow::Result<Option<crate::api::store::StoreS
     Ok(Some(crate::api::store::StoreSource::new(q)?))
 }
 
+/// A SIGTERM listener (none, logged, where it cannot be installed).
+pub(crate) fn sigterm() -> Option<tokio::signal::unix::Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for SIGTERM");
+            None
+        }
+    }
+}
+
+/// Waits for SIGINT, SIGTERM (on `term`) or `stop`, and logs which came.
+pub(crate) async fn first_signal(
+    term: &mut Option<tokio::signal::unix::Signal>,
+    stop: &CancellationToken,
+) {
+    let term_recv = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        () = term_recv => tracing::info!("SIGTERM: shutting down"),
+        () = stop.cancelled() => tracing::info!("stop requested: shutting down"),
+    }
+}
+
 /// First SIGINT/SIGTERM (or `stop`): graceful shutdown. Second: exit now.
 fn spawn_signal_handler(stop: CancellationToken, shutdown: CancellationToken, health: Arc<Health>) {
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot listen for SIGTERM");
-                    None
-                }
-            };
-        let term_recv = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            () = term_recv => tracing::info!("SIGTERM: shutting down"),
-            () = stop.cancelled() => tracing::info!("stop requested: shutting down"),
-        }
+        let mut term = sigterm();
+        first_signal(&mut term, &stop).await;
         health.set_shutting_down();
         shutdown.cancel();
         let again = async {

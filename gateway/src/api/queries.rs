@@ -322,17 +322,22 @@ pub fn series(db: &HotRead<'_>, req: &SeriesRequest) -> Result<SeriesResponse, A
             v,
         });
     }
+    Ok(series_answer(req, out))
+}
+
+/// The `/api/series` answer to `req` with these series (either source's).
+pub(crate) fn series_answer(req: &SeriesRequest, series: Vec<Series>) -> SeriesResponse {
     let agg = serde_json::to_value(req.agg)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default();
-    Ok(SeriesResponse {
+    SeriesResponse {
         from_ms: ms(req.from_ns),
         to_ms: ms(req.to_ns),
         step_ms: ms(req.step_ns),
         agg,
-        series: out,
-    })
+        series,
+    }
 }
 
 /// One reading per series: its newest at or before `at_ns` and not older than `oldest_ns`.

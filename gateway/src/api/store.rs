@@ -932,17 +932,7 @@ impl StoreSource {
                 v: column.values().map(|(_, v)| *v).collect(),
             })
             .collect();
-        let agg = serde_json::to_value(req.agg)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        Ok(SeriesResponse {
-            from_ms: ms(req.from_ns),
-            to_ms: ms(req.to_ns),
-            step_ms: ms(req.step_ns),
-            agg,
-            series,
-        })
+        Ok(queries::series_answer(req, series))
     }
 
     /// `GET /api/latest` from the store.

@@ -49,21 +49,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
             Err(why) => tracing::warn!(reason = %why, "the store does not answer yet"),
         }
     }
-    let tokens: Vec<&str> = resolved
-        .http_tokens
-        .iter()
-        .map(crate::config::Secret::expose)
-        .collect();
-    let auth = crate::api::auth::Auth::new(&tokens);
-    tracing::info!(
-        api_tokens = resolved.http_tokens.len(),
-        "{}",
-        if auth.is_some() {
-            "HTTP API and dashboard require a token"
-        } else {
-            "HTTP API and dashboard are open (no token configured)"
-        }
-    );
+    let auth = crate::service::api_auth(&cfg, &resolved);
     let metrics_auth = auth.clone().filter(|_| cfg.http.metrics_require_token);
     let state = ServeState {
         store: store.clone(),

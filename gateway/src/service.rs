@@ -83,24 +83,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
 
     let store_query = store_source(&cfg)?;
     let http_stop = CancellationToken::new();
-    // The tokens themselves are never logged: only how many there are.
-    let tokens: Vec<&str> = resolved
-        .http_tokens
-        .iter()
-        .map(crate::config::Secret::expose)
-        .collect();
-    let auth = crate::api::auth::Auth::new(&tokens);
-    tracing::info!(
-        api_tokens = resolved.http_tokens.len(),
-        metrics_require_token = auth.is_some() && cfg.http.metrics_require_token,
-        api_read_threads = cfg.http.api_read_threads,
-        "{}",
-        if auth.is_some() {
-            "HTTP API and dashboard require a token"
-        } else {
-            "HTTP API and dashboard are open (no token configured)"
-        }
-    );
+    let auth = api_auth(&cfg, &resolved);
     let app = http::router(AppState {
         health: Arc::clone(&health),
         metrics,
@@ -259,6 +242,32 @@ fn store_source(cfg: &Config) -> anyhow::Result<Option<crate::api::store::StoreS
         "the API, dashboard and alert rules read the store (query.source): every gateway's readings and device state"
     );
     Ok(Some(crate::api::store::StoreSource::new(q)?))
+}
+
+/// The API's authentication from the configured tokens, logged by count (the tokens
+/// themselves never are).
+pub(crate) fn api_auth(
+    cfg: &Config,
+    resolved: &crate::config::Resolved,
+) -> Option<Arc<crate::api::auth::Auth>> {
+    let tokens: Vec<&str> = resolved
+        .http_tokens
+        .iter()
+        .map(crate::config::Secret::expose)
+        .collect();
+    let auth = crate::api::auth::Auth::new(&tokens);
+    tracing::info!(
+        api_tokens = resolved.http_tokens.len(),
+        metrics_require_token = auth.is_some() && cfg.http.metrics_require_token,
+        api_read_threads = cfg.http.api_read_threads,
+        "{}",
+        if auth.is_some() {
+            "HTTP API and dashboard require a token"
+        } else {
+            "HTTP API and dashboard are open (no token configured)"
+        }
+    );
+    auth
 }
 
 /// A SIGTERM listener (none, logged, where it cannot be installed).

@@ -2,7 +2,7 @@
 //! bearer tokens (flag and token file), 401s with `WWW-Authenticate`, the login page and its
 //! session cookie, `/logout`, open health probes, `/metrics` open or behind the token, the
 //! refusal to serve an open API on a non-loopback address, and tokens kept out of the log
-//! and of `check-config`.
+//! and of `check-config`; and the same for the query-only node (`gateway serve`).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -348,4 +348,51 @@ fn check_config_redacts_the_tokens() {
         2 + 3,
         "two in http.tokens, three resolved:\n{text}"
     );
+}
+
+/// `gateway serve`, the query-only node, behind the same authentication: the API and the
+/// dashboard need the token, the health probes do not, an open API on a public address is
+/// refused, and the token stays out of its log.
+#[test]
+fn the_query_only_node_needs_the_token_too() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = tests::VictoriaMetrics::start().unwrap();
+    let port = tests::free_port().unwrap();
+    let refused = Command::new(gateway_bin())
+        .args(["serve", "--store", &store.url()])
+        .args(["--http", &format!("0.0.0.0:{port}")])
+        .env_remove("GATEWAY_HTTP_TOKEN")
+        .env_remove("GATEWAY_HTTP_INSECURE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("--http-token"), "{text}");
+
+    let log = dir.path().join("serve.log");
+    let mut cmd = Command::new(gateway_bin());
+    cmd.args(["serve", "--store", &store.url()])
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .args(["--http-token", TOKEN])
+        .env("RUST_LOG", "info");
+    let _serve = ChildGuard::spawn("gateway serve", &mut cmd, &log).unwrap();
+    wait_until(
+        "the query-only node is ready",
+        Duration::from_secs(30),
+        || http_get(port, "/health/ready").map(|(s, _)| s),
+        |s| *s == Some(200),
+    );
+    for path in ["/api/devices", "/api/latest", "/"] {
+        assert_unauthorized(&get(port, path, &[]), path);
+    }
+    let bearer = format!("Bearer {TOKEN}");
+    let ok = get(port, "/api/devices", &[("Authorization", &bearer)]);
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let body: serde_json::Value = serde_json::from_str(&ok.body).unwrap();
+    assert!(body["devices"].is_array(), "{body}");
+    assert_eq!(get(port, "/health/live", &[]).status, 200);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.contains("require a token"), "{text}");
+    assert!(!text.contains(TOKEN), "the token is in the log: {text}");
 }

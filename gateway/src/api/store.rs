@@ -164,7 +164,18 @@ pub struct StoreSource {
     device_window_ms: i64,
     health_window_ms: i64,
     recent_window_ms: i64,
+    /// The device rows last read: a dashboard's refresh asks devices, latest values,
+    /// stats and the AQI at once, and each needs them (see [`ROWS_REUSE_MS`]).
+    rows_cache: std::sync::Arc<std::sync::Mutex<Option<CachedRows>>>,
 }
+
+/// Device rows as of `at_ms`, read at an instant.
+type CachedRows = (std::time::Instant, i64, std::sync::Arc<Vec<DeviceRow>>);
+
+/// Device rows are read again when the last read is older than this, or was as of a
+/// time further than this from the question's: the rows' health counts scan the health
+/// window's sequence numbers, the costliest query of all.
+const ROWS_REUSE_MS: i64 = 2_000;
 
 impl std::fmt::Debug for StoreSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -482,6 +493,7 @@ impl StoreSource {
             device_window_ms: dur_ms(config.device_window),
             health_window_ms: dur_ms(config.health_window),
             recent_window_ms: dur_ms(config.recent_window),
+            rows_cache: std::sync::Arc::default(),
         })
     }
 
@@ -631,9 +643,37 @@ impl StoreSource {
         self.decode("series", data)
     }
 
-    /// Every device of the store as of `at_ns`, merged over gateways and series, by id.
+    /// Every device of the store as of `at_ns`, merged over gateways and series, by id;
+    /// the last read's when it is recent and as of a close enough time.
     fn rows(&self, at_ns: i64) -> Result<Vec<DeviceRow>, ApiError> {
         let at = ms(at_ns);
+        let reuse = std::time::Duration::from_millis(ROWS_REUSE_MS as u64);
+        {
+            let cached = self
+                .rows_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((read, of, rows)) = cached.as_ref()
+                && read.elapsed() < reuse
+                && (of - at).abs() <= ROWS_REUSE_MS
+            {
+                return Ok(rows.as_ref().clone());
+            }
+        }
+        let rows = self.read_rows(at)?;
+        *self
+            .rows_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
+            std::time::Instant::now(),
+            at,
+            std::sync::Arc::new(rows.clone()),
+        ));
+        Ok(rows)
+    }
+
+    /// [`Self::rows`] from the store.
+    fn read_rows(&self, at: i64) -> Result<Vec<DeviceRow>, ApiError> {
         let (dw, hw, rw) = (
             self.device_window_ms,
             self.health_window_ms,

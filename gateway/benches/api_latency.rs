@@ -16,6 +16,17 @@
 //!
 //! The hot tier is built once in `API_BENCH_DIR` (default `target/api-bench`, about 175 MB
 //! for the defaults) and reused by later runs with the same shape.
+//!
+//! `API_BENCH_SOURCE=store` asks the same questions of a query-only node over a real
+//! VictoriaMetrics instead (`gateway serve`'s router), filled with the same shape in the
+//! lines every gateway writes: the readings, and per message the device's
+//! `gateway_device` lines (readings, sequence number, first sight), its status and meta
+//! (default 1 day: `API_BENCH_DAYS`). The device rows are read again for each question
+//! (the `at` of successive requests 3 s apart, beyond their 2 s reuse).
+//!
+//! ```text
+//! API_BENCH_SOURCE=store cargo bench -p gateway --bench api_latency
+//! ```
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use gateway::api::{self, ApiConfig};
@@ -126,6 +137,84 @@ fn build(dir: &PathBuf, shape: &Shape) -> i64 {
     end
 }
 
+/// Fills a VictoriaMetrics with `shape` as the gateways write it; returns the end of the
+/// data (ns).
+fn fill_store(store: &tests::VictoriaMetrics, shape: &Shape) -> i64 {
+    use ingest::lineproto::{TagSet, Tags};
+    let now = ingest::message::now_ns();
+    let end = now / MINUTE * MINUTE;
+    let points = shape.days * 24 * 60;
+    let start = end - points * MINUTE;
+    let metrics = &METRICS[..shape.metrics];
+    let t = Instant::now();
+    let mut body = String::new();
+    let mut samples = 0u64;
+    let flush = |body: &mut String, force: bool| {
+        if force || body.len() > 8 << 20 {
+            store.write_line_protocol(body).unwrap();
+            body.clear();
+        }
+    };
+    for d in 0..shape.devices {
+        let device = format!("aq-{d:04}");
+        let district = DISTRICTS[d % DISTRICTS.len()];
+        let mut tags = TagSet::default();
+        tags.set(&Tags {
+            device: &device,
+            district: Some(district),
+            format: "senml",
+            kind: Some("airquality"),
+        });
+        let lat = 20.95 + (d % 40) as f64 * 0.004;
+        let lon = 105.75 + (d / 40) as f64 * 0.006;
+        tags.write_fields(
+            &mut body,
+            "gateway_device_status",
+            &[],
+            &[("online", 1.0)],
+            start,
+        );
+        tags.write_fields(
+            &mut body,
+            "gateway_device_meta",
+            &[("firmware", "0.1.0")],
+            &[
+                ("updated", 1.0),
+                ("period_s", 60.0),
+                ("lat", lat),
+                ("lon", lon),
+            ],
+            start,
+        );
+        for i in 0..points {
+            let ts = start + i * MINUTE;
+            // Received a little after the device's time, as a gateway stamps it.
+            let received = ts + 250_000_000;
+            for metric in metrics {
+                let v = 40.0
+                    + 25.0 * ((i as f64) * std::f64::consts::TAU / 1440.0).sin()
+                    + (d % 17) as f64;
+                tags.write_line(&mut body, metric, v, ts);
+            }
+            let mut fields = vec![("readings", metrics.len() as f64)];
+            if i == 0 {
+                fields.push(("first_seen_ms", (received / 1_000_000) as f64));
+            }
+            tags.write_fields(&mut body, "gateway_device", &[], &fields, received);
+            tags.write_fields(&mut body, "gateway_device", &[], &[("seq", i as f64)], ts);
+            samples += metrics.len() as u64 + 2;
+            flush(&mut body, false);
+        }
+    }
+    flush(&mut body, true);
+    store.force_flush().unwrap();
+    eprintln!(
+        "wrote {samples} samples to VictoriaMetrics in {:.0} s",
+        t.elapsed().as_secs_f64()
+    );
+    end
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
@@ -164,6 +253,10 @@ fn main() {
         metrics: env("API_BENCH_METRICS", 2usize).clamp(1, METRICS.len()),
     };
     let requests = env("API_BENCH_REQUESTS", if benching { 300 } else { 20 });
+    let from_store = std::env::var("API_BENCH_SOURCE").as_deref() == Ok("store");
+    if from_store {
+        return store_main(benching, requests);
+    }
     let dir: PathBuf = std::env::var("API_BENCH_DIR").map_or_else(
         |_| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -186,20 +279,7 @@ fn main() {
         shape.devices as i64 * shape.days * 1440
     );
 
-    let (tx, rx) = std::sync::mpsc::channel();
-    let config = ApiConfig::new(ingest::store::db_path(&dir));
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-            axum::serve(listener, api::router(config)).await.unwrap();
-        });
-    });
-    let addr = rx.recv().unwrap();
+    let addr = serve(ApiConfig::new(ingest::store::db_path(&dir)));
     let devices = shape.devices;
     let from = end_ms - 24 * 3600 * 1000;
 
@@ -223,10 +303,74 @@ fn main() {
         "/api/devices",
         t.elapsed().as_secs_f64() * 1e3
     );
+    measure_series_and_latest(&addr, requests, devices, from, |_| end_ms);
+}
 
+/// The router on a loopback port, on a runtime of its own; its address.
+fn serve(config: ApiConfig) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+            axum::serve(listener, api::router(config)).await.unwrap();
+        });
+    });
+    rx.recv().unwrap()
+}
+
+/// The store as the source: a VictoriaMetrics filled like the hot tier, a query-only
+/// node's router over it.
+fn store_main(benching: bool, requests: usize) {
+    let shape = Shape {
+        devices: env("API_BENCH_DEVICES", if benching { 1000 } else { 20 }),
+        days: env("API_BENCH_DAYS", 1),
+        metrics: env("API_BENCH_METRICS", 2usize).clamp(1, METRICS.len()),
+    };
+    let store = tests::VictoriaMetrics::start().unwrap();
+    let end = fill_store(&store, &shape);
+    let end_ms = end / 1_000_000;
+    println!(
+        "store: {} devices x {} days of 1-minute data x {} metrics, and the device lines",
+        shape.devices, shape.days, shape.metrics
+    );
+    let source =
+        api::store::StoreSource::new(api::store::StoreQueryConfig::new(store.url())).unwrap();
+    let addr = serve(ApiConfig::store_only(source));
+    let from = end_ms - 24 * 3600 * 1000;
+    // Successive `at`s 3 s apart: every request reads the device rows again.
+    let at = |i: usize| end_ms - (i as i64 % 200) * 3000;
+    measure(
+        "/api/aqi (every station, 24 h)",
+        &addr,
+        requests.min(30),
+        |i| format!("/api/aqi?at={}", at(i)),
+    );
+    measure(
+        "/api/devices (rows read each time)",
+        &addr,
+        requests.min(100),
+        |i| format!("/api/devices?at={}", at(i)),
+    );
+    measure_series_and_latest(&addr, requests, shape.devices, from, at);
+}
+
+/// The series and latest-value questions both sources are asked.
+fn measure_series_and_latest(
+    addr: &str,
+    requests: usize,
+    devices: usize,
+    from: i64,
+    at: impl Fn(usize) -> i64,
+) {
+    let end_ms = at(0);
     measure(
         "/api/series 24 h of one device, step 5m",
-        &addr,
+        addr,
         requests,
         |i| {
             let d = (i * 7919) % devices;
@@ -235,7 +379,7 @@ fn main() {
     );
     measure(
         "/api/series 24 h of one device, step 1m",
-        &addr,
+        addr,
         requests,
         |i| {
             let d = (i * 7919) % devices;
@@ -244,13 +388,14 @@ fn main() {
     );
     measure(
         "/api/latest district overview (all)",
-        &addr,
+        addr,
         requests.min(100),
-        |_| format!("/api/latest?at={end_ms}"),
+        |i| format!("/api/latest?at={}", at(i)),
     );
-    measure("/api/latest one district", &addr, requests, |i| {
+    measure("/api/latest one district", addr, requests, |i| {
         format!(
-            "/api/latest?at={end_ms}&district={}",
+            "/api/latest?at={}&district={}",
+            at(i),
             DISTRICTS[i % DISTRICTS.len()]
         )
     });

@@ -3,8 +3,9 @@
 //! answer from the store (`crate::api::store`), which holds every gateway's readings and
 //! device state, behind the same HTTP authentication as `gateway run`.
 //!
-//! Routes: the API and dashboard (`crate::api`), `/metrics`, `/health/live`, and
-//! `/health/ready` (200 while the store answers queries, else 503 with the reason).
+//! Routes: the API and dashboard (`crate::api`), `/metrics`, `/health/live`,
+//! `/health/ready` (200 while the store answers queries, else 503 with the reason), and
+//! `/health` (the same as JSON, with the store's URL without credentials).
 
 use axum::Router;
 use axum::extract::State;
@@ -62,7 +63,7 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
         ))
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
-        .route("/health", get(ready))
+        .route("/health", get(health))
         .with_state(state)
         .merge(crate::api::router_with_auth(
             crate::api::ApiConfig {
@@ -89,6 +90,27 @@ async fn metrics_text(State(s): State<ServeState>) -> Response {
         s.metrics.render(),
     )
         .into_response()
+}
+
+/// `/health`: a JSON summary, like `gateway run`'s: the role, the store, whether it answers.
+async fn health(State(s): State<ServeState>) -> Response {
+    let store = s.store.clone();
+    let url = store.url().to_owned();
+    let answer = tokio::task::spawn_blocking(move || store.ready())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    let code = if answer.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "role": "query-only",
+        "ready": answer.is_ok(),
+        "store": url,
+        "not_ready_reason": answer.err(),
+    });
+    (code, axum::Json(body)).into_response()
 }
 
 async fn ready(State(s): State<ServeState>) -> Response {

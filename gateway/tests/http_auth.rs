@@ -392,6 +392,14 @@ fn the_query_only_node_needs_the_token_too() {
     let body: serde_json::Value = serde_json::from_str(&ok.body).unwrap();
     assert!(body["devices"].is_array(), "{body}");
     assert_eq!(get(port, "/health/live", &[]).status, 200);
+    let health = get(port, "/health", &[]);
+    assert_eq!(health.status, 200, "{}", health.body);
+    let health: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(
+        (health["role"].as_str(), health["ready"].as_bool()),
+        (Some("query-only"), Some(true)),
+        "{health}"
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(text.contains("require a token"), "{text}");
     assert!(!text.contains(TOKEN), "the token is in the log: {text}");

@@ -165,31 +165,63 @@ pub struct StoreSource {
     health_window_ms: i64,
     recent_window_ms: i64,
     /// The device rows last read: a dashboard's refresh asks devices, latest values,
-    /// stats and the AQI at once, and each needs them (see [`ROWS_REUSE_MS`]).
-    rows_cache: std::sync::Arc<std::sync::Mutex<Option<CachedRows>>>,
-    /// The health counts last read (see [`HEALTH_REUSE_MS`]).
-    health_cache: std::sync::Arc<std::sync::Mutex<Option<CachedHealth>>>,
+    /// stats and the AQI at once, and each needs them (reused for 2 s).
+    rows: std::sync::Arc<Reused<Vec<DeviceRow>>>,
+    /// The health counts last read: they scan every sequence number of the health window
+    /// (most of a device question's cost: about 0.15 s for 1,000 devices over 24 h on two
+    /// cores) and change slowly (reused for 30 s). Last seen, status and meta are read
+    /// with every set of rows.
+    health: std::sync::Arc<Reused<ByTag>>,
 }
 
+/// Query parts by tag, each a list of (labels, value).
+type ByTag = HashMap<String, Vec<(Labels, f64)>>;
+
 /// Health counts by tag (max, min, distinct, count, dropped), each by device.
-type Health = std::sync::Arc<HashMap<String, Vec<(Labels, f64)>>>;
+type Health = std::sync::Arc<ByTag>;
 
-/// [`Health`] as of `at_ms`, read at an instant.
-type CachedHealth = (std::time::Instant, i64, Health);
+/// The last answer to a question asked as of a time: reused while it is younger than
+/// `window_ms` and was asked as of a time at most `window_ms` from the new question's.
+#[derive(Debug)]
+struct Reused<T> {
+    window_ms: i64,
+    last: std::sync::Mutex<Option<(std::time::Instant, i64, std::sync::Arc<T>)>>,
+}
 
-/// The health counts scan every sequence number of the health window (most of a device
-/// question's cost: about 0.3 s for 1,000 devices over 24 h on two cores), and change
-/// slowly: they are read again when the last read is older than this or was as of a time
-/// further than this from the question's. Last seen, status and meta are read each time.
-const HEALTH_REUSE_MS: i64 = 30_000;
+impl<T> Reused<T> {
+    fn new(window_ms: i64) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            window_ms,
+            last: std::sync::Mutex::new(None),
+        })
+    }
 
-/// Device rows as of `at_ms`, read at an instant.
-type CachedRows = (std::time::Instant, i64, std::sync::Arc<Vec<DeviceRow>>);
-
-/// Device rows are read again when the last read is older than this, or was as of a
-/// time further than this from the question's: the rows' health counts scan the health
-/// window's sequence numbers, the costliest query of all.
-const ROWS_REUSE_MS: i64 = 2_000;
+    /// The answer as of `at_ms`: the last one when it may stand, else `read`'s.
+    fn get(
+        &self,
+        at_ms: i64,
+        read: impl FnOnce() -> Result<T, ApiError>,
+    ) -> Result<std::sync::Arc<T>, ApiError> {
+        let window = std::time::Duration::from_millis(self.window_ms.unsigned_abs());
+        if let Some((read_at, of, answer)) = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && read_at.elapsed() < window
+            && (of - at_ms).abs() <= self.window_ms
+        {
+            return Ok(answer.clone());
+        }
+        let answer = std::sync::Arc::new(read()?);
+        *self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), at_ms, answer.clone()));
+        Ok(answer)
+    }
+}
 
 impl std::fmt::Debug for StoreSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -507,8 +539,8 @@ impl StoreSource {
             device_window_ms: dur_ms(config.device_window),
             health_window_ms: dur_ms(config.health_window),
             recent_window_ms: dur_ms(config.recent_window),
-            rows_cache: std::sync::Arc::default(),
-            health_cache: std::sync::Arc::default(),
+            rows: Reused::new(2_000),
+            health: Reused::new(30_000),
         })
     }
 
@@ -662,72 +694,36 @@ impl StoreSource {
     /// the last read's when it is recent and as of a close enough time.
     fn rows(&self, at_ns: i64) -> Result<Vec<DeviceRow>, ApiError> {
         let at = ms(at_ns);
-        let reuse = std::time::Duration::from_millis(ROWS_REUSE_MS as u64);
-        {
-            let cached = self
-                .rows_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((read, of, rows)) = cached.as_ref()
-                && read.elapsed() < reuse
-                && (of - at).abs() <= ROWS_REUSE_MS
-            {
-                return Ok(rows.as_ref().clone());
-            }
-        }
-        let rows = self.read_rows(at)?;
-        *self
-            .rows_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
-            std::time::Instant::now(),
-            at,
-            std::sync::Arc::new(rows.clone()),
-        ));
-        Ok(rows)
+        Ok(self.rows.get(at, || self.read_rows(at))?.as_ref().clone())
     }
 
     /// The health counts by device over the health window `hw` ending at `at` (ms): the
     /// last read's when it is recent and as of a close enough time.
     fn health(&self, at: i64, hw: i64) -> Result<Health, ApiError> {
-        let reuse = std::time::Duration::from_millis(HEALTH_REUSE_MS as u64);
-        {
-            let cached = self
-                .health_cache
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if let Some((read, of, health)) = cached.as_ref()
-                && read.elapsed() < reuse
-                && (of - at).abs() <= HEALTH_REUSE_MS
-            {
-                return Ok(health.clone());
-            }
-        }
-        let seq = format!("gateway_device_seq[{hw}ms]");
-        let health = std::sync::Arc::new(by_tag(
-            self.instant_parts(
-                &[
-                    tagged(&format!("max by (device)(max_over_time({seq}))"), "max"),
-                    tagged(&format!("min by (device)(min_over_time({seq}))"), "min"),
-                    tagged(&format!("sum by (device)(distinct_over_time({seq}))"), "distinct"),
-                    tagged(&format!("sum by (device)(count_over_time({seq}))"), "count"),
-                    tagged(
-                        &format!(
-                            "sum by (device)(sum_over_time({{__name__=\"droppedReadings_value\",format!=\"\"}}[{hw}ms]))"
+        self.health.get(at, || {
+            let seq = format!("gateway_device_seq[{hw}ms]");
+            Ok(by_tag(
+                self.instant_parts(
+                    &[
+                        tagged(&format!("max by (device)(max_over_time({seq}))"), "max"),
+                        tagged(&format!("min by (device)(min_over_time({seq}))"), "min"),
+                        tagged(
+                            &format!("sum by (device)(distinct_over_time({seq}))"),
+                            "distinct",
                         ),
-                        "dropped",
-                    ),
-                ],
-                at,
-            )?,
-            false,
-        ));
-        *self
-            .health_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((std::time::Instant::now(), at, health.clone()));
-        Ok(health)
+                        tagged(&format!("sum by (device)(count_over_time({seq}))"), "count"),
+                        tagged(
+                            &format!(
+                                "sum by (device)(sum_over_time({{__name__=\"droppedReadings_value\",format!=\"\"}}[{hw}ms]))"
+                            ),
+                            "dropped",
+                        ),
+                    ],
+                    at,
+                )?,
+                false,
+            ))
+        })
     }
 
     /// [`Self::rows`] from the store.

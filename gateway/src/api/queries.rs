@@ -56,12 +56,12 @@ pub(crate) struct DeviceRow {
     pub(crate) meta: serde_json::Value,
 }
 
-/// Names a meta field goes by: the first is `schemas::meta`'s (what the firmware sends),
-/// the others what other publishers (simulators, third-party devices) use.
-pub(crate) const META_FIRMWARE: &[&str] = &["fw", "firmware"];
-pub(crate) const META_PERIOD: &[&str] = &["periodS", "period_s", "period"];
-pub(crate) const META_LAT: &[&str] = &["lat", "latitude"];
-pub(crate) const META_LON: &[&str] = &["lon", "lng", "longitude"];
+/// Names a meta field goes by ([`schemas::meta::keys`]: the first is what the firmware
+/// sends, the others what other publishers use; ingest's device series read the same).
+pub(crate) const META_FIRMWARE: &[&str] = schemas::meta::keys::FIRMWARE;
+pub(crate) const META_PERIOD: &[&str] = schemas::meta::keys::PERIOD;
+pub(crate) const META_LAT: &[&str] = schemas::meta::keys::LAT;
+pub(crate) const META_LON: &[&str] = schemas::meta::keys::LON;
 
 impl DeviceRow {
     fn meta_field(&self, keys: &[&str]) -> Option<&serde_json::Value> {

@@ -786,6 +786,35 @@ fn the_stores_answers_match_the_written_data() {
         "{e}"
     );
     assert!(wrong.ready().is_err());
+
+    // --- the same from a terminal: `gateway query ... --store` ---
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(args)
+            .args(["--store", &store.url(), "--format", "csv"])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, text, err) = cli(&["query", "devices"]);
+    assert!(ok, "{err}");
+    for id in ids(&all) {
+        assert!(
+            text.contains(id),
+            "gateway query devices --store lacks {id}:\n{text}"
+        );
+    }
+    let (ok, text, err) = cli(&["query", "latest", "--district", "ba-dinh"]);
+    assert!(
+        ok && text.contains("ba-dinh,airquality,2,2,"),
+        "{text}{err}"
+    );
+    let (ok, _, err) = cli(&["query", "alerts"]);
+    assert!(!ok && err.contains("not in the store"), "{err}");
 }
 
 #[test]

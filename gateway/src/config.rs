@@ -156,23 +156,20 @@ impl Config {
         }
     }
 
-    /// The store query source's settings: the store's URL and credentials, the
-    /// `[query]` windows.
+    /// The store query source's settings: the store's URL and credentials (the
+    /// forwarder's: `store.username`/`password`, else the URL's user info), the `[query]`
+    /// windows.
     pub fn store_query(&self) -> Option<crate::api::store::StoreQueryConfig> {
         let url = self.store.url.as_ref()?;
-        let sink = crate::forward::sink_config(self);
-        let (username, password) = sink.credentials().unzip();
         let q = &self.query;
         Some(crate::api::store::StoreQueryConfig {
-            username,
-            password,
+            username: self.store.username.clone(),
+            password: self.store.password.as_ref().map(|p| p.expose().to_owned()),
             timeout: Duration::from_secs(self.store.timeout_s.max(1)),
             device_window: Duration::from_secs(q.device_window_s),
             health_window: Duration::from_secs(q.health_window_s),
             recent_window: Duration::from_secs(q.recent_window_s),
-            ..crate::api::store::StoreQueryConfig::new(ingest::forward::url_without_credentials(
-                url,
-            ))
+            ..crate::api::store::StoreQueryConfig::new(url.clone())
         })
     }
 }
@@ -1537,12 +1534,17 @@ mod tests {
             "a share group with a store: the store"
         );
         let q = c.store_query().unwrap();
-        assert_eq!(q.url, "http://vm:8428");
-        assert_eq!(
-            (q.username.as_deref(), q.password.as_deref()),
-            (Some("u"), Some("p@ss"))
-        );
         assert_eq!(q.health_window, Duration::from_secs(86_400));
+        // The forwarder's credentials (the URL's user info, decoded), sent as a header to
+        // the URL without them.
+        let url = url::Url::parse(&q.url).unwrap();
+        assert_eq!(
+            ingest::forward::basic_credentials(&url, q.username.as_deref(), q.password.as_deref()),
+            Some(("u".into(), "p@ss".into()))
+        );
+        let source = crate::api::store::StoreSource::new(q).unwrap();
+        assert_eq!(source.url(), "http://vm:8428");
+        assert!(!format!("{source:?}").contains("p@ss"));
         c.query.source = QuerySource::HotTier;
         assert!(!c.query_from_store());
         let c = Config::from_toml("[query]\nsource = \"store\"\n").unwrap();

@@ -166,16 +166,10 @@ impl Source {
 /// Runs `gateway query ...`, printing to stdout.
 pub fn run(args: &QueryArgs) -> Result<()> {
     if let Some(url) = &args.store {
-        let mut sink = ingest::SinkConfig::new(url.clone());
-        sink.username.clone_from(&args.store_username);
-        sink.password.clone_from(&args.store_password);
-        let (username, password) = sink.credentials().unzip();
         let store = crate::api::store::StoreSource::new(crate::api::store::StoreQueryConfig {
-            username,
-            password,
-            ..crate::api::store::StoreQueryConfig::new(ingest::forward::url_without_credentials(
-                url,
-            ))
+            username: args.store_username.clone(),
+            password: args.store_password.clone(),
+            ..crate::api::store::StoreQueryConfig::new(url.clone())
         })?;
         return print(&ask(&Source::Store { store }, args)?, args.format);
     }

@@ -109,32 +109,28 @@ impl SinkConfig {
         url_for_logs(&self.url)
     }
 
-    /// Basic credentials (user, password): the explicit ones, else the URL's user info.
-    /// The store's query side uses the same ones.
-    pub fn credentials(&self) -> Option<(String, String)> {
-        let url = reqwest::Url::parse(&self.url).ok();
-        match url {
-            Some(u) => self.basic_credentials(&u),
-            None => self
-                .username
-                .clone()
-                .map(|u| (u, self.password.clone().unwrap_or_default())),
-        }
-    }
-
     /// Basic credentials: the explicit ones, else the URL's user info.
     fn basic_credentials(&self, url: &reqwest::Url) -> Option<(String, String)> {
-        let user = self
-            .username
-            .clone()
-            .or_else(|| (!url.username().is_empty()).then(|| percent_decode(url.username())))?;
-        let password = self
-            .password
-            .clone()
-            .or_else(|| url.password().map(percent_decode))
-            .unwrap_or_default();
-        Some((user, password))
+        basic_credentials(url, self.username.as_deref(), self.password.as_deref())
     }
+}
+
+/// Basic credentials (user, password) for a store at `url`: `username` if given, else the
+/// URL's user name; `password` if given, else the URL's password (user info decoded,
+/// empty when there is none). The forwarder and the store's query side both use it.
+pub fn basic_credentials(
+    url: &reqwest::Url,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Option<(String, String)> {
+    let user = username
+        .map(str::to_owned)
+        .or_else(|| (!url.username().is_empty()).then(|| percent_decode(url.username())))?;
+    let password = password
+        .map(str::to_owned)
+        .or_else(|| url.password().map(percent_decode))
+        .unwrap_or_default();
+    Some((user, password))
 }
 
 /// A URL with its user info (which may hold a password) replaced, for logs and printed
@@ -149,19 +145,6 @@ pub fn url_for_logs(url: &str) -> String {
     match rest[..authority_end].rfind('@') {
         Some(at) => format!("{}<redacted>{}", &url[..scheme_end], &rest[at..]),
         None => url.to_owned(),
-    }
-}
-
-/// `url` without its user info (`http://u:p@host:8428` -> `http://host:8428`), for
-/// clients that send the credentials as a header; unchanged when it does not parse.
-pub fn url_without_credentials(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut u) => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.as_str().trim_end_matches('/').to_owned()
-        }
-        Err(_) => url.to_owned(),
     }
 }
 
@@ -628,10 +611,15 @@ mod tests {
         let plain = SinkConfig::new("http://vm.example:8428");
         let url = reqwest::Url::parse(&plain.url).unwrap();
         assert_eq!(plain.basic_credentials(&url), None);
-        assert_eq!(plain.credentials(), None);
-        // The query side sends the same credentials as a header, to the URL without them.
-        let sink = SinkConfig::new("http://ops%40city:p%3Ass@vm.example:8428/");
-        assert_eq!(sink.credentials(), Some(("ops@city".into(), "p:ss".into())));
-        assert_eq!(url_without_credentials(&sink.url), "http://vm.example:8428");
+        // What the store's query side calls: the same rules on a URL and the flags.
+        let url = reqwest::Url::parse("http://ops%40city:p%3Ass@vm.example:8428/").unwrap();
+        assert_eq!(
+            basic_credentials(&url, None, None),
+            Some(("ops@city".into(), "p:ss".into()))
+        );
+        assert_eq!(
+            basic_credentials(&url, Some("flag-user"), None),
+            Some(("flag-user".into(), "p:ss".into()))
+        );
     }
 }

@@ -91,6 +91,7 @@ use super::model::*;
 use super::params::{self, Agg, SeriesRequest};
 use super::queries::{self, DeviceRow, META_FIRMWARE, META_LAT, META_LON, META_PERIOD, ms};
 use crate::aqi;
+use crate::config::url_for_logs;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -493,28 +494,23 @@ impl StoreSource {
     pub fn new(config: StoreQueryConfig) -> anyhow::Result<Self> {
         use base64::Engine as _;
         let mut url = url::Url::parse(config.url.trim())
-            .map_err(|e| anyhow::anyhow!("store URL `{}`: {e}", redact(&config.url)))?;
+            .map_err(|e| anyhow::anyhow!("store URL `{}`: {e}", url_for_logs(&config.url)))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             anyhow::bail!(
                 "store URL `{}`: expected http://host:port or https://host:port",
-                redact(&config.url)
+                url_for_logs(&config.url)
             );
         }
-        let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
-        };
-        let (mut username, mut password) = (config.username, config.password);
-        if !url.username().is_empty() || url.password().is_some() {
-            if username.is_none() {
-                username = Some(decode(url.username()));
-                password = url.password().map(decode);
-            }
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-        }
+        // The forwarder's credentials: the explicit ones, else the URL's user info, which
+        // then leaves the URL (it goes in a header).
+        let (username, password) = ingest::forward::basic_credentials(
+            &url,
+            config.username.as_deref(),
+            config.password.as_deref(),
+        )
+        .unzip();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
         url.set_query(None);
         url.set_fragment(None);
         let base = url.as_str().trim_end_matches('/').to_owned();
@@ -1250,22 +1246,6 @@ fn regex_chunks(devices: &[&String]) -> Vec<String> {
     out
 }
 
-/// A URL for messages: its user info replaced.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => match url.rsplit_once('@') {
-            Some((_, host)) => format!("…@{host}"),
-            None => url.to_owned(),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1305,7 +1285,7 @@ mod tests {
             "{shown}"
         );
         assert!(StoreSource::new(StoreQueryConfig::new("ftp://x")).is_err());
-        assert_eq!(redact("http://a:b@h:1/"), "http://h:1/");
+        assert_eq!(url_for_logs("http://a:b@h:1/"), "http://<redacted>@h:1/");
     }
 
     #[test]

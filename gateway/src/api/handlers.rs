@@ -136,19 +136,14 @@ pub async fn stats(
         Some(store) => {
             // Devices and the ingest rate from the store; dead letters and the outbox
             // are this gateway's own (none on a query-only node).
-            let p2 = p.clone();
-            let mut merged = store.run(move |st| st.stats(&p2, now, stale)).await?;
-            if let Some(local) = s
-                .local(move |c| queries::stats(c, &p, now, stale))
+            let at_ns = super::params::parse_at(p.at.as_deref(), now)?;
+            let mut merged = store.run(move |st| st.stats(&p, now, stale)).await?;
+            if let Some(own) = s
+                .local(move |c| queries::OwnStats::read(c, at_ns))
                 .await
                 .transpose()?
             {
-                merged.dead_letters = local.dead_letters;
-                merged.dead_letters_last_hour = local.dead_letters_last_hour;
-                merged.outbox_entries = local.outbox_entries;
-                merged.outbox_readings = local.outbox_readings;
-                merged.outbox_bytes = local.outbox_bytes;
-                merged.store_lag_s = local.store_lag_s;
+                own.fill(&mut merged);
             }
             merged
         }

@@ -692,14 +692,7 @@ pub fn stats(
     default_stale: Duration,
 ) -> Result<StatsResponse, ApiError> {
     let at_ns = params::parse_at(p.at.as_deref(), now_ns)?;
-    let dead_letters: Vec<ReasonCount> = ingest::deadletter::count_by_reason(conn)?
-        .into_iter()
-        .map(|(reason, count)| ReasonCount { reason, count })
-        .collect();
-    let dead_letters_last_hour =
-        ingest::deadletter::count_between(conn, at_ns - NS_PER_HOUR, at_ns)?;
-    let outbox = ingest::outbox::depth(conn)?;
-    let oldest = ingest::outbox::oldest_created_ns(conn)?;
+    let own = OwnStats::read(conn, at_ns)?;
 
     // Readings per second over the last minute: the chunks that can overlap it, and the
     // head.
@@ -712,22 +705,63 @@ pub fn stats(
     let rows = load_devices(conn)?;
     let counts = DeviceCounts::of(&rows, at_ns, default_stale);
     let secs = |ns: i64| ns as f64 / NS_PER_S as f64;
-    Ok(StatsResponse {
+    let mut answer = StatsResponse {
         at_ms: ms(at_ns),
-        dead_letters,
-        dead_letters_last_hour,
+        dead_letters: Vec::new(),
+        dead_letters_last_hour: 0,
         ingest_rate_per_s: recent as f64 / 60.0,
-        outbox_entries: outbox.entries,
-        outbox_readings: outbox.readings,
-        outbox_bytes: outbox.bytes,
-        store_lag_s: oldest.map_or(0.0, |o| secs((at_ns - o).max(0))),
+        outbox_entries: 0,
+        outbox_readings: 0,
+        outbox_bytes: 0,
+        store_lag_s: 0.0,
         newest_message_age_s: counts.newest_ns.map(|n| secs((at_ns - n).max(0))),
         devices: counts.devices,
         devices_online: counts.online,
         devices_stale: counts.stale,
         log_backlog_bytes: None,
         log_apply_lag_records: None,
-    })
+    };
+    own.fill(&mut answer);
+    Ok(answer)
+}
+
+/// The `/api/stats` figures that are a gateway's own whatever the query source: its dead
+/// letters and its outbox (the store holds neither).
+#[derive(Debug, Clone)]
+pub(crate) struct OwnStats {
+    dead_letters: Vec<ReasonCount>,
+    dead_letters_last_hour: u64,
+    outbox: ingest::outbox::OutboxDepth,
+    store_lag_s: f64,
+}
+
+impl OwnStats {
+    /// Reads them as of `at_ns`.
+    pub(crate) fn read(conn: &HotRead<'_>, at_ns: i64) -> Result<Self, ApiError> {
+        let dead_letters = ingest::deadletter::count_by_reason(conn)?
+            .into_iter()
+            .map(|(reason, count)| ReasonCount { reason, count })
+            .collect();
+        let dead_letters_last_hour =
+            ingest::deadletter::count_between(conn, at_ns - NS_PER_HOUR, at_ns)?;
+        let oldest = ingest::outbox::oldest_created_ns(conn)?;
+        Ok(Self {
+            dead_letters,
+            dead_letters_last_hour,
+            outbox: ingest::outbox::depth(conn)?,
+            store_lag_s: oldest.map_or(0.0, |o| (at_ns - o).max(0) as f64 / NS_PER_S as f64),
+        })
+    }
+
+    /// Puts them into an answer.
+    pub(crate) fn fill(self, answer: &mut StatsResponse) {
+        answer.dead_letters = self.dead_letters;
+        answer.dead_letters_last_hour = self.dead_letters_last_hour;
+        answer.outbox_entries = self.outbox.entries;
+        answer.outbox_readings = self.outbox.readings;
+        answer.outbox_bytes = self.outbox.bytes;
+        answer.store_lag_s = self.store_lag_s;
+    }
 }
 
 /// `/api/stats`' device figures.

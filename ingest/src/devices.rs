@@ -145,6 +145,23 @@ impl DeviceRow {
         ]
     }
 
+    /// The tags of `device`'s lines for the store: the row's district and kind, else
+    /// what the message says.
+    pub(crate) fn tags<'a>(
+        &'a self,
+        device: &'a str,
+        district: Option<&'a str>,
+        kind: Option<&'a str>,
+        format: Format,
+    ) -> crate::lineproto::Tags<'a> {
+        crate::lineproto::Tags {
+            device,
+            district: self.district.as_deref().or(district),
+            format: format.as_str(),
+            kind: self.kind.as_deref().or(kind),
+        }
+    }
+
     /// Sets the status from the status topic.
     pub(crate) fn set_status(&mut self, online: bool, at_ns: i64) {
         self.status = Some(if online { "online" } else { "offline" }.to_owned());

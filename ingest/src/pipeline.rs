@@ -23,7 +23,7 @@ use crate::decode::{self, Context, Decoded};
 use crate::devices::{DeviceCache, SeqEvent, Sighting, seq_event};
 use crate::error::{IngestError, Result};
 use crate::hot::{FlushOutcome, HotHead, HotOptions, HotWriter};
-use crate::lineproto::{TagSet, Tags};
+use crate::lineproto::TagSet;
 use crate::message::Inbound;
 use crate::metrics as m;
 use crate::outbox;
@@ -648,12 +648,7 @@ impl Pipeline {
                         )?;
                         row.set_status(*online, msg.received_at_ns);
                         if device_series {
-                            tagset.set(&Tags {
-                                device,
-                                district: row.district.as_deref().or(*district),
-                                format: format.as_str(),
-                                kind: row.kind.as_deref().or(*kind),
-                            });
+                            tagset.set(&row.tags(device, *district, *kind, *format));
                             tagset.write_fields(
                                 body,
                                 DEVICE_STATUS_SERIES,
@@ -684,12 +679,12 @@ impl Pipeline {
                         )?;
                         row.set_meta(json, msg.received_at_ns);
                         if device_series {
-                            tagset.set(&Tags {
+                            tagset.set(&row.tags(
                                 device,
-                                district: row.district.as_deref().or(Some(district)),
-                                format: Format::Senml.as_str(),
-                                kind: row.kind.as_deref().or(Some(kind)),
-                            });
+                                Some(district),
+                                Some(kind),
+                                Format::Senml,
+                            ));
                             write_meta_line(body, &tagset, json, msg.received_at_ns);
                         }
                     }
@@ -729,17 +724,20 @@ impl Pipeline {
                             )?;
                             row.messages += 1;
                             if forwarding {
-                                tagset.set(&Tags {
-                                    device: &g.device,
-                                    district: row.district.as_deref().or(g.district.as_deref()),
-                                    format: format.as_str(),
-                                    kind: row.kind.as_deref().or(g.kind.as_deref()),
-                                });
+                                tagset.set(&row.tags(
+                                    &g.device,
+                                    g.district.as_deref(),
+                                    g.kind.as_deref(),
+                                    *format,
+                                ));
                             }
                             let mut newest = i64::MIN;
                             let mut fresh = false;
                             let mut new_readings = 0u32;
+                            // The message's own time: its newest reading's.
+                            let mut message_ts = i64::MIN;
                             for r in &g.readings {
+                                message_ts = message_ts.max(r.ts_ns);
                                 let name = r.metric.name();
                                 // Older than the hot window (a backfill, an old recording):
                                 // to the store only. Redeliveries of it are caught by the log.
@@ -823,12 +821,11 @@ impl Pipeline {
                                 // (deduplicating within 1 ms) keeps one sample per message
                                 // however close two messages arrive.
                                 if let Some(seq) = g.seq {
-                                    let at = g
-                                        .readings
-                                        .iter()
-                                        .map(|r| r.ts_ns)
-                                        .max()
-                                        .unwrap_or(msg.received_at_ns);
+                                    let at = if message_ts > i64::MIN {
+                                        message_ts
+                                    } else {
+                                        msg.received_at_ns
+                                    };
                                     tagset.write_fields(
                                         body,
                                         DEVICE_SERIES,
@@ -991,11 +988,8 @@ impl Pipeline {
     }
 }
 
-/// The format owning `device` when it is not `format`: the registry's, else the format of
-/// the device's first message (its row). `None`: `format` may write it (it owns it, or the
-/// device is new).
 /// Measurement of the per-message device series (`gateway_device_readings`,
-/// `gateway_device_seq`, `gateway_device_first_seen` in VictoriaMetrics).
+/// `gateway_device_seq`, `gateway_device_first_seen_ms` in VictoriaMetrics).
 pub const DEVICE_SERIES: &str = "gateway_device";
 /// Measurement of device status changes (`gateway_device_status_online`).
 pub const DEVICE_STATUS_SERIES: &str = "gateway_device_status";
@@ -1029,6 +1023,9 @@ fn write_meta_line(body: &mut String, tags: &TagSet, json: &str, at_ns: i64) {
     tags.write_fields(body, DEVICE_META_SERIES, extra, &fields, at_ns);
 }
 
+/// The format owning `device` when it is not `format`: the registry's, else the format of
+/// the device's first message (its row). `None`: `format` may write it (it owns it, or the
+/// device is new).
 fn other_owner(
     registry: &foldhash::HashMap<Box<str>, Registered>,
     devices: &mut DeviceCache,

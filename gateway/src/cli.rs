@@ -70,8 +70,9 @@ pub struct AlertsArgs {
 #[derive(Debug, Subcommand)]
 pub enum AlertsAction {
     /// Print the [[alerts.rules]] of the configuration as a vmalert rule file
-    /// (YAML) over the store's series: readings (`<metric>_value`) and the AQI
-    /// (`aqi_value`). Rules that need series the store does not hold yet are
+    /// (YAML) over the store's series: readings (`<metric>_value`), the AQI
+    /// (`aqi_value`) and the device-state series (`gateway_device_*`). Rules the
+    /// store cannot evaluate (a gateway's own pipeline signals, daily AQI) are
     /// listed as comments. Use it with `vmalert -rule FILE -datasource.url
     /// STORE`.
     ExportVmalert(ExportArgs),

@@ -47,10 +47,10 @@ pub struct PublicConfig {
     /// `Cache-Control: public, max-age=` of `/public/aqi`, and how long its answer is
     /// reused, in seconds. Default: 30.
     pub cache_s: u64,
-    /// Also write the feed's values to the time-series store, when one is configured and
-    /// the gateway is not in a share group, as the series `aqi_value{scope, index,
-    /// district, device, kind}` (see [`store_lines`]), so that Grafana and the store's own
-    /// alerting see the numbers the gateway shows. Default: true.
+    /// Also write the feed's values to the time-series store, when one is configured (in a
+    /// share group, only when the feed reads the store: `query.source`), as the series
+    /// `aqi_value{scope, index, district, device, kind}` (see [`store_lines`]), so that
+    /// Grafana and the store's own alerting see the numbers the gateway shows. Default: true.
     pub store_enabled: bool,
 }
 

@@ -35,13 +35,14 @@ pub async fn run(cfg: Config, stop: CancellationToken) -> anyhow::Result<()> {
     };
     let metrics = telemetry::metrics_handle(None)?;
     telemetry::spawn_upkeep(metrics.clone());
+    let store = StoreSource::new(query)?;
+    // The URL without its user info: the credentials go in a header, never in a log.
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
-        store = %query.url,
+        store = %store.url(),
         http = %resolved.http,
         "starting a query-only node (no MQTT, no hot tier)"
     );
-    let store = StoreSource::new(query)?;
     {
         let probe = store.clone();
         match tokio::task::spawn_blocking(move || probe.ready()).await? {

@@ -237,11 +237,13 @@ fn store_source(cfg: &Config) -> anyhow::Result<Option<crate::api::store::StoreS
     let Some(q) = cfg.store_query() else {
         return Ok(None);
     };
+    let source = crate::api::store::StoreSource::new(q)?;
+    // The URL without its user info: the credentials go in a header, never in a log.
     tracing::info!(
-        store = %q.url,
+        store = %source.url(),
         "the API, dashboard and alert rules read the store (query.source): every gateway's readings and device state"
     );
-    Ok(Some(crate::api::store::StoreSource::new(q)?))
+    Ok(Some(source))
 }
 
 /// The API's authentication from the configured tokens, logged by count (the tokens
